@@ -1,0 +1,105 @@
+"""Read the files of a dataset from a folder, a ``.zip`` or a ``.tar(.gz)`` through one interface.
+
+Readers match member names with patterns, so a dataset packed under an extra top-level folder
+(``fer2013/train/...``) is found as well as one packed at the root.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from deepfer.errors import DataError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def require(path: str | os.PathLike[str], what: str) -> Path:
+    """Return ``path`` as a Path, or raise DataError naming what was expected there."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder (expected {what})")
+    return p
+
+
+def iter_members(
+    path: Path, keep: Callable[[str], bool]
+) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """Yield ``(relative posix name, read)`` for every file under ``path`` that ``keep`` accepts.
+
+    ``read()`` returns the bytes; for tar archives it must be called before the next item is
+    requested (tar members are read in one sequential pass, which is what makes a .tar.gz fast).
+    Names are sorted for folders and zips, and in archive order for tars.
+    """
+    if path.is_dir():
+        names = sorted(
+            p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()
+        )
+        for name in names:
+            if keep(name):
+                yield name, (lambda n=name: (path / n).read_bytes())
+    elif path.name.lower().endswith(".zip"):
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataError(f"{path}: not a readable zip archive ({exc})") from None
+        with zf:
+            for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                if not info.is_dir() and keep(info.filename):
+                    yield info.filename, (lambda i=info: _zip_read(zf, i, path))
+    elif path.name.lower().endswith((".tar", ".tar.gz", ".tgz")):
+        try:
+            tf = tarfile.open(path, "r:*")
+        except (tarfile.TarError, OSError) as exc:
+            raise DataError(f"{path}: not a readable tar archive ({exc})") from None
+        with tf:
+            try:
+                for member in tf:
+                    name = member.name.removeprefix("./")
+                    if member.isfile() and keep(name):
+                        yield name, (lambda m=member: _tar_read(tf, m, path))
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise DataError(f"{path}: archive is truncated or corrupt ({exc})") from None
+    else:
+        raise DataError(f"{path}: expected a folder, .zip, .tar or .tar.gz")
+
+
+def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{path}::{info.filename}: cannot read archive member ({exc})") from None
+
+
+def _tar_read(tf: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+    try:
+        f = tf.extractfile(member)
+        return f.read() if f is not None else b""
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{path}::{member.name}: cannot read archive member ({exc})") from None
+
+
+def member_path(root: Path, name: str) -> str:
+    """How a sample's source is written in ``FaceData.paths``."""
+    return str(root / name) if root.is_dir() else f"{root}::{name}"
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap identity of a file or folder's content state (names, sizes, mtimes)."""
+    if path.is_file():
+        st = path.stat()
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    parts = [str(path.resolve())]
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            st = os.stat(os.path.join(root, f))
+            parts.append(f"{os.path.relpath(os.path.join(root, f), path)}|{st.st_size}|{st.st_mtime_ns}")
+    return "\n".join(parts)
