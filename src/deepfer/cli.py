@@ -76,6 +76,58 @@ def _format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+def train(args: argparse.Namespace) -> int:
+    from deepfer.train.config import load_config
+    from deepfer.train.loop import fit
+
+    overrides = {k: getattr(args, k) for k in ("model", "dataset", "data", "protocol", "fold", "epochs",
+                                              "batch_size", "lr", "seed", "out", "threads", "init", "augment")}
+    cfg = load_config(args.config, **overrides)
+    for summary in fit(cfg, resume=args.resume):
+        print(json.dumps(summary))
+    return 0
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    weights: tuple[str, ...]
+    dataset: str
+    data: str
+    protocol: str
+    split: str = "test"
+    tta: bool = False
+    seed: int = 0
+    size: int = 48
+    labels: str = "majority"
+    out: str | None = None
+    json: bool = False
+
+
+def evaluate(opts: EvaluateOptions) -> int:
+    from deepfer.train.evaluate import evaluate as run
+
+    extra: dict = {"size": opts.size}
+    if opts.dataset == "ferplus":
+        extra["labels"] = opts.labels
+    report = run(list(opts.weights), opts.dataset, opts.data, opts.protocol, opts.split, opts.tta,
+                 opts.seed, opts.out, extra)
+    if opts.json:
+        print(json.dumps(report))
+        return 0
+    std = f" +- {report['accuracy_std']:.4f} over {report['n_folds']} folds" if "accuracy_std" in report else ""
+    print(f"{report['dataset']}/{report['protocol']} {report['split']}: accuracy {report['accuracy']:.4f}{std}"
+          + (" (TTA: hflip)" if report["tta"] else ""))
+    print(f"weighted precision {report['weighted_precision']:.4f}, weighted recall {report['weighted_recall']:.4f}, "
+          f"unweighted precision {report['unweighted_precision']:.4f}, unweighted recall {report['unweighted_recall']:.4f}")
+    for name, m in report.get("per_class", {}).items():
+        print(f"  {name:<9} precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} n={m['support']}")
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+    if opts.out:
+        print(f"wrote {opts.out}/report.json and {opts.out}/confusion.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfer", description="Facial expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -93,12 +145,46 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--no-cache", action="store_true", help="decode again, ignoring the cache")
     info.set_defaults(run=lambda a: data_info(_options(DataInfoOptions, a)))
+
+    tr = sub.add_parser("train", help="train a model on a dataset under a protocol")
+    tr.add_argument("--config", help="recipe file (YAML/JSON) from configs/; options below override it")
+    tr.add_argument("--model", help="architecture name (deepfer models)")
+    tr.add_argument("--dataset", help="fer2013, ferplus, ckplus, jaffe or ferg")
+    tr.add_argument("--data", help="dataset path")
+    tr.add_argument("--protocol", help="named split")
+    tr.add_argument("--fold", type=int, help="k-fold protocols: train only this fold")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--augment", choices=["none", "basic", "strong"])
+    tr.add_argument("--init", help="start from this checkpoint (fine-tuning)")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--out", help="run folder for checkpoints and logs")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.set_defaults(run=train)
+
+    ev = sub.add_parser("evaluate", help="metrics of trained weights on a protocol's test split")
+    ev.add_argument("--weights", nargs="+", required=True,
+                    help="checkpoint(s) or run folder(s); several are averaged as an ensemble")
+    ev.add_argument("--dataset", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--protocol", required=True)
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--tta", action="store_true", help="average with the mirrored face (named in the report)")
+    ev.add_argument("--seed", type=int, default=0, help="the protocol's seed (must match training)")
+    ev.add_argument("--size", type=int, default=48)
+    ev.add_argument("--labels", choices=["majority", "soft"], default="majority", help="FER+ label mode")
+    ev.add_argument("--out", help="folder for report.json and confusion.png")
+    ev.add_argument("--json", action="store_true", help="print the JSON report")
+    ev.set_defaults(run=lambda a: evaluate(_options(EvaluateOptions, a)))
     return parser
 
 
 def _options(cls: type, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     fields = cls.__dataclass_fields__
-    return cls(**{k: v for k, v in vars(args).items() if k in fields})
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DeepferError as exc:
-        print(f"deepfer: error: {exc}", file=sys.stderr)
+        print(f"deepfer: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepfer: interrupted", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Training and evaluation (never imported by the inference or model code)."""

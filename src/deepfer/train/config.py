@@ -1,0 +1,85 @@
+"""Training recipes as frozen dataclasses, read from YAML/JSON files in ``configs/`` and
+overridden from the command line; every checkpoint stores the recipe it was trained with."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepfer.errors import DeepferError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: model, data, protocol and optimisation settings."""
+
+    model: str = "deep-emotion"
+    dataset: str = "fer2013"
+    data: str = ""
+    protocol: str = "official"
+    fold: int | None = None  # k-fold protocols: train only this fold (None = every fold)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # checkpoint to start from (fine-tuning); the head is re-made if classes differ
+    epochs: int = 60
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    fc_l2: float = 0.0  # the papers' lambda * ||W_fc||^2
+    scheduler: str = "cosine"  # cosine | onecycle | none
+    warmup_epochs: float = 0.0
+    augment: str = "basic"  # none | basic | strong
+    label_smoothing: float = 0.0
+    soft_labels: bool = False  # train on the vote distribution where the data has one (FER+)
+    patience: int = 0  # early stopping on validation accuracy; 0 = off
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = leave torch's default
+    eval_batch_size: int = 512
+    out: str = "runs/default"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
+            "scheduler": self.scheduler in ("cosine", "onecycle", "none"),
+            "augment": self.augment in ("none", "basic", "strong"),
+            "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
+            "fc_l2": self.fc_l2 >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise DeepferError(f"invalid training option(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a YAML/JSON file, with non-None ``overrides`` applied on top."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise DeepferError(f"{p}: no such config file")
+        try:
+            loaded = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            raise DeepferError(f"{p}: not a valid config file ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise DeepferError(f"{p}: a config file must hold a mapping of options")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DeepferError(f"unknown training option(s): {', '.join(unknown)}")
+    return TrainConfig(**values)
