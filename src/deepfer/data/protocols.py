@@ -236,8 +236,8 @@ def jaffe_loso(data: FaceData, seed: int) -> Split:
 
 @register("jaffe", "random")
 def jaffe_random(data: FaceData, seed: int) -> Split:
-    n = len(data)
-    return _random_split(data, (120 / n, 23 / n, 70 / n), seed, "random", "Deep-Emotion's 120/23/70")
+    # 120/23/70 of JAFFE's 213 images; the same fractions on any other copy
+    return _random_split(data, (120 / 213, 23 / 213, 70 / 213), seed, "random", "Deep-Emotion's 120/23/70")
 
 
 @register("ferg", "character")
