@@ -128,6 +128,26 @@ def evaluate(opts: EvaluateOptions) -> int:
     return 0
 
 
+def models(args: argparse.Namespace) -> int:
+    from deepfer.models import list_models
+    from deepfer.weights import list_pretrained
+
+    shipped = list_pretrained()
+    if args.json:
+        print(json.dumps({"architectures": list_models(), "weights": [
+            {"name": w.name, "architecture": w.architecture, "labels": w.labels,
+             "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
+             "val_accuracy": w.info.get("val_accuracy"), "card": str(w.card) if w.card else None}
+            for w in shipped]}))
+        return 0
+    print("architectures: " + ", ".join(list_models()))
+    print("shipped weights:" if shipped else "shipped weights: none")
+    for w in shipped:
+        print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
+              f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfer", description="Facial expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -178,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="folder for report.json and confusion.png")
     ev.add_argument("--json", action="store_true", help="print the JSON report")
     ev.set_defaults(run=lambda a: evaluate(_options(EvaluateOptions, a)))
+
+    md = sub.add_parser("models", help="list architectures and shipped weights")
+    md.add_argument("--json", action="store_true")
+    md.set_defaults(run=models)
     return parser
 
 

@@ -1,0 +1,73 @@
+"""Pretrained weights that ship inside the package, named ``<architecture>_<dataset>``
+(``deep-emotion_fer2013``), each a self-describing checkpoint with a model card beside it.
+
+Nothing is downloaded: a name that is not shipped is an error that lists what is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from deepfer.errors import ModelError
+from deepfer.models.checkpoint import load_model, read_checkpoint
+
+DEFAULT = "deep-emotion_fer2013"
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """One shipped checkpoint: its name, file, model card and the checkpoint's metadata."""
+
+    name: str
+    path: Path
+    card: Path | None
+    architecture: str
+    labels: list[str]
+    info: dict[str, Any]
+
+
+def _folder() -> Path:
+    return Path(str(resources.files(__package__)))
+
+
+def list_pretrained() -> list[Pretrained]:
+    """The shipped weights, sorted by name."""
+    out = []
+    for p in sorted(_folder().glob("*.pt")):
+        ckpt = read_checkpoint(p)
+        card = p.with_suffix(".md")
+        out.append(Pretrained(p.stem, p, card if card.is_file() else None, ckpt["model"]["name"],
+                              ckpt["labels"], ckpt.get("info", {})))
+    return out
+
+
+def resolve(name_or_path: str | Path | None = None) -> Path:
+    """The checkpoint file for a shipped name, or ``name_or_path`` itself if it is a file.
+
+    A bare architecture name (``deep-emotion``) picks its FER2013 weights.
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT
+    p = Path(name_or_path)
+    if p.suffix == ".pt" or p.is_file():
+        if not p.is_file():
+            raise ModelError(f"{p}: no such checkpoint file")
+        return p
+    names = {w.stem: w for w in _folder().glob("*.pt")}
+    for candidate in (str(name_or_path), f"{name_or_path}_fer2013"):
+        if candidate in names:
+            return names[candidate]
+    raise ModelError(
+        f"no shipped weights named {str(name_or_path)!r}; available: {', '.join(sorted(names)) or 'none'} "
+        "(or pass a checkpoint file)"
+    )
+
+
+def load_pretrained(name_or_path: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Model (eval mode) and checkpoint metadata for shipped weights or a checkpoint file."""
+    return load_model(resolve(name_or_path))
