@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test results bench clean
+.PHONY: install demo test results reproduce bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,23 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+results: $(STAMP)
+	$(BIN)/python benchmarks/results.py
+
+# Order matters: the CK+ and JAFFE recipes start from the shipped FER2013 weights.
+RECIPES ?= deep-emotion_fer2013 deep-emotion_ckplus-10fold deep-emotion_ckplus-random \
+	deep-emotion_jaffe-loso deep-emotion_jaffe-random
+
+reproduce: $(STAMP)
+	for n in $(RECIPES); do \
+		$(BIN)/deepfer -v train --config configs/$$n.yaml --resume && \
+		$(BIN)/python scripts/ship_weights.py runs/$$n $$n --config configs/$$n.yaml || exit 1; \
+	done
+	$(BIN)/python benchmarks/results.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -119,3 +119,16 @@ def test_torchrun_two_cpu_processes(pattern_jaffe: Path, tmp_path: Path) -> None
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert summary["best_epoch"] >= 1
     load_model(out / "best.pt")
+
+
+def test_init_maps_classifier_rows_by_label_name(pattern_jaffe: Path, tmp_path: Path) -> None:
+    from deepfer.models import create_model
+    from deepfer.models.checkpoint import atomic_save, model_payload
+
+    src = create_model("deep-emotion", num_classes=3)
+    atomic_save(model_payload(src, ["happy", "contempt", "angry"]), tmp_path / "src.pt")
+    model = loop._build(TrainConfig(init=str(tmp_path / "src.pt")), 7,
+                        ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
+    torch.testing.assert_close(model.fc2.weight[0], src.fc2.weight[2])  # angry
+    torch.testing.assert_close(model.fc2.weight[3], src.fc2.weight[0])  # happy
+    torch.testing.assert_close(model.fc1.weight, src.fc1.weight)  # the body is copied whole

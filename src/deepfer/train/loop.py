@@ -102,13 +102,31 @@ def _build(cfg: TrainConfig, n_classes: int, labels: list[str]) -> nn.Module:
     model = create_model(cfg.model, num_classes=n_classes, **cfg.model_options)
     if cfg.init:
         ckpt = read_checkpoint(cfg.init)
-        state = ckpt["state_dict"]
+        state = dict(ckpt["state_dict"])
+        head = _head_prefix(model)
         own = model.state_dict()
+        # The classifier's rows follow label names, not positions: copy the rows of the classes
+        # both label spaces share and leave the others freshly initialised.
+        for key in (f"{head}.weight", f"{head}.bias"):
+            if key in state:
+                rows = own[key].clone()
+                for i, name in enumerate(labels):
+                    if name in ckpt["labels"]:
+                        rows[i] = state[key][ckpt["labels"].index(name)]
+                state[key] = rows
         kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(kept, strict=False)
         log.info("initialised from %s (%d/%d tensors; labels %s -> %s)", cfg.init, len(kept),
                  len(own), ckpt.get("labels"), labels)
     return model
+
+
+def _head_prefix(model: nn.Module) -> str:
+    """State-dict prefix of the final classifier: the last Linear with num_classes outputs."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == model.config.num_classes]
+    if not name:
+        raise DeepferError(f"{model.config.name}: cannot find its classifier layer")
+    return name[-1]
 
 
 def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -131,6 +149,13 @@ def _lr_factor(cfg: TrainConfig, step: int, total: int, per_epoch: int) -> float
         return 1.0
     t = (step - warm) / max(1, total - warm)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def prepare_batch(images: Tensor, augment: nn.Module, config: Any, device: torch.device) -> Tensor:
+    """uint8 faces (B, 1, H, W) -> augmented, normalised, channels-last float batch on ``device``."""
+    x = images.to(device).float().div_(255.0)
+    x = augment(x).sub_(config.mean).div_(config.std)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _loss(logits: Tensor, target: Tensor, cfg: TrainConfig, model: nn.Module) -> Tensor:
@@ -200,8 +225,7 @@ def train_fold(
             step = epoch * steps_per_epoch + b
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * _lr_factor(cfg, step, total_steps, steps_per_epoch)
-            x = x_train[idx].to(env.device).float().div_(255.0)
-            x = augment(x).sub_(config.mean).div_(config.std).contiguous(memory_format=torch.channels_last)
+            x = prepare_batch(x_train[idx], augment, config, env.device)
             y = y_train[idx].to(env.device)
             logits = ddp(x)
             loss = _loss(logits, y, cfg, ddp)

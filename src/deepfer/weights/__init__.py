@@ -35,13 +35,22 @@ def _folder() -> Path:
     return Path(str(resources.files(__package__)))
 
 
+def _shipped() -> dict[str, Path]:
+    """name -> a checkpoint file, or a folder of ``fold<i>/best.pt`` (k-fold result sets)."""
+    root = _folder()
+    found = {p.stem: p for p in root.glob("*.pt")}
+    found.update({d.name: d for d in root.iterdir() if d.is_dir() and any(d.glob("fold*/best.pt"))})
+    return dict(sorted(found.items()))
+
+
 def list_pretrained() -> list[Pretrained]:
-    """The shipped weights, sorted by name."""
+    """The shipped weights, sorted by name (k-fold sets are described by their first fold)."""
     out = []
-    for p in sorted(_folder().glob("*.pt")):
-        ckpt = read_checkpoint(p)
-        card = p.with_suffix(".md")
-        out.append(Pretrained(p.stem, p, card if card.is_file() else None, ckpt["model"]["name"],
+    for name, p in _shipped().items():
+        first = p if p.is_file() else sorted(p.glob("fold*/best.pt"))[0]
+        ckpt = read_checkpoint(first)
+        card = p.parent / f"{name}.md"
+        out.append(Pretrained(name, p, card if card.is_file() else None, ckpt["model"]["name"],
                               ckpt["labels"], ckpt.get("info", {})))
     return out
 
@@ -58,7 +67,7 @@ def resolve(name_or_path: str | Path | None = None) -> Path:
         if not p.is_file():
             raise ModelError(f"{p}: no such checkpoint file")
         return p
-    names = {w.stem: w for w in _folder().glob("*.pt")}
+    names = _shipped()
     for candidate in (str(name_or_path), f"{name_or_path}_fer2013"):
         if candidate in names:
             return names[candidate]
@@ -70,4 +79,7 @@ def resolve(name_or_path: str | Path | None = None) -> Path:
 
 def load_pretrained(name_or_path: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Model (eval mode) and checkpoint metadata for shipped weights or a checkpoint file."""
-    return load_model(resolve(name_or_path))
+    path = resolve(name_or_path)
+    if path.is_dir():
+        raise ModelError(f"{path.name} is a set of k-fold evaluation models; load one of {path}/fold*/best.pt")
+    return load_model(path)
