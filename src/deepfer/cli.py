@@ -148,8 +148,17 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(DeepferError):
+    """Bad command-line options (printed as one line, like every other error)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepfer", description="Facial expression recognition.")
+    parser = _Parser(prog="deepfer", description="Facial expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -158,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("dataset", help="fer2013, ferplus, ckplus, jaffe or ferg")
     info.add_argument("path", help="dataset file, folder, .zip or .tar.gz")
     info.add_argument("--protocol", help="named split, e.g. official, subject-10fold, loso")
-    info.add_argument("--size", type=int, default=48, help="image side after resizing")
+    info.add_argument("--size", type=_positive, default=48, help="image side after resizing")
     info.add_argument("--labels", choices=["majority", "soft"], default="majority", help="FER+ label mode")
     info.add_argument("--fer2013-csv", help="FER+: take pixels from this fer2013.csv")
     info.add_argument("--seed", type=int, default=0)
@@ -193,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--tta", action="store_true", help="average with the mirrored face (named in the report)")
     ev.add_argument("--seed", type=int, default=0, help="the protocol's seed (must match training)")
-    ev.add_argument("--size", type=int, default=48)
+    ev.add_argument("--size", type=_positive, default=48)
     ev.add_argument("--labels", choices=["majority", "soft"], default="majority", help="FER+ label mode")
     ev.add_argument("--out", help="folder for report.json and confusion.png")
     ev.add_argument("--json", action="store_true", help="print the JSON report")
@@ -205,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def _options(cls: type, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     fields = cls.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields}
@@ -212,7 +228,11 @@ def _options(cls: type, args: argparse.Namespace):  # type: ignore[no-untyped-de
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"deepfer: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def cached(build: Callable[[], FaceData], use_cache: bool = True, **key: Any) ->
     if path.exists():
         try:
             return load(path)
-        except (OSError, ValueError, KeyError) as exc:  # a damaged entry is rebuilt, not fatal
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged entry is rebuilt, not fatal
             log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
     data = build()
     try:

@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def read_fer2013_csv(data: bytes, where: str, size: int = 48) -> FaceData:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{where}: corrupt gzip data ({exc})") from None
     try:
         text = io.StringIO(data.decode("utf-8-sig"))
@@ -131,8 +132,8 @@ def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:
             raise DataError(f"{at}: emotion {emotion} is outside 0-6")
         try:
             values = np.array(row[i_pix].split(), dtype=np.int64)
-        except ValueError:
-            raise DataError(f"{at}: pixels contain a value that is not an integer") from None
+        except (ValueError, OverflowError):
+            raise DataError(f"{at}: pixels contain a value that is not an integer in 0-255") from None
         if values.size != 48 * 48:
             raise DataError(f"{at}: pixels has {values.size} values, expected 2304 (48x48)")
         if values.min() < 0 or values.max() > 255:

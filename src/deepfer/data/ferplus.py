@@ -79,7 +79,10 @@ def _find_images(folder: Path) -> Path:
 
 def read_votes(votes_file: Path) -> tuple[list[str], list[str], np.ndarray]:
     """Usage, image name and the (N, 10) vote counts of every row of ``fer2013new.csv``."""
-    text = io.StringIO(votes_file.read_text(encoding="utf-8-sig"))
+    try:
+        text = io.StringIO(votes_file.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{votes_file}: not a UTF-8 text CSV ({exc})") from None
     reader = csv.reader(text)
     header = [h.strip() for h in next(reader, [])]
     expected = ["Usage", "Image name", *FERPLUS_COLUMNS]
@@ -87,6 +90,8 @@ def read_votes(votes_file: Path) -> tuple[list[str], list[str], np.ndarray]:
         raise DataError(f"{votes_file}: header {header} is not the FER+ header {expected}")
     usages, names, votes = [], [], []
     for row_no, row in enumerate(reader):
+        if not row:
+            continue
         if len(row) != len(expected):
             raise DataError(f"{votes_file} row {row_no}: {len(row)} fields, expected {len(expected)}")
         try:

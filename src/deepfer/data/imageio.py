@@ -53,6 +53,8 @@ def decode_gray(data: bytes, where: str) -> np.ndarray:
 
 def resize(image: np.ndarray, size: int | None) -> np.ndarray:
     """Resize a (H, W) uint8 image to (size, size); area interpolation when shrinking."""
+    if size is not None and size < 1:
+        raise DataError(f"image size must be a positive number of pixels, got {size}")
     if size is None or image.shape == (size, size):
         return image
     shrink = image.shape[0] > size or image.shape[1] > size

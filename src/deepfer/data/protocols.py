@@ -73,7 +73,10 @@ def split(data: FaceData, protocol: str, seed: int = 0) -> Split:
             f"no protocol {protocol!r} for {data.name}; choose one of "
             f"{', '.join(list_protocols(data.name)) or 'none'}"
         )
-    result = fn(data, seed)
+    try:
+        result = fn(data, seed)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{data.name}/{protocol}: {exc}") from None
     for fold in result.folds:
         for part, idx in fold.parts().items():
             if len(idx) == 0 and part != "val":
@@ -115,7 +118,12 @@ def _where(data: FaceData, *splits: str) -> np.ndarray:
 
 
 def _stratified(idx: np.ndarray, labels: np.ndarray, size: float | int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    a, b = train_test_split(idx, test_size=size, stratify=labels[idx], random_state=seed)
+    try:
+        a, b = train_test_split(idx, test_size=size, stratify=labels[idx], random_state=seed)
+    except ValueError as exc:
+        raise ProtocolError(
+            f"cannot draw a class-stratified split of {len(idx)} images ({' '.join(str(exc).split())})"
+        ) from None
     return np.sort(a), np.sort(b)
 
 
@@ -161,7 +169,7 @@ def fer2013_balanced(data: FaceData, seed: int) -> Split:
         te = rng.permutation(pool_test[data.labels[pool_test] == c])
         if len(tr) < 430 or len(te) < 100:
             raise ProtocolError(
-                f"fer2013/balanced needs 430 Training and 100 test images per class; class {c} "
+                f"needs 430 Training and 100 test images per class; class {c} "
                 f"has {len(tr)} and {len(te)}"
             )
         train.append(tr[:400]), val.append(tr[400:430]), test.append(te[:100])
@@ -177,7 +185,7 @@ def _subject_kfold(data: FaceData, k: int, seed: int, protocol: str) -> Split:
     """Stratified k-fold on subjects; validation = a seeded ~1/(k-1) of the training subjects."""
     n_subjects = len(np.unique(data.subjects))
     if n_subjects < k:
-        raise ProtocolError(f"{data.name}/{protocol} needs at least {k} subjects, found {n_subjects}")
+        raise ProtocolError(f"needs at least {k} subjects, found {n_subjects}")
     folds = []
     outer = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (train, test) in enumerate(outer.split(data.images, data.labels, data.subjects)):
@@ -221,7 +229,7 @@ def jaffe_loso(data: FaceData, seed: int) -> Split:
     """Leave one subject out; the next subject in order validates (model selection)."""
     subjects = np.unique(data.subjects)
     if len(subjects) < 3:
-        raise ProtocolError(f"jaffe/loso needs at least 3 subjects, found {len(subjects)}")
+        raise ProtocolError(f"needs at least 3 subjects, found {len(subjects)}")
     folds = []
     for train_val, test in LeaveOneGroupOut().split(data.images, data.labels, data.subjects):
         held = data.subjects[test[0]]
@@ -247,7 +255,7 @@ def ferg_character(data: FaceData, seed: int) -> Split:
     test = np.flatnonzero(np.isin(data.subjects, ["mery", "ray"]))
     rest = np.flatnonzero(~np.isin(data.subjects, ["mery", "ray"]))
     if len(test) == 0 or len(rest) == 0:
-        raise ProtocolError("ferg/character needs images of mery/ray and of the other characters")
+        raise ProtocolError("needs images of mery/ray and of the other characters")
     train, val = _stratified(rest, data.labels, 0.1, seed)
     return Split(
         data.name, "character", [Fold("character", train, val, np.sort(test))],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def iter_members(
     requested (tar members are read in one sequential pass, which is what makes a .tar.gz fast).
     Names are sorted for folders and zips, and in archive order for tars.
     """
+    keep_ = keep
+    keep = lambda name: not _junk(name) and keep_(name)  # noqa: E731
     if path.is_dir():
         names = sorted(
             p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()
@@ -65,16 +68,22 @@ def iter_members(
                     name = member.name.removeprefix("./")
                     if member.isfile() and keep(name):
                         yield name, (lambda m=member: _tar_read(tf, m, path))
-            except (tarfile.TarError, OSError, EOFError) as exc:
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise DataError(f"{path}: archive is truncated or corrupt ({exc})") from None
     else:
         raise DataError(f"{path}: expected a folder, .zip, .tar or .tar.gz")
 
 
+def _junk(name: str) -> bool:
+    """macOS resource forks and Finder metadata that archives pick up (``__MACOSX/``, ``._x``)."""
+    parts = name.split("/")
+    return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+
+
 def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}::{info.filename}: cannot read archive member ({exc})") from None
 
 
@@ -82,7 +91,7 @@ def _tar_read(tf: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes
     try:
         f = tf.extractfile(member)
         return f.read() if f is not None else b""
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}::{member.name}: cannot read archive member ({exc})") from None
 
 
