@@ -205,9 +205,11 @@ def train_fold(
         log.info("resumed %s at epoch %d", last_path, state["epoch"])
     elif resume:
         log.info("--resume: no checkpoint at %s, starting fresh", last_path)
+    tb = None
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        tb = _tensorboard(out)
 
     for epoch in range(state["epoch"], cfg.epochs):
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
@@ -269,6 +271,11 @@ def train_fold(
                 last_path,
             )
             _write_log(out / "log.csv", state["history"])
+            if tb is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        tb.add_scalar(key, value, epoch + 1)
+                tb.flush()
             log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
     summary = {"out": str(out), "best_epoch": state["best_epoch"], "best_val": state["best_val"],
                "epochs_run": state["epoch"]}
@@ -298,6 +305,15 @@ def _info(cfg: TrainConfig, state: dict[str, Any], data: FaceData, fold: Fold, w
         "protocol_warnings": list(warnings),
         "torch": str(torch.__version__),
     }
+
+
+def _tensorboard(out: Path) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed (optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
