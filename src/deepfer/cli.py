@@ -157,6 +157,76 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    paths: tuple[str, ...] = ()
+    webcam: int | None = None
+    model: str | None = None
+    backend: str | None = None
+    detector: str = "haar"
+    detect_width: int = 320
+    no_detect: bool = False
+    every: int = 1
+    max_frames: int | None = None
+    format: str = "table"
+    annotate: str | None = None
+    batch_size: int = 256
+    tta: bool = False
+    no_progress: bool = False
+
+
+def predict(opts: PredictOptions) -> int:
+    """Exit 0 if at least one input could be read, 1 if none could (2 for usage errors)."""
+    from deepfer.errors import DeepferError
+    from deepfer.inference import Recognizer
+    from deepfer.inference.annotate import Annotator
+    from deepfer.inference.formats import make_writer
+    from deepfer.inference.sources import expand, webcam
+
+    if bool(opts.paths) == (opts.webcam is not None):
+        raise DeepferError("give image/video PATHs or --webcam N (not both)")
+    if opts.every < 1 or opts.batch_size < 1 or opts.detect_width < 0:
+        raise DeepferError("--every and --batch-size must be >= 1, --detect-width >= 0")
+    sources = [webcam(opts.webcam)] if opts.webcam is not None else expand(opts.paths)
+    rec = Recognizer(opts.model, None if opts.no_detect else opts.detector, opts.backend, opts.batch_size,
+                     opts.tta, detector_options=None if opts.no_detect else {"work_width": opts.detect_width or None})
+    annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
+    writer = make_writer(opts.format, sys.stdout, rec.labels, max(len(s.name) for s in sources))
+    read = 0
+    try:
+        for result in rec.iter_results(sources, opts.every, opts.max_frames, keep_pictures=annotator is not None,
+                                       progress=not opts.no_progress):
+            writer.write(result)
+            read += result.decoded
+            if annotator is not None:
+                annotator.write(result)
+    finally:
+        writer.close()
+        if annotator is not None:
+            annotator.close()
+    if not read:
+        print("deepfer: error: none of the inputs could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    out: str
+    model: str | None = None
+    format: str = "onnx"
+    opset: int = 20
+
+
+def export(opts: ExportOptions) -> int:
+    from deepfer.inference.export import export_onnx
+
+    info = export_onnx(opts.model, opts.out, opts.opset)
+    print(f"wrote {info['path']} (opset {info['opset']}, classes {', '.join(info['labels'])}; "
+          f"max |torch - onnxruntime| on 64 random faces: {info['max_abs_diff']:.2e})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deepfer", description="Facial expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -207,6 +277,37 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="folder for report.json and confusion.png")
     ev.add_argument("--json", action="store_true", help="print the JSON report")
     ev.set_defaults(run=lambda a: evaluate(_options(EvaluateOptions, a)))
+
+    pr = sub.add_parser("predict", help="recognise expressions in images, folders, videos or a webcam",
+                        description="Recognise facial expressions. Output: a table (default), JSON Lines "
+                        "(one object per image or frame) or CSV (one row per face) on stdout. Headless "
+                        "OpenCV has no window: --webcam prints results and --annotate writes a video. Exit "
+                        "code 0 if any input could be read, 1 if none could, 2 on usage errors.")
+    pr.add_argument("paths", nargs="*", metavar="PATH", help="image files, video files, folders (recursive)")
+    pr.add_argument("--webcam", type=int, metavar="N", help="read webcam N (Ctrl+C stops)")
+    pr.add_argument("--model", help="shipped weights name, checkpoint .pt or exported .onnx (default: shipped default)")
+    pr.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
+    pr.add_argument("--detector", choices=["haar", "dlib"], default="haar",
+                    help="haar: OpenCV cascade (default); dlib: HOG, needs pip install 'deepfer[dlib]'")
+    pr.add_argument("--detect-width", type=int, default=320, metavar="PX",
+                    help="detect faces on a copy this wide (0: full size; raise it for small faces)")
+    pr.add_argument("--no-detect", action="store_true", help="each input is one already-cropped face")
+    pr.add_argument("--every", type=int, default=1, metavar="N", help="videos: keep every Nth frame")
+    pr.add_argument("--max-frames", type=int, metavar="N", help="videos, webcam: stop after N kept frames")
+    pr.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    pr.add_argument("--annotate", metavar="OUT",
+                    help="write images/videos with boxes and scores to folder OUT (or file OUT for one input)")
+    pr.add_argument("--batch-size", type=int, default=256, help="face crops per forward pass")
+    pr.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(run=lambda a: predict(_options(PredictOptions, a)))
+
+    ex = sub.add_parser("export", help="export weights to ONNX (uint8 faces in, probabilities out)")
+    ex.add_argument("--model", help="shipped weights name or checkpoint (default: shipped default)")
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--out", required=True, help="the .onnx file to write")
+    ex.add_argument("--opset", type=int, default=20, help="ONNX opset (>= 20: AffineGrid, GridSample)")
+    ex.set_defaults(run=lambda a: export(_options(ExportOptions, a)))
 
     md = sub.add_parser("models", help="list architectures and shipped weights")
     md.add_argument("--json", action="store_true")

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import Ck48Fixture, Fer2013Fixture, FerplusFixture, JaffeFixture
+from data_fixtures import Ck48Fixture, Fer2013Fixture, FerplusFixture, JaffeFixture
 
 from deepfer.cli import main
 

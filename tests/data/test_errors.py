@@ -6,13 +6,11 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
-import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from conftest import (
+from data_fixtures import (
     FERPLUS_ROWS,
     Ck48Fixture,
     CkOriginalFixture,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, USAGES, fer2013_line
+from data_fixtures import SHARED, USAGES, fer2013_line
 from PIL import Image
 
 from deepfer.cli import main

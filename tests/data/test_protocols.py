@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import Ck48Fixture, Fer2013Fixture, FergFixture, FerplusFixture, JaffeFixture
+from data_fixtures import Ck48Fixture, Fer2013Fixture, FergFixture, FerplusFixture, JaffeFixture
 
 from deepfer.data import (
     FaceData,

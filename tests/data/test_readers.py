@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (
+from data_fixtures import (
     CK_ORIGINAL_SEQUENCES,
     FERPLUS_ROWS,
     FER_FOLDERS,

@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceData
-from deepfer.data.imageio import decode_gray, pixel_hash, resize
+from deepfer.data.faces import FaceCollector, FaceData
 from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import CKPLUS_CODES, CKPLUS_FOLDERS, emotion_index
@@ -50,16 +49,10 @@ def load_ckplus(
 
 
 def _load(src: Path, size: int, last_frames: int, first_as_neutral: bool) -> FaceData:
-    images, labels, subjects, groups, paths, hashes = [], [], [], [], [], []
+    out = FaceCollector("ckplus", size)
 
     def add(data: bytes, where: str, label: str, subject: str, sequence: str) -> None:
-        pixels = decode_gray(data, where)
-        hashes.append(pixel_hash(pixels))
-        images.append(resize(pixels, size))
-        labels.append(emotion_index(label))
-        subjects.append(subject)
-        groups.append(f"{subject}_{sequence}")
-        paths.append(where)
+        out.add_encoded(data, emotion_index(label), where, subject=subject, group=f"{subject}_{sequence}")
 
     label_files: dict[tuple[str, str], tuple[str, bytes]] = {}
     frames: dict[tuple[str, str], list[tuple[int, str]]] = {}
@@ -79,7 +72,7 @@ def _load(src: Path, size: int, last_frames: int, first_as_neutral: bool) -> Fac
             add(read(), member_path(src, name), CKPLUS_FOLDERS[folder], m.group(2), m.group(3))
     if label_files:
         fmt = "original"
-        images.clear(), labels.clear(), subjects.clear(), groups.clear(), paths.clear(), hashes.clear()
+        out = FaceCollector("ckplus", size)  # CK+48-like names inside the release do not count
         wanted: dict[str, tuple[str, str, str]] = {}
         for (subject, seq), (where, text) in sorted(label_files.items()):
             label = _parse_label(text, where)
@@ -93,15 +86,12 @@ def _load(src: Path, size: int, last_frames: int, first_as_neutral: bool) -> Fac
         for name, read in iter_members(src, lambda n: n in wanted):
             label, subject, seq = wanted[name]
             add(read(), member_path(src, name), label, subject, seq)
-    if not images:
+    if not out:
         raise DataError(
             f"{src}: no CK+ images found (expected <class>/Sxxx_sss_ffffffff.png or "
             "cohn-kanade-images/ + Emotion/)"
         )
-    return FaceData.from_lists(
-        "ckplus", images, labels, subjects=subjects, splits=["all"] * len(images), paths=paths,
-        hashes=hashes, groups=groups, meta={"source": str(src), "format": fmt},
-    )
+    return out.build({"source": str(src), "format": fmt})
 
 
 def _parse_label(text: bytes, where: str) -> str:

@@ -133,3 +133,61 @@ class FaceData:
             groups=pick(self.groups),
             meta=dict(self.meta),
         )
+
+
+class FaceCollector:
+    """Accumulates decoded samples one by one, then builds a :class:`FaceData` once.
+
+    Every reader goes through ``add``, so hashing (on native-size pixels, for duplicate
+    detection) and resizing happen the same way for all datasets.
+    """
+
+    def __init__(self, name: str, size: int | None) -> None:
+        self.name, self.size = name, size
+        self.images: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.subjects: list[str] = []
+        self.splits: list[str] = []
+        self.paths: list[str] = []
+        self.hashes: list[int] = []
+        self.groups: list[str] = []
+        self.soft: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def add(
+        self,
+        pixels: np.ndarray,
+        label: int,
+        where: str,
+        subject: str | None = None,
+        split: str = "all",
+        group: str | None = None,
+        soft: np.ndarray | None = None,
+    ) -> None:
+        """Add one decoded grayscale image; ``subject`` defaults to the image itself."""
+        from deepfer.data.imageio import pixel_hash, resize
+
+        self.hashes.append(pixel_hash(pixels))
+        self.images.append(resize(pixels, self.size))
+        self.labels.append(int(label))
+        self.subjects.append(where if subject is None else subject)
+        self.splits.append(split)
+        self.paths.append(where)
+        if group is not None:
+            self.groups.append(group)
+        if soft is not None:
+            self.soft.append(soft)
+
+    def add_encoded(self, data: bytes, label: int, where: str, **kwargs: Any) -> None:
+        """Decode image bytes (DataError naming ``where`` if they are not an image) and add."""
+        from deepfer.data.imageio import decode_gray
+
+        self.add(decode_gray(data, where), label, where, **kwargs)
+
+    def build(self, meta: dict[str, Any]) -> FaceData:
+        return FaceData.from_lists(
+            self.name, self.images, self.labels, self.subjects, self.splits, self.paths,
+            hashes=self.hashes, soft_labels=self.soft or None, groups=self.groups or None, meta=meta,
+        )

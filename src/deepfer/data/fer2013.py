@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceData
-from deepfer.data.imageio import decode_gray, pixel_hash, resize
+from deepfer.data.faces import FaceCollector, FaceData
 from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import FER2013_FOLDERS, emotion_index
@@ -56,7 +55,7 @@ def _load(src: Path, size: int) -> FaceData:
     if src.is_file() and _CSV.search(src.name):
         return read_fer2013_csv(src.read_bytes(), str(src), size)
     csv_member: tuple[str, bytes] | None = None
-    images, labels, splits, paths, hashes = [], [], [], [], []
+    out = FaceCollector("fer2013", size)
     for name, read in iter_members(src, lambda n: bool(_IMAGE.search(n) or _CSV.search(n))):
         if _CSV.search(name):
             if csv_member is None and "fer2013" in name.lower():
@@ -68,18 +67,11 @@ def _load(src: Path, size: int) -> FaceData:
         where = member_path(src, name)
         if emotion not in FER2013_FOLDERS:
             raise DataError(f"{where}: unknown emotion folder {emotion!r}")
-        pixels = decode_gray(read(), where)
-        hashes.append(pixel_hash(pixels))
-        images.append(resize(pixels, size))
-        labels.append(emotion_index(FER2013_FOLDERS[emotion]))
         prefix = filename.split("_", 1)[0]
-        splits.append(prefix if prefix in USAGES else _FOLDER_SPLIT[folder])
-        paths.append(where)
-    if images:
-        return FaceData.from_lists(
-            "fer2013", images, labels, subjects=paths, splits=splits, paths=paths,
-            hashes=hashes, meta={"source": str(src), "format": "image-folder"},
-        )
+        split = prefix if prefix in USAGES else _FOLDER_SPLIT[folder]
+        out.add_encoded(read(), emotion_index(FER2013_FOLDERS[emotion]), where, split=split)
+    if out:
+        return out.build({"source": str(src), "format": "image-folder"})
     if csv_member is not None:
         return read_fer2013_csv(csv_member[1], member_path(src, csv_member[0]), size)
     raise DataError(
@@ -117,7 +109,7 @@ def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:
         )
     i_emo, i_pix = header.index("emotion"), header.index("pixels")
     i_use = header.index("Usage") if "Usage" in header else None
-    images, labels, splits, paths, hashes = [], [], [], [], []
+    out = FaceCollector("fer2013", size)
     for row_no, row in enumerate(it):
         at = f"{where} row {row_no} (line {row_no + 2})"
         if not row:
@@ -141,15 +133,7 @@ def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:
         usage = row[i_use].strip() if i_use is not None else "Training"
         if usage not in USAGES:
             raise DataError(f"{at}: Usage {usage!r} is not one of {', '.join(USAGES)}")
-        pixels = values.astype(np.uint8).reshape(48, 48)
-        hashes.append(pixel_hash(pixels))
-        images.append(resize(pixels, size))
-        labels.append(emotion)
-        splits.append(usage)
-        paths.append(f"{where}#{row_no}")
-    if not images:
+        out.add(values.astype(np.uint8).reshape(48, 48), emotion, f"{where}#{row_no}", split=usage)
+    if not out:
         raise DataError(f"{where}: no data rows")
-    return FaceData.from_lists(
-        "fer2013", images, labels, subjects=paths, splits=splits, paths=paths, hashes=hashes,
-        meta={"source": where, "format": "csv"},
-    )
+    return out.build({"source": where, "format": "csv"})

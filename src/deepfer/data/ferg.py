@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceData
-from deepfer.data.imageio import decode_gray, pixel_hash, resize
+from deepfer.data.faces import FaceCollector, FaceData
 from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import FERG_EXPRESSIONS, emotion_index
@@ -25,7 +24,7 @@ def load_ferg(path: str | Path, size: int = 48, use_cache: bool = True) -> FaceD
 
 
 def _load(src: Path, size: int) -> FaceData:
-    images, labels, subjects, paths, hashes = [], [], [], [], []
+    out = FaceCollector("ferg", size)
     for name, read in iter_members(src, lambda n: bool(_NAME.search(n))):
         m = _NAME.search(name)
         assert m is not None
@@ -37,17 +36,9 @@ def _load(src: Path, size: int) -> FaceData:
             raise DataError(f"{where}: file name does not match its folders")
         if expr not in FERG_EXPRESSIONS:
             raise DataError(f"{where}: unknown FERG expression {expr!r}")
-        pixels = decode_gray(read(), where)
-        hashes.append(pixel_hash(pixels))
-        images.append(resize(pixels, size))
-        labels.append(emotion_index(FERG_EXPRESSIONS[expr]))
-        subjects.append(char)
-        paths.append(where)
-    if not images:
+        out.add_encoded(read(), emotion_index(FERG_EXPRESSIONS[expr]), where, subject=char)
+    if not out:
         raise DataError(
             f"{src}: no FERG images found (expected <character>/<character>_<expression>/*.png)"
         )
-    return FaceData.from_lists(
-        "ferg", images, labels, subjects=subjects, splits=["all"] * len(images), paths=paths,
-        hashes=hashes, meta={"source": str(src)},
-    )
+    return out.build({"source": str(src)})

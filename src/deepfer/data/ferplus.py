@@ -12,9 +12,9 @@ from typing import Literal
 import numpy as np
 
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceData
+from deepfer.data.faces import FaceCollector, FaceData
 from deepfer.data.fer2013 import load_fer2013
-from deepfer.data.imageio import decode_gray, pixel_hash, resize
+from deepfer.data.imageio import decode_gray
 from deepfer.data.sources import fingerprint, is_archive, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_EMOTION, emotion_index
@@ -155,23 +155,16 @@ def _load(votes_file: Path, image_src: Path, from_csv: bool, size: int, mode: La
             pixels[row], where[row] = decode_gray(read(), at), at
     found = {u: 0 for u in FOLDER_USAGE.values()}
     dropped = {u: 0 for u in FOLDER_USAGE.values()}
-    images, labels, splits, paths, hashes, softs = [], [], [], [], [], []
+    out = FaceCollector("ferplus", size)
     for row in sorted(pixels):
         found[usages[row]] += 1
         if not keep[row]:
             dropped[usages[row]] += 1
             continue
-        hashes.append(pixel_hash(pixels[row]))
-        images.append(resize(pixels[row], size))
-        labels.append(int(soft[row].argmax()))
-        softs.append(soft[row])
-        splits.append(usages[row])
-        paths.append(where[row])
-    if not images:
+        out.add(pixels[row], int(soft[row].argmax()), where[row], split=usages[row], soft=soft[row])
+    if not out:
         raise DataError(f"{image_src}: no FER+ images found")
-    return FaceData.from_lists(
-        "ferplus", images, labels, subjects=paths, splits=splits, paths=paths, hashes=hashes,
-        soft_labels=softs,
-        meta={"source": str(votes_file), "images": str(image_src), "label_mode": mode,
+    return out.build(
+        {"source": str(votes_file), "images": str(image_src), "label_mode": mode,
               "rows": len(usages), "images_found": found, "dropped": dropped},
     )

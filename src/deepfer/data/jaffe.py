@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceData
-from deepfer.data.imageio import decode_gray, pixel_hash, resize
+from deepfer.data.faces import FaceCollector, FaceData
 from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import JAFFE_CODES, emotion_index
@@ -28,7 +27,7 @@ def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True) -> Face
 
 
 def _load(src: Path, size: int) -> FaceData:
-    images, labels, subjects, paths, hashes = [], [], [], [], []
+    out = FaceCollector("jaffe", size)
     for name, read in iter_members(src, lambda n: bool(_NAME.search(n))):
         m = _NAME.search(name)
         assert m is not None
@@ -36,15 +35,7 @@ def _load(src: Path, size: int) -> FaceData:
         code = m.group(2).upper()
         if code not in JAFFE_CODES:
             raise DataError(f"{where}: unknown JAFFE expression code {code!r}")
-        pixels = decode_gray(read(), where)
-        hashes.append(pixel_hash(pixels))
-        images.append(resize(pixels, size))
-        labels.append(emotion_index(JAFFE_CODES[code]))
-        subjects.append(m.group(1).upper())
-        paths.append(where)
-    if not images:
+        out.add_encoded(read(), emotion_index(JAFFE_CODES[code]), where, subject=m.group(1).upper())
+    if not out:
         raise DataError(f"{src}: no JAFFE images found (expected files like KA.AN1.39.tiff)")
-    return FaceData.from_lists(
-        "jaffe", images, labels, subjects=subjects, splits=["all"] * len(images), paths=paths,
-        hashes=hashes, meta={"source": str(src)},
-    )
+    return out.build({"source": str(src)})
