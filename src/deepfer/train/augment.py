@@ -9,12 +9,15 @@ from torch import Tensor, nn
 def build_augmentation(policy: str, size: int) -> nn.Module:
     """An nn.Module that augments a float batch (B, C, H, W) in [0, 1] (identity for ``none``).
 
+    ``flip``: horizontal flip only (for small networks that under-fit).
     ``basic``: horizontal flip and a small affine (rotation 10 deg, shift 10%, scale 0.9-1.1).
     ``strong``: ``basic`` plus random resized crops, brightness/contrast jitter and random
     erasing (which also regularises the attention: no single region is always visible).
     """
     if policy == "none":
         return nn.Identity()
+    if policy == "flip":
+        return nn.Sequential(K.RandomHorizontalFlip())
     ops: list[nn.Module] = [
         K.RandomHorizontalFlip(),
         K.RandomAffine(degrees=10.0, translate=(0.1, 0.1), scale=(0.9, 1.1), p=0.8),
@@ -28,7 +31,7 @@ def build_augmentation(policy: str, size: int) -> nn.Module:
             K.RandomErasing(scale=(0.02, 0.15), ratio=(0.3, 3.3), p=0.5),
         ]
     elif policy != "basic":
-        raise ValueError(f"unknown augmentation policy {policy!r}; expected none, basic or strong")
+        raise ValueError(f"unknown augmentation policy {policy!r}; expected none, flip, basic or strong")
     return nn.Sequential(*ops)
 
 

@@ -35,7 +35,7 @@ class TrainConfig:
     fc_l2: float = 0.0  # the papers' lambda * ||W_fc||^2
     scheduler: str = "cosine"  # cosine | onecycle | none
     warmup_epochs: float = 0.0
-    augment: str = "basic"  # none | basic | strong
+    augment: str = "basic"  # none | flip | basic | strong
     label_smoothing: float = 0.0
     soft_labels: bool = False  # train on the vote distribution where the data has one (FER+)
     patience: int = 0  # early stopping on validation accuracy; 0 = off
@@ -51,7 +51,7 @@ class TrainConfig:
             "lr": self.lr > 0,
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
             "scheduler": self.scheduler in ("cosine", "onecycle", "none"),
-            "augment": self.augment in ("none", "basic", "strong"),
+            "augment": self.augment in ("none", "flip", "basic", "strong"),
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "fc_l2": self.fc_l2 >= 0,
         }
