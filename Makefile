@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The bundled NASA photo through the default detector and weights (MODEL=path.pt to pick others).
 demo: $(STAMP)
-	$(BIN)/deepfer data info fer2013 ../shared/data/fer2013/fer2013_images.tar.gz --protocol official
+	$(BIN)/deepfer predict src/deepfer/assets/astronaut.png --annotate out/demo.jpg $(if $(MODEL),--model $(MODEL))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -10,12 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import (
-    GroupShuffleSplit,
-    LeaveOneGroupOut,
-    StratifiedGroupKFold,
-    train_test_split,
-)
 
 from deepfer.data.faces import FaceData
 from deepfer.errors import ProtocolError
@@ -118,6 +112,8 @@ def _where(data: FaceData, *splits: str) -> np.ndarray:
 
 
 def _stratified(idx: np.ndarray, labels: np.ndarray, size: float | int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # lazy: inference never needs it
+
     try:
         a, b = train_test_split(idx, test_size=size, stratify=labels[idx], random_state=seed)
     except ValueError as exc:
@@ -186,6 +182,8 @@ def _subject_kfold(data: FaceData, k: int, seed: int, protocol: str) -> Split:
     n_subjects = len(np.unique(data.subjects))
     if n_subjects < k:
         raise ProtocolError(f"needs at least {k} subjects, found {n_subjects}")
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
     folds = []
     outer = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (train, test) in enumerate(outer.split(data.images, data.labels, data.subjects)):
@@ -230,6 +228,8 @@ def jaffe_loso(data: FaceData, seed: int) -> Split:
     subjects = np.unique(data.subjects)
     if len(subjects) < 3:
         raise ProtocolError(f"needs at least 3 subjects, found {len(subjects)}")
+    from sklearn.model_selection import LeaveOneGroupOut
+
     folds = []
     for train_val, test in LeaveOneGroupOut().split(data.images, data.labels, data.subjects):
         held = data.subjects[test[0]]

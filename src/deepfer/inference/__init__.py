@@ -1,0 +1,42 @@
+"""Recognise expressions in photos, folders, videos and webcams: face detection -> a crop framed
+like a FER2013 face -> class probabilities on torch or onnxruntime.
+
+Never imports :mod:`deepfer.train`.
+
+Example:
+    >>> from deepfer.inference import Recognizer
+    >>> rec = Recognizer(model="runs/deep-emotion_fer2013/best.pt")  # doctest: +SKIP
+    >>> rec.predict(sample_image())  # doctest: +SKIP
+    [Face(box=(174, 64, 98, 98), scores={...}, label='happy')]
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from deepfer.inference.classifier import Classifier, TorchClassifier, load_classifier
+from deepfer.inference.crop import FRAMINGS, Detection, Framing, crop_face, crop_faces
+from deepfer.inference.detect import (
+    DlibDetector,
+    FaceDetector,
+    HaarDetector,
+    create_detector,
+    list_detectors,
+)
+from deepfer.inference.export import export_onnx, export_onnx_bytes
+from deepfer.inference.images import Picture, from_array, from_pil, read_image
+from deepfer.inference.recognizer import Face, Recognizer, Result
+
+
+def sample_image() -> Path:
+    """The bundled public-domain test photo (NASA's portrait of astronaut Eileen Collins)."""
+    return Path(str(resources.files("deepfer") / "assets" / "astronaut.png"))
+
+
+__all__ = [
+    "FRAMINGS", "Classifier", "Detection", "DlibDetector", "Face", "FaceDetector", "Framing", "HaarDetector",
+    "Picture", "Recognizer", "Result", "TorchClassifier", "create_detector", "crop_face", "crop_faces",
+    "export_onnx", "export_onnx_bytes", "from_array", "from_pil", "list_detectors", "load_classifier",
+    "read_image", "sample_image",
+]

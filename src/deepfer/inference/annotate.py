@@ -1,0 +1,146 @@
+"""Draw boxes, labels and scores on images and videos (``deepfer predict --annotate OUT``).
+
+``OUT`` is a folder (annotated copies keep the inputs' relative paths; videos and webcams become
+``.mp4`` files) or, for a single input, the file to write (``out/demo.jpg``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Self
+
+import cv2
+import numpy as np
+
+from deepfer.errors import DeepferError
+from deepfer.inference.recognizer import Face, Result
+from deepfer.inference.sources import IMAGE_EXTENSIONS, Source
+from deepfer.inference.video import VIDEO_EXTENSIONS, VideoWriter, fps, open_video
+
+log = logging.getLogger(__name__)
+
+# BGR colours per emotion; anything else is drawn in white.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (40, 40, 230), "disgust": (40, 140, 40), "fear": (160, 60, 160), "happy": (0, 210, 255),
+    "sad": (200, 120, 40), "surprise": (0, 140, 255), "neutral": (200, 200, 200), "contempt": (120, 120, 0),
+}
+_WRITABLE = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def draw(image: np.ndarray, faces: list[Face], top: int = 2) -> np.ndarray:
+    """Draw each face's box, label and its ``top`` scores on a BGR image, in place.
+
+    Args:
+        image: uint8 (H, W, 3) BGR.
+        faces: the faces to draw.
+        top: how many class scores to print under the label.
+
+    Returns:
+        ``image``.
+    """
+    h, w = image.shape[:2]
+    scale = max(0.4, min(w, h) / 900)
+    thick = max(1, round(scale * 2))
+    for face in faces:
+        x, y, bw, bh = face.box
+        color = COLORS.get(face.label, (255, 255, 255))
+        cv2.rectangle(image, (x, y), (x + bw, y + bh), color, thick)
+        ranked = sorted(face.scores.items(), key=lambda kv: -kv[1])[:top]
+        lines = [f"{face.label} {face.score:.2f}"] + [f"{k} {v:.2f}" for k, v in ranked[1:]]
+        (_, th), base = cv2.getTextSize(lines[0], cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        step = th + base + 4
+        # The text block sits above the box, or inside its top when the box touches the top edge.
+        top_y = y - step * len(lines) if y >= step * len(lines) else y
+        for i, text in enumerate(lines):
+            (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+            y0 = top_y + i * step
+            cv2.rectangle(image, (x, y0), (x + tw + 4, y0 + step), color, cv2.FILLED)
+            cv2.putText(image, text, (x + 2, y0 + step - base - 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (0, 0, 0), thick, cv2.LINE_AA)
+    return image
+
+
+class Annotator:
+    """Writes annotated copies of the results of ``sources``.
+
+    Args:
+        out: a folder, or a single file (an image suffix for one image input, a video suffix for
+            one video or webcam input).
+        sources: the inputs, as :meth:`Recognizer.iter_results` reads them.
+        every: the ``every`` of the run (annotated videos play at the source's fps / every).
+
+    Raises:
+        DeepferError: ``out`` names a file that does not suit the inputs.
+    """
+
+    def __init__(self, out: str | Path, sources: list[Source], every: int = 1) -> None:
+        out = Path(out)
+        suffix = out.suffix.lower()
+        self.every = every
+        self.targets: dict[str, Path] = {}
+        self.sources = {s.name: s for s in sources}
+        self._videos: dict[str, VideoWriter] = {}
+        readable = [s for s in sources if s.kind != "error"]
+        if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
+            want = "image" if suffix in _WRITABLE else "video"
+            if len(readable) != 1 or (readable[0].kind == "image") != (want == "image"):
+                raise DeepferError(f"--annotate {out}: a {want} file name needs exactly one {want} input; "
+                                   "give a folder for several inputs")
+            self.targets[readable[0].name] = out
+            return
+        if suffix and suffix in IMAGE_EXTENSIONS:
+            raise DeepferError(f"--annotate {out}: cannot write {suffix} images; use .jpg or .png")
+        taken: set[Path] = set()
+        for s in readable:
+            rel = s.rel
+            if s.kind != "image":
+                rel = rel.with_suffix(".mp4")
+            elif rel.suffix.lower() not in _WRITABLE:
+                rel = rel.with_suffix(rel.suffix + ".png")
+            target, n = out / rel, 1
+            while target in taken:  # two inputs with the same file name
+                target = out / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+                n += 1
+            taken.add(target)
+            self.targets[s.name] = target
+
+    def write(self, result: Result) -> Path | None:
+        """Draw one result and write it; returns the file written to (``None``: nothing to draw)."""
+        target = self.targets.get(result.path or "")
+        if target is None or result.picture is None:
+            return None
+        image = draw(result.picture.color(), result.faces)
+        if result.frame is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(target), image):
+                raise DeepferError(f"{target}: cannot write the annotated image")
+            return target
+        writer = self._videos.get(result.path or "")
+        if writer is None:
+            writer = self._videos[result.path or ""] = VideoWriter(target, self._fps(result.path or ""))
+        writer.write(image)
+        return target
+
+    def _fps(self, name: str) -> float:
+        src = self.sources.get(name)
+        rate = 30.0
+        if src is not None and src.kind == "video":
+            try:
+                cap = open_video(src.name)
+                rate = fps(cap)
+                cap.release()
+            except DeepferError:
+                pass
+        return max(1.0, rate / self.every)
+
+    def close(self) -> None:
+        for writer in self._videos.values():
+            writer.close()
+        self._videos.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,138 @@
+"""Face crops -> class probabilities, on torch or onnxruntime, behind one small interface.
+
+:func:`load_classifier` picks the backend: a checkpoint (or shipped weights name) runs on torch, or
+is exported to ONNX in memory for ``backend="onnx"``; an ``.onnx`` file runs on onnxruntime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepfer.classify import predict_proba
+from deepfer.errors import ModelError
+from deepfer.labels import FER7
+from deepfer.models.checkpoint import model_payload
+from deepfer.weights import load_pretrained
+
+BACKENDS = ("torch", "onnx")
+
+
+class Classifier(Protocol):
+    """What the recognizer needs from a backend."""
+
+    backend: str
+    labels: list[str]
+    size: int
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, len(labels)) for uint8 faces (N, size, size)."""
+        ...
+
+
+class TorchClassifier:
+    """A deepfer model run by :func:`deepfer.classify.predict_proba` (the evaluation code path).
+
+    Args:
+        model: the model (put in eval mode).
+        labels: class names in output order (a checkpoint's ``labels``).
+        batch_size: faces per forward pass.
+        tta: average each face's probabilities with its mirror image's.
+        threads: torch intra-op threads while classifying (restored afterwards); ``None`` leaves
+            torch's setting alone.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: nn.Module, labels: list[str], batch_size: int = 256, tta: bool = False,
+                 threads: int | None = None) -> None:
+        config = getattr(model, "config", None)
+        if config is None:
+            raise ModelError(f"{type(model).__name__} is not a deepfer model (no `config`)")
+        if config.in_chans != 1:
+            raise ModelError(f"{config.name}: inference reads grayscale faces, the model takes "
+                             f"{config.in_chans} channels")
+        if len(labels) != config.num_classes:
+            raise ModelError(f"{config.name}: {len(labels)} label names for {config.num_classes} outputs")
+        self.model = model.eval()
+        self.labels = list(labels)
+        self.size = int(config.input_size)
+        self.batch_size = batch_size
+        self.tta = tta
+        self.threads = threads
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, len(labels)) float32 for uint8 faces (N, size, size)."""
+        if faces.ndim != 3 or faces.shape[1:] != (self.size, self.size):
+            raise ModelError(f"expected uint8 faces of shape (N, {self.size}, {self.size}), got {faces.shape}")
+        with _torch_threads(self.threads):
+            return predict_proba(self.model, faces, self.batch_size, self.tta)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def load_classifier(model: str | Path | nn.Module | None = None, backend: str | None = None,
+                    batch_size: int = 256, tta: bool = False, labels: list[str] | None = None,
+                    threads: int | None = None) -> Classifier:
+    """Build the classifier for shipped weights, a checkpoint, an ``.onnx`` file or a model object.
+
+    Args:
+        model: a shipped weights name, a checkpoint (``.pt``), an ``.onnx`` export, a deepfer
+            ``nn.Module`` or ``None`` for the shipped default.
+        backend: ``"torch"`` or ``"onnx"``; ``None`` picks onnx for ``.onnx`` files, torch otherwise.
+        batch_size: faces per forward pass.
+        tta: average with the mirrored face.
+        labels: class names for an ``nn.Module`` (default: the first ``num_classes`` of FER2013's).
+        threads: intra-op threads: torch's while classifying (default: torch's setting),
+            onnxruntime's (default 2).
+
+    Returns:
+        A :class:`Classifier`.
+
+    Raises:
+        ModelError: an unknown backend or model, or a combination that cannot work.
+    """
+    if backend not in (None, *BACKENDS):
+        raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    onnx_kw: dict[str, Any] = {"batch_size": batch_size, "tta": tta}
+    if threads is not None:
+        onnx_kw["threads"] = threads
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
+        if backend == "torch":
+            raise ModelError(f"{model}: an .onnx file runs on the onnx backend, not torch")
+        from deepfer.inference.onnx_backend import OnnxClassifier
+
+        return OnnxClassifier(model, **onnx_kw)
+    if isinstance(model, nn.Module):
+        if not hasattr(model, "config"):
+            raise ModelError(f"{type(model).__name__} is not a deepfer model (no `config`)")
+        names = list(labels) if labels is not None else list(FER7[: model.config.num_classes])
+        net = model.eval()
+        ckpt = model_payload(net, names)
+    else:
+        net, ckpt = load_pretrained(model)
+        names = list(ckpt["labels"])
+    torch_clf = TorchClassifier(net, names, batch_size, tta, threads)
+    if backend != "onnx":
+        return torch_clf
+    from deepfer.inference.export import export_onnx_bytes
+    from deepfer.inference.onnx_backend import OnnxClassifier
+
+    return OnnxClassifier(export_onnx_bytes(net, ckpt), **onnx_kw)

@@ -1,0 +1,134 @@
+"""Export a deepfer model to ONNX: uint8 faces in, class probabilities out.
+
+The exported graph holds the whole of :func:`deepfer.classify.predict_proba` for one batch:
+``faces`` uint8 ``(N, H, W)`` -> ``(pixel / 255 - mean) / std`` -> the network -> softmax ->
+``probs`` float32 ``(N, num_classes)``; the batch axis is dynamic. The label names, input size and
+normalisation are stored in the file's metadata (``deepfer.labels`` as JSON, ...), so an ``.onnx``
+file is as self-describing as a checkpoint. The spatial transformer's ``affine_grid`` needs opset 20
+(``AffineGrid``; ``GridSample`` came in 16), which onnxruntime runs since 1.17. The TorchScript
+exporter (``dynamo=False``) is used: it needs no extra packages and gives the same graph every time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from deepfer import __version__
+from deepfer.classify import predict_proba, to_input
+from deepfer.errors import ModelError
+from deepfer.weights import load_pretrained
+
+log = logging.getLogger(__name__)
+
+OPSET = 20
+INPUT, OUTPUT = "faces", "probs"
+
+
+class ProbabilityModel(nn.Module):
+    """``model`` with :func:`deepfer.classify.to_input` in front and a softmax behind it.
+
+    Shape:
+        - input: uint8 :math:`(N, H, W)`
+        - output: float32 :math:`(N, C)`
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, faces: Tensor) -> Tensor:
+        return self.model(to_input(faces, self.model.config)).softmax(1)
+
+
+def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
+    """The ONNX metadata properties that describe a checkpoint's model."""
+    return {
+        "deepfer.format": "deepfer-onnx",
+        "deepfer.version": __version__,
+        "deepfer.labels": json.dumps(list(ckpt["labels"])),
+        "deepfer.preprocess": json.dumps(ckpt["preprocess"]),
+        "deepfer.model": json.dumps(ckpt["model"]),
+    }
+
+
+def export_onnx_bytes(model: nn.Module, ckpt: dict[str, Any], opset: int = OPSET) -> bytes:
+    """The serialised ONNX model of a deepfer model (see the module docstring).
+
+    Args:
+        model: the model (its weights are exported as they are).
+        ckpt: its checkpoint metadata (``labels``, ``preprocess``, ``model``).
+        opset: ONNX opset, >= 20 for the spatial transformer's ``AffineGrid``.
+
+    Returns:
+        The ``.onnx`` file's bytes.
+    """
+    import onnx  # the [onnx] extra
+
+    if opset < 20:
+        raise ModelError(f"ONNX opset {opset} has no AffineGrid (the spatial transformer): use >= 20")
+    size = int(ckpt["preprocess"]["size"])
+    wrapper = ProbabilityModel(model).eval()
+    dummy = torch.zeros(2, size, size, dtype=torch.uint8)
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+            torch.onnx.export(wrapper, (dummy,), buf, input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                              opset_version=opset, dynamo=False)
+    except Exception as exc:  # the exporter raises many types; report them as one model error
+        first = (str(exc).strip().splitlines() or [""])[-1]
+        raise ModelError(f"{ckpt['model']['name']}: ONNX export failed ({type(exc).__name__}: {first})") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    for key, value in metadata(ckpt).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"deepfer {ckpt['model']['name']}: uint8 faces (N, {size}, {size}) -> probabilities"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def export_onnx(model: str | Path | None, out: str | Path, opset: int = OPSET, check: bool = True) -> dict[str, Any]:
+    """Export shipped weights or a checkpoint to an ``.onnx`` file and check it against torch.
+
+    Args:
+        model: a shipped weights name or a checkpoint path (``None``: the shipped default).
+        out: the ``.onnx`` file to write.
+        opset: ONNX opset (>= 20).
+        check: run 64 random faces through torch and onnxruntime and report the difference.
+
+    Returns:
+        ``{"path", "opset", "labels", "max_abs_diff"}`` (``max_abs_diff`` is ``None`` without
+        ``check``).
+
+    Example:
+        >>> export_onnx("runs/deep-emotion_fer2013/best.pt", "deep-emotion.onnx")  # doctest: +SKIP
+    """
+    net, ckpt = load_pretrained(model)
+    data = export_onnx_bytes(net, ckpt, opset)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    diff = parity(net, data, int(ckpt["preprocess"]["size"])) if check else None
+    log.info("wrote %s (max |torch - onnx| = %s)", out, diff)
+    return {"path": str(out), "opset": opset, "labels": list(ckpt["labels"]), "max_abs_diff": diff}
+
+
+def parity(model: nn.Module, onnx_model: bytes | str | Path, size: int, n: int = 64, seed: int = 0) -> float:
+    """Largest absolute difference between torch's and onnxruntime's probabilities on ``n``
+    random uint8 faces."""
+    from deepfer.inference.onnx_backend import OnnxClassifier
+
+    faces = np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
+    ref = predict_proba(model, faces)
+    got = OnnxClassifier(onnx_model).predict_proba(faces)
+    return float(np.abs(ref - got).max())

@@ -1,0 +1,324 @@
+"""The inference pipeline: image -> faces (detector) -> FER2013-framed crops -> probabilities.
+
+:class:`Recognizer` is the Python API; ``deepfer predict`` is a loop over
+:meth:`Recognizer.iter_results`. Crops of many images are classified together in batches.
+
+Example:
+    >>> rec = Recognizer(model="runs/deep-emotion_fer2013/best.pt")  # doctest: +SKIP
+    >>> [(f.box, f.label) for f in rec.predict("photo.jpg")]  # doctest: +SKIP
+    [((174, 64, 98, 98), 'happy')]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from deepfer.errors import DeepferError
+from deepfer.inference.classifier import Classifier, load_classifier
+from deepfer.inference.crop import FRAMINGS, Box, Detection, crop_faces, whole_image
+from deepfer.inference.detect import FaceDetector, create_detector
+from deepfer.inference.images import (
+    ColorOrder,
+    Picture,
+    from_array,
+    read_image,
+    to_picture,
+)
+from deepfer.inference.sources import Source, expand
+from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+NO_FACE = "no face found"
+_CHUNK = 32  # images (or frames) whose faces are classified in one batch
+
+
+@dataclass(frozen=True)
+class Face:
+    """One recognised face.
+
+    Attributes:
+        box: (x, y, w, h) of the detector's box in the image's pixels (the whole image with
+            ``detector=None``).
+        scores: probability of each class, in the model's label order.
+        label: the most probable class.
+    """
+
+    box: Box
+    scores: dict[str, float]
+    label: str
+
+    @property
+    def score(self) -> float:
+        """The probability of :attr:`label`."""
+        return self.scores[self.label]
+
+    def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
+        """``{"box": [x, y, w, h], "scores": {...}, "label": ...}`` (scores rounded to ``digits``)."""
+        scores = {k: (round(v, digits) if digits is not None else v) for k, v in self.scores.items()}
+        return {"box": list(self.box), "scores": scores, "label": self.label}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one image or video frame gave.
+
+    Attributes:
+        path: the input's name (``None`` for in-memory images).
+        frame: the frame index in a video or webcam stream, ``None`` for images.
+        faces: the faces found, largest first.
+        error: why nothing was recognised (unreadable file, ``"no face found"``), else ``None``.
+        decoded: whether the input could be read at all (an image without a face was read).
+        picture: the decoded image, kept only when annotation asks for it.
+    """
+
+    path: str | None
+    frame: int | None
+    faces: list[Face]
+    error: str | None = None
+    decoded: bool = True
+    picture: Picture | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON Lines record of ``deepfer predict --format json``."""
+        return {"path": self.path, "frame": self.frame, "faces": [f.to_dict() for f in self.faces],
+                "error": self.error}
+
+
+class Recognizer:
+    """Find faces and recognise their expressions.
+
+    Args:
+        model: shipped weights name, checkpoint (``.pt``), ``.onnx`` export or a deepfer
+            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`).
+        detector: ``"haar"`` (default, OpenCV's cascade), ``"dlib"`` (``pip install
+            'deepfer[dlib]'``), a :class:`~deepfer.inference.detect.FaceDetector`, or ``None`` to
+            treat every image as one already-cropped face (``--no-detect``).
+        backend: ``"torch"`` or ``"onnx"``; ``None`` follows the model file.
+        batch_size: face crops per forward pass.
+        tta: average each face's probabilities with its mirror image's.
+        labels: class names when ``model`` is an ``nn.Module``.
+        threads: intra-op threads of the backend (torch: default unchanged; onnx: 2). On a
+            machine whose cores are busy, torch's spinning OpenMP threads make small batches
+            10-50x slower: pass ``threads=1`` or set ``OMP_WAIT_POLICY=PASSIVE`` before importing
+            torch (``deepfer predict`` does the latter).
+        detector_options: options of the named detector (``work_width``, ``min_size``, ...).
+
+    Raises:
+        DeepferError: an unknown model, backend or detector.
+    """
+
+    def __init__(self, model: str | Path | nn.Module | None = None, detector: str | FaceDetector | None = "haar",
+                 backend: str | None = None, batch_size: int = 256, tta: bool = False,
+                 labels: list[str] | None = None, threads: int | None = None,
+                 detector_options: dict[str, Any] | None = None) -> None:
+        if batch_size < 1:
+            raise DeepferError(f"batch_size must be >= 1, got {batch_size}")
+        self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads)
+        if isinstance(detector, str):
+            detector = create_detector(detector, **(detector_options or {}))
+        self.detector: FaceDetector | None = detector
+        self.framing = detector.framing if detector is not None else FRAMINGS["none"]
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in the order of the scores."""
+        return self.classifier.labels
+
+    @property
+    def size(self) -> int:
+        """Side of the model's square input."""
+        return self.classifier.size
+
+    # -- single images -------------------------------------------------------------------------
+
+    def predict(self, image: str | Path | Image.Image | np.ndarray,
+                color: ColorOrder = "rgb") -> list[Face] | pd.DataFrame:
+        """Faces of one image, or a table for a folder or a video.
+
+        Args:
+            image: an image file, a PIL image or a numpy array (gray, RGB or BGR; uint8 or float
+                in ``[0, 1]`` / ``[0, 255]``); or a folder or video file.
+            color: channel order of a colour numpy array (``"rgb"`` or ``"bgr"``).
+
+        Returns:
+            ``list[Face]`` (largest first, empty if no face) for an image;
+            a ``pandas.DataFrame`` (see :meth:`predict_table`) for a folder or a video.
+
+        Raises:
+            DeepferError: an image file that cannot be read.
+        """
+        if isinstance(image, (str, Path)) and (Path(image).is_dir() or expand([image])[0].kind == "video"):
+            return self.predict_table([image])
+        return self.predict_images([to_picture(image, color)])[0]
+
+    def predict_images(self, images: Sequence[str | Path | Image.Image | np.ndarray | Picture],
+                       color: ColorOrder = "rgb") -> list[list[Face]]:
+        """Faces of each image, their crops classified in batches (see :meth:`predict`).
+
+        Raises:
+            DeepferError: an image that cannot be read (:meth:`iter_results` reports those instead).
+        """
+        faces: list[list[Face]] = []
+        for start in range(0, len(images), _CHUNK):
+            faces += self._recognize([to_picture(im, color) for im in images[start : start + _CHUNK]])
+        return faces
+
+    def detect(self, image: np.ndarray | Picture) -> list[Detection]:
+        """The face detections of an image (the whole image without a detector), largest first.
+
+        Args:
+            image: a :class:`Picture` or a numpy image (colour arrays are RGB).
+        """
+        pic = image if isinstance(image, Picture) else from_array(image)
+        if self.detector is None:
+            h, w = pic.gray.shape
+            return [Detection((0, 0, w, h))]
+        return self.detector.detect(pic.gray)
+
+    def crops(self, image: np.ndarray | Picture) -> tuple[list[Detection], np.ndarray]:
+        """Detections and their uint8 (N, size, size) crops, exactly as the model sees them.
+
+        Args:
+            image: a :class:`Picture` or a numpy image (colour arrays are RGB).
+        """
+        pic = image if isinstance(image, Picture) else from_array(image)
+        if self.detector is None:
+            return self.detect(pic), whole_image(pic.gray, self.size)
+        dets = self.detector.detect(pic.gray)
+        return dets, crop_faces(pic.gray, dets, self.framing, self.size)
+
+    def _recognize(self, pictures: Sequence[Picture]) -> list[list[Face]]:
+        found = [self.crops(p) for p in pictures]
+        crops = [c for _, c in found]
+        probs = self.classifier.predict_proba(np.concatenate(crops)) if crops else np.zeros((0, 0))
+        out, i = [], 0
+        for dets, c in found:
+            faces = []
+            for det, p in zip(dets, probs[i : i + len(c)]):
+                scores = {name: float(v) for name, v in zip(self.labels, p)}
+                faces.append(Face(det.box, scores, self.labels[int(np.argmax(p))]))
+            out.append(faces)
+            i += len(c)
+        return out
+
+    # -- files, folders, videos, webcams -------------------------------------------------------
+
+    def iter_results(self, sources: Iterable[Source | str | Path], every: int = 1, max_frames: int | None = None,
+                     keep_pictures: bool = False, progress: bool = False) -> Iterator[Result]:
+        """One :class:`Result` per image and per kept video frame, in input order.
+
+        Per-input problems (missing, empty, corrupt, unsupported or huge files, videos that do not
+        open, images without a face) become results with an ``error``; the iteration goes on.
+
+        Args:
+            sources: :class:`~deepfer.inference.sources.Source` objects, or paths (files and
+                folders, expanded with :func:`~deepfer.inference.sources.expand`).
+            every: keep one video frame in ``every``.
+            max_frames: stop each video or webcam after this many kept frames.
+            keep_pictures: attach the decoded image to each result (for annotation).
+            progress: show a progress bar on stderr (when it is a terminal).
+
+        Raises:
+            DeepferError: a webcam that cannot be opened.
+        """
+        if isinstance(sources, (str, Path, Source)):
+            sources = [sources]
+        srcs: list[Source] = []
+        for s in sources:
+            srcs += [s] if isinstance(s, Source) else expand([s])
+        total = None if any(s.kind == "webcam" for s in srcs) else self._estimate(srcs, every, max_frames)
+        bar = tqdm(total=total, unit="img", disable=None if progress else True, leave=False)
+        pending: list[tuple[Source, int | None, Picture]] = []
+        try:
+            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures):
+                if pic is None:
+                    yield from self._flush(pending, keep_pictures)
+                    bar.update(1)
+                    yield Result(src.name, frame, [], error, decoded=False)
+                    continue
+                pending.append((src, frame, pic))
+                if len(pending) >= _CHUNK or src.kind == "webcam":
+                    bar.update(len(pending))
+                    yield from self._flush(pending, keep_pictures)
+            bar.update(len(pending))
+            yield from self._flush(pending, keep_pictures)
+        finally:
+            bar.close()
+
+    def predict_table(self, sources: Iterable[Source | str | Path], every: int = 1,
+                      max_frames: int | None = None) -> pd.DataFrame:
+        """A DataFrame with one row per face (and one per image or frame without one).
+
+        Columns: ``path``, ``frame``, ``face`` (index in the image), ``x``, ``y``, ``w``, ``h``,
+        ``label``, ``score``, one column per class, ``error``. See :meth:`iter_results`.
+        """
+        from deepfer.inference.formats import to_dataframe
+
+        return to_dataframe(self.iter_results(sources, every, max_frames), self.labels)
+
+    def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool) -> Iterator[Result]:
+        if not pending:
+            return
+        faces = self._recognize([p for _, _, p in pending])
+        for (src, frame, pic), found in zip(pending, faces):
+            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None)
+        pending.clear()
+
+    def _pictures(self, sources: list[Source], every: int, max_frames: int | None,
+                  keep: bool) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+        for src in sources:
+            if src.kind == "error":
+                yield src, None, None, src.error
+            elif src.kind == "image":
+                try:
+                    pic = read_image(src.name, keep)
+                except DeepferError as exc:
+                    yield src, None, None, str(exc)
+                except Exception as exc:  # a decoder bug on one odd file must not end the run
+                    log.debug("reading %s failed", src.name, exc_info=True)
+                    yield src, None, None, f"{src.name}: cannot read image ({type(exc).__name__}: {exc})"
+                else:
+                    yield src, None, pic, None
+            else:
+                try:
+                    cap = open_webcam(src.webcam or 0) if src.kind == "webcam" else open_video(src.name)
+                except DeepferError as exc:
+                    if src.kind == "webcam":
+                        raise
+                    yield src, None, None, str(exc)
+                    continue
+                n = 0
+                for n, (index, frame) in enumerate(iter_frames(cap, every, max_frames), 1):
+                    yield src, index, from_array(frame, "bgr", keep), None
+                if not n:
+                    yield src, None, None, f"{src.name}: no frames could be read"
+
+    @staticmethod
+    def _estimate(sources: list[Source], every: int, max_frames: int | None) -> int | None:
+        total = 0
+        for s in sources:
+            if s.kind != "video":
+                total += 1
+                continue
+            try:
+                cap = open_video(s.name)
+                n = frame_count(cap)
+                cap.release()
+            except DeepferError:
+                n = 1
+            kept = -(-(n or 1) // max(every, 1))
+            total += min(kept, max_frames) if max_frames else kept
+        return total

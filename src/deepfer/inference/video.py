@@ -1,0 +1,144 @@
+"""Frames from video files and webcams through ``cv2.VideoCapture``, and annotated video out.
+
+Headless OpenCV (``opencv-python-headless``) has no window: a webcam run prints its results and,
+with ``--annotate``, writes them to a video file instead of showing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfer.errors import DataError, DeepferError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                              ".flv", ".3gp", ".ts"})
+DEFAULT_FPS = 30.0
+_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence what FFmpeg and OpenCV's capture backends write straight to file descriptor 2
+    ("moov atom not found", "can't open camera by index"): we report the failure ourselves."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # pytest's capture, notebooks
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def open_video(path: str | Path) -> cv2.VideoCapture:
+    """An opened capture of a video file.
+
+    Raises:
+        DataError: the file is missing or no backend can decode it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
+    with _quiet_stderr():
+        cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"{path}: cannot open video (unsupported, truncated or corrupt)")
+    return cap
+
+
+def open_webcam(index: int) -> cv2.VideoCapture:
+    """An opened capture of webcam ``index``.
+
+    Raises:
+        DeepferError: ``cannot open webcam N`` (no such device, or no permission).
+    """
+    with _quiet_stderr():
+        cap = cv2.VideoCapture(int(index))
+    if not cap.isOpened():
+        raise DeepferError(f"cannot open webcam {index}")
+    return cap
+
+
+def frame_count(cap: cv2.VideoCapture) -> int | None:
+    """The capture's frame count as its container states it (an estimate; ``None`` if unknown)."""
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    return n if n > 0 else None
+
+
+def fps(cap: cv2.VideoCapture) -> float:
+    """Frames per second of a capture (30 when the backend does not say)."""
+    value = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return value if 0 < value < 1000 else DEFAULT_FPS
+
+
+def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR frame) for frames 0, every, 2 * every, ... until the capture ends.
+
+    Skipped frames are only grabbed, not decoded into images. The capture is released at the end.
+
+    Args:
+        cap: an opened capture.
+        every: keep one frame in ``every``.
+        max_frames: stop after this many kept frames.
+    """
+    if every < 1:
+        raise DeepferError(f"--every must be >= 1, got {every}")
+    kept, index = 0, -1
+    try:
+        while max_frames is None or kept < max_frames:
+            if not cap.grab():
+                return
+            index += 1
+            if index % every:
+                continue
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                return
+            kept += 1
+            yield index, frame
+    finally:
+        cap.release()
+
+
+class VideoWriter:
+    """Writes BGR frames to a video file, opened on the first frame (whose size it takes).
+
+    Args:
+        path: the output file; ``.avi`` is written as MJPG, other suffixes as MPEG-4 (``mp4v``).
+        fps: frames per second of the output.
+    """
+
+    def __init__(self, path: str | Path, fps: float = DEFAULT_FPS) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
+            h, w = frame.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise DeepferError(f"{self.path}: cannot write video (try an .avi or .mp4 name)")
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

@@ -1,0 +1,33 @@
+"""Helpers shared by the inference tests (a module of its own: every tests/ folder has a
+conftest.py, so ``from conftest import`` would be ambiguous)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepfer.labels import FER7
+from deepfer.models import create_model
+from deepfer.models.checkpoint import atomic_save, model_payload
+
+# ../shared/data relative to the repository root (tests/inference/ -> parents[3] = /work).
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def make_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A random deep-emotion checkpoint whose outputs are spread out (no near-ties between
+    classes, so argmax comparisons are meaningful)."""
+    torch.manual_seed(seed)
+    model = create_model("deep-emotion", num_classes=7, dropout=0.0).eval()
+    with torch.no_grad():
+        model.fc2.weight.mul_(20.0)
+        # A non-identity spatial transformer, so that the ONNX GridSample path is exercised.
+        model.stn.fc_loc[-1].weight.normal_(0.0, 0.05)
+    atomic_save(model_payload(model, list(FER7), dataset="random"), path)
+    return path
+
+
+def noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)

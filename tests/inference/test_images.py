@@ -1,0 +1,155 @@
+"""Reading user images: every format and failure mode gives pixels equal to the training reader's,
+or a DataError naming the file."""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from infer_helpers import noise
+from PIL import Image
+
+from deepfer.data.imageio import decode_gray
+from deepfer.errors import DataError
+from deepfer.inference.images import from_array, from_pil, read_image, to_picture
+
+
+def _save(path: Path, im: Image.Image, **kw) -> Path:
+    im.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("RGB", "PNG"), ("RGB", "JPEG"), ("P", "PNG"),
+                                      ("CMYK", "JPEG"), ("I;16", "PNG"), ("1", "PNG")])
+def test_gray_pixels_equal_the_training_reader(tmp_path: Path, mode: str, fmt: str) -> None:
+    rgb = Image.fromarray(noise((40, 30, 3)))
+    if mode == "I;16":
+        im = Image.fromarray(noise((40, 30)).astype(np.uint16) * 257)
+    elif mode == "P":
+        im = rgb.quantize(32)
+    else:
+        im = rgb.convert(mode)
+    path = _save(tmp_path / f"x.{fmt.lower()}", im, format=fmt)
+    pic = read_image(path, keep_color=True)
+    np.testing.assert_array_equal(pic.gray, decode_gray(path.read_bytes(), str(path)))
+    assert pic.gray.dtype == np.uint8 and pic.gray.shape == (40, 30)
+    assert pic.color().shape == (40, 30, 3)
+
+
+def test_rgba_and_transparent_palette_are_composited_over_white(tmp_path: Path) -> None:
+    a = np.zeros((10, 10, 4), np.uint8)  # fully transparent black
+    a[:5, :, :] = (0, 0, 0, 255)  # top half opaque black
+    pic = read_image(_save(tmp_path / "a.png", Image.fromarray(a, "RGBA")), keep_color=True)
+    assert (pic.gray[:5] == 0).all() and (pic.gray[5:] == 255).all()
+    p = Image.fromarray(np.array([[0, 1]] * 4, np.uint8), "P")
+    p.putpalette([0, 0, 0, 10, 20, 30])
+    p.info["transparency"] = 0
+    pic = read_image(_save(tmp_path / "p.png", p, transparency=0))
+    assert (pic.gray[:, 0] == 255).all()
+
+
+def test_animated_gif_uses_the_first_frame_and_says_so(tmp_path: Path, caplog) -> None:
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 200, 90)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    with caplog.at_level(logging.WARNING):
+        pic = read_image(path)
+    assert int(pic.gray.mean()) == 10
+    assert "3 frames" in caplog.text and "first" in caplog.text
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    a = np.zeros((10, 20), np.uint8)
+    a[0, 0] = 255  # a white pixel in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = _save(tmp_path / "rot.png", Image.fromarray(a), exif=exif)
+    pic = read_image(path)
+    assert pic.gray.shape == (20, 10)
+    assert pic.gray[0, -1] == 255  # the stored top-left is displayed top-right
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _truncated_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(noise((64, 64, 3))).save(buf, "JPEG")
+    return buf.getvalue()[:600]
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.jpg", b"", "empty file"),
+    ("garbage.jpg", b"\x00\x01not an image at all" * 20, "not an image"),
+    ("notes.txt", b"hello", "not an image"),
+    ("bomb.png", _png_header_only(100_000, 100_000), "too large"),
+    ("truncated.jpg", _truncated_jpeg(), "cannot decode"),
+])
+def test_bad_files_raise_a_data_error_naming_the_file(tmp_path: Path, name: str, content: bytes,
+                                                      message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as err:
+        read_image(path)
+    assert name in str(err.value)
+
+
+def test_missing_file_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+    with pytest.raises(DataError, match="not a file"):
+        read_image(tmp_path)
+
+
+def test_numpy_input_is_rgb_unless_told_bgr() -> None:
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    assert from_array(red).gray[0, 0] == 76  # 0.299 * 255
+    assert from_array(red, color="bgr").gray[0, 0] == 29  # read as blue: 0.114 * 255
+    rgba = np.concatenate([red, np.full((4, 4, 1), 7, np.uint8)], axis=2)
+    assert from_array(rgba).gray[0, 0] == 76
+    np.testing.assert_array_equal(from_array(red, keep_color=True).bgr[0, 0], [0, 0, 255])
+
+
+def test_numpy_dtypes_and_ranges_agree() -> None:
+    img = noise((6, 5, 3))
+    ref = from_array(img).gray
+    np.testing.assert_array_equal(from_array(img.astype(np.float32) / 255.0).gray, ref)
+    np.testing.assert_array_equal(from_array(img.astype(np.float64)).gray, ref)
+    np.testing.assert_array_equal(from_array(img.astype(np.uint16) * 257).gray, ref)
+    np.testing.assert_array_equal(from_array(img.astype(np.int64)).gray, ref)
+    gray = noise((6, 5))
+    np.testing.assert_array_equal(from_array(gray[..., None]).gray, gray)
+
+
+def test_pil_input_matches_file_input(tmp_path: Path) -> None:
+    im = Image.fromarray(noise((12, 9, 3)))
+    path = _save(tmp_path / "x.png", im)
+    np.testing.assert_array_equal(from_pil(im).gray, read_image(path).gray)
+    np.testing.assert_array_equal(to_picture(path).gray, to_picture(np.asarray(im.convert("L"))).gray)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (np.zeros((4, 4, 2), np.uint8), "shape"),
+    (np.zeros((4,), np.uint8), "shape"),
+    (np.full((4, 4), np.nan, np.float32), "NaN"),
+    (np.full((4, 4), -3, np.int32), "outside 0..255"),
+    (np.zeros((4, 4), bool), "dtype"),
+])
+def test_bad_arrays_raise(bad: np.ndarray, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        from_array(bad)
+
+
+def test_unsupported_object() -> None:
+    with pytest.raises(DataError, match="expected an image path"):
+        to_picture(42)  # type: ignore[arg-type]
