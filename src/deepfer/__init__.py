@@ -7,4 +7,15 @@ from deepfer.labels import EMOTIONS, FER7
 
 __version__ = "0.1.0"
 
-__all__ = ["EMOTIONS", "FER7", "DataError", "DeepferError", "ModelError", "ProtocolError", "__version__"]
+__all__ = [
+    "EMOTIONS", "FER7", "DataError", "DeepferError", "ModelError", "ProtocolError", "Recognizer", "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Recognizer pulls in torch and OpenCV: import it only when asked for.
+    if name == "Recognizer":
+        from deepfer.inference import Recognizer
+
+        return Recognizer
+    raise AttributeError(f"module 'deepfer' has no attribute {name!r}")
