@@ -1,0 +1,265 @@
+"""Explain the faces in photos or face-crop files: detect and crop them exactly as inference does
+(:mod:`deepfer.inference`), run the requested methods, and write one PNG per face (the crop beside
+its overlays). What ``deepfer explain IMAGE...`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from deepfer.errors import DataError, DeepferError
+from deepfer.explain.base import Explanation, Fill, load_explainable
+from deepfer.explain.methods import HEATMAP_METHODS, METHODS, explain
+from deepfer.explain.overlay import Panel, blend, save_panels, stretch
+from deepfer.explain.stn_view import StnView, describe_theta, draw_grid, stn_view
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FaceMaps", "ImageReport", "explain_faces", "face_panels"]
+
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceMaps:
+    """The explanations of one face.
+
+    Attributes:
+        box: (x, y, w, h) of the detector's box in the image (the whole image without detection).
+        crop: uint8 (H, W), the face exactly as the model saw it.
+        label: the predicted class; ``score`` its probability.
+        target: the class the maps explain (the predicted one unless a target was given).
+        heatmaps: method -> float32 (H, W) map in [0, 1].
+        flips: occlusion's (H, W) fraction of covering patches that changed the prediction, or None.
+        stn: the spatial transformer's view of this face (one-face :class:`StnView`), or None.
+        png: the figure written for this face, or None.
+    """
+
+    box: tuple[int, int, int, int]
+    crop: np.ndarray
+    label: str
+    score: float
+    target: str
+    heatmaps: dict[str, np.ndarray]
+    flips: np.ndarray | None = None
+    stn: StnView | None = None
+    png: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """What one input gave: its faces, or why it gave none (``error``)."""
+
+    source: str
+    faces: list[FaceMaps] = field(default_factory=list)
+    error: str | None = None
+
+
+def explain_faces(
+    images: ImageInput | Sequence[ImageInput],
+    model: str | Path | nn.Module | None = None,
+    methods: Sequence[str] = ("occlusion",),
+    detector: Any = "haar",
+    out: str | Path | None = None,
+    target: str | int | None = None,
+    labels: Sequence[str] | None = None,
+    patch: int | None = None,
+    stride: int | None = None,
+    fill: Fill = "mean",
+    detector_options: dict[str, Any] | None = None,
+) -> list[ImageReport]:
+    """Explain every face in photos (after face detection) or in face crops (``detector=None``).
+
+    Args:
+        images: image files, folders (searched recursively), PIL images or numpy arrays (RGB or
+            grey); one or a sequence.
+        model: shipped weights name, checkpoint file, ``None`` (the shipped default) or a model.
+        methods: any of ``occlusion``, ``saliency``, ``gradcam``, ``stn``; each face's PNG has one
+            panel per heatmap method and two for ``stn`` (grid on the face, warped face).
+        detector: ``"haar"``, ``"dlib"``, a detector object, or ``None``: each image is one face
+            crop, resized like the datasets (``--no-detect``).
+        out: folder for the PNGs (``<name>_face<i>_<methods>.png``; ``<name>_<methods>.png``
+            without detection); ``None`` writes nothing.
+        target: explain this class (name or index) instead of each face's predicted class.
+        labels: class names for a model object (default: FER2013's).
+        patch, stride, fill: occlusion settings (see :func:`~deepfer.explain.occlusion_map`).
+        detector_options: options of a named detector (``work_width``, ``min_size``, ...).
+
+    Returns:
+        One :class:`ImageReport` per input; unreadable inputs and images without a face carry an
+        ``error`` instead of raising, so one bad file does not stop a batch.
+
+    Raises:
+        DeepferError: an unknown method, model, detector or target (problems of the whole run).
+    """
+    from deepfer.inference.detect import create_detector
+
+    methods = _check_methods(methods)
+    net, names = load_explainable(model, labels)
+    target_index = _target_index(target, names)
+    if methods.count("stn") and net.stn is None:
+        raise DeepferError(f"model {net.config.name} has no spatial transformer: drop --method stn")
+    if isinstance(detector, str):
+        detector = create_detector(detector, **(detector_options or {}))
+    options = {"patch": patch, "stride": stride, "fill": fill}
+    tag = "-".join(methods)
+    reports = []
+    for name, rel, item in _inputs(images):
+        try:
+            boxes, crops = _faces(item, detector, net.config.input_size)
+            if not len(crops):
+                reports.append(ImageReport(name, error=f"{name}: no face found"))
+                continue
+            faces = _explain_crops(net, names, crops, boxes, methods, target_index, options)
+        except DeepferError as exc:
+            reports.append(ImageReport(name, error=str(exc)))
+            continue
+        if out is not None:
+            written = []
+            for i, face in enumerate(faces):
+                stem = f"{rel.stem}_face{i}_{tag}" if detector is not None else f"{rel.stem}_{tag}"
+                path = Path(out) / rel.parent / f"{stem}.png"
+                save_panels(face_panels(face, methods), path, title=f"{name} face {i}: {face.label} {face.score:.2f}"
+                            + (f", maps for {face.target}" if face.target != face.label else ""),
+                            colorbar=any(m in HEATMAP_METHODS for m in methods))
+                written.append(_with_png(face, path))
+            faces = written
+        reports.append(ImageReport(name, faces))
+    return reports
+
+
+def face_panels(face: FaceMaps, methods: Sequence[str]) -> list[Panel]:
+    """The crop, then one overlay per heatmap method, then the STN's two panels."""
+    panels = [Panel(face.crop, "face as the model sees it")]
+    for m in methods:
+        if m == "stn" and face.stn is not None:
+            grid = face.stn.grid[0]
+            panels.append(Panel(face.crop, "STN sampling grid", lambda ax, g=grid: draw_grid(ax, g)))
+            panels.append(Panel(face.stn.warped[0], "STN view: " + describe_theta(face.stn.theta[0], face.crop.shape[0])
+                                .replace(", shift", "\nshift")))
+        elif m in face.heatmaps:
+            draw = None
+            if m == "occlusion" and face.flips is not None and face.flips.max() > 0:
+                draw = _flip_outline(face.flips)
+            title = {"occlusion": "occlusion (white: prediction flips)" if draw else "occlusion",
+                     "saliency": "saliency |d score / d pixel|", "gradcam": "Grad-CAM"}[m]
+            panels.append(Panel(blend(face.crop, stretch(face.heatmaps[m])), title, draw))
+    return panels
+
+
+def _flip_outline(flips: np.ndarray) -> Any:
+    """A ``draw(ax)`` that outlines, in white, where occlusion changed the predicted class."""
+
+    def draw(ax: Any) -> None:
+        ax.contour(flips > 0, levels=[0.5], colors="white", linewidths=1.0)
+
+    return draw
+
+
+def _explain_crops(net: nn.Module, names: list[str], crops: np.ndarray, boxes: list[tuple[int, int, int, int]],
+                   methods: list[str], target: int | None, options: dict[str, Any]) -> list[FaceMaps]:
+    results: dict[str, Explanation] = {m: explain(net, crops, m, target=target, **options)
+                                       for m in methods if m in HEATMAP_METHODS}
+    view = stn_view(net, crops) if "stn" in methods else None
+    if results:
+        first = next(iter(results.values()))
+        probs, targets = first.probs, first.targets
+    else:
+        from deepfer.classify import predict_proba
+
+        probs = predict_proba(net, crops)
+        targets = probs.argmax(1) if target is None else np.full(len(crops), target)
+    faces = []
+    for i in range(len(crops)):
+        pred = int(probs[i].argmax())
+        occ = results.get("occlusion")
+        faces.append(FaceMaps(
+            box=boxes[i], crop=crops[i], label=names[pred], score=float(probs[i, pred]),
+            target=names[int(targets[i])],
+            heatmaps={m: r.heatmaps[i] for m, r in results.items()},
+            flips=occ.flips[i] if occ is not None and occ.flips is not None else None,
+            stn=None if view is None else StnView(view.theta[i : i + 1], view.warped[i : i + 1], view.grid[i : i + 1]),
+        ))
+    return faces
+
+
+def _faces(item: Any, detector: Any, size: int) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+    """Boxes and uint8 (N, size, size) crops of one input, made by the inference package."""
+    from deepfer.inference.crop import crop_faces, whole_image
+    from deepfer.inference.images import to_picture
+
+    if isinstance(item, _Failed):
+        raise DataError(item.error)
+    try:
+        pic = to_picture(item)
+    except DeepferError:
+        raise
+    except Exception as exc:  # noqa: BLE001  a decoder bug on one odd file must not end the run
+        raise DataError(f"cannot read image ({type(exc).__name__}: {exc})") from None
+    h, w = pic.gray.shape
+    if detector is None:
+        return [(0, 0, w, h)], whole_image(pic.gray, size)
+    dets = detector.detect(pic.gray)
+    return [d.box for d in dets], crop_faces(pic.gray, dets, detector.framing, size)
+
+
+def _inputs(images: ImageInput | Sequence[ImageInput]) -> Iterator[tuple[str, Path, Any]]:
+    """(name, relative output path, what to read) per input; folders are expanded like predict's."""
+    from deepfer.inference.sources import expand
+
+    if isinstance(images, (str, Path, Image.Image, np.ndarray)):
+        images = [images]
+    for k, item in enumerate(images):
+        if isinstance(item, (str, Path)):
+            for src in expand([item]):
+                if src.kind == "error":
+                    yield src.name, src.rel, _Failed(src.error or f"{src.name}: cannot be read")
+                elif src.kind == "video":
+                    yield src.name, src.rel, _Failed(f"{src.name}: explain reads images, not videos")
+                else:
+                    yield src.name, src.rel, src.name
+        else:
+            yield f"image{k}", Path(f"image{k}"), item
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """An input already known to be unreadable; reading it raises its error."""
+
+    error: str
+
+
+def _check_methods(methods: Sequence[str] | str) -> list[str]:
+    chosen = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise DeepferError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                           f"choose from {', '.join(METHODS)}")
+    return chosen
+
+
+def _target_index(target: str | int | None, names: list[str]) -> int | None:
+    if target is None:
+        return None
+    if isinstance(target, str) and not target.isdigit():
+        if target not in names:
+            raise DeepferError(f"unknown target class {target!r}; the model predicts {', '.join(names)}")
+        return names.index(target)
+    index = int(target)
+    if not 0 <= index < len(names):
+        raise DeepferError(f"target class index {index} out of range 0..{len(names) - 1}")
+    return index
+
+
+def _with_png(face: FaceMaps, path: Path) -> FaceMaps:
+    from dataclasses import replace
+
+    return replace(face, png=path)
