@@ -36,6 +36,8 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/faithfulness.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -51,8 +51,9 @@ def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
         f"- test accuracy ({report['split']} split of `{report['protocol']}`, measured by `scripts/ship_weights.py`): {acc}",
         f"- weighted precision / recall: {100 * report['weighted_precision']:.2f}% / {100 * report['weighted_recall']:.2f}%; "
         f"unweighted: {100 * report['unweighted_precision']:.2f}% / {100 * report['unweighted_recall']:.2f}%",
-        f"- trained with: `deepfer train --config {config}` ({info['epoch']} epochs, "
-        f"{info['train_seconds'] / 60:.1f} min on this project's 2-core CPU" + (" per fold" if folds > 1 else "") + ")",
+        f"- trained with: `deepfer train --config {config}` ({cfg['epochs']} epochs planned; the selected epoch "
+        f"{info['best_epoch']} was reached after {info['train_seconds'] / 60:.1f} min on this project's shared 2-core CPU"
+        + (", fold 0" if folds > 1 else "") + ")",
         f"- torch {info.get('torch', '?')}",
     ]
     if report.get("warnings"):
