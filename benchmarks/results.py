@@ -95,7 +95,10 @@ def main() -> None:
             f"{head} {honest} | {acc} | {pct(tta['accuracy'])} | {pct(rep['weighted_precision'])} / "
             f"{pct(rep['weighted_recall'])} | {pct(rep['unweighted_precision'])} / {pct(rep['unweighted_recall'])} | {row.paper} |"
         )
-    lines += ["", FERG_NOTE, ""]
+    lines += ["", FERG_NOTE, "",
+              "The ablation of attention blocks, prior attention, augmentation, noisy-label training and "
+              "ensembles (each variant against the base model on FER2013 and FER+) is in `ABLATION.md` "
+              "(`make ablation`).", ""]
     warnings = {name: r["warnings"] for name, r in reports.items() if r["warnings"]}
     if warnings:
         lines += ["## What the protocols admit to (measured on each split)", ""]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from deepfer.inference.classifier import Classifier, TorchClassifier, load_classifier
+from deepfer.inference.classifier import Classifier, EnsembleClassifier, TorchClassifier, load_classifier
 from deepfer.inference.crop import FRAMINGS, Detection, Framing, crop_face, crop_faces
 from deepfer.inference.detect import (
     DlibDetector,
@@ -35,7 +35,7 @@ def sample_image() -> Path:
 
 
 __all__ = [
-    "FRAMINGS", "Classifier", "Detection", "DlibDetector", "Face", "FaceDetector", "Framing", "HaarDetector",
+    "FRAMINGS", "Classifier", "Detection", "DlibDetector", "EnsembleClassifier", "Face", "FaceDetector", "Framing", "HaarDetector",
     "Picture", "Recognizer", "Result", "TorchClassifier", "create_detector", "crop_face", "crop_faces",
     "export_onnx", "export_onnx_bytes", "from_array", "from_pil", "list_detectors", "load_classifier",
     "read_image", "sample_image",

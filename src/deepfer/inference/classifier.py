@@ -1,13 +1,14 @@
 """Face crops -> class probabilities, on torch or onnxruntime, behind one small interface.
 
 :func:`load_classifier` picks the backend: a checkpoint (or shipped weights name) runs on torch, or
-is exported to ONNX in memory for ``backend="onnx"``; an ``.onnx`` file runs on onnxruntime.
+is exported to ONNX in memory for ``backend="onnx"``; an ``.onnx`` file runs on onnxruntime; a list
+of models is an :class:`EnsembleClassifier` that averages their probabilities.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,6 +76,41 @@ class TorchClassifier:
             return predict_proba(self.model, faces, self.batch_size, self.tta)
 
 
+class EnsembleClassifier:
+    """Averages the probabilities of several classifiers, as ``deepfer evaluate --weights A B``
+    does: members must share their label names (in the same order) and input size.
+
+    Args:
+        members: the classifiers (any backends; each applies its own preprocessing).
+
+    Raises:
+        ModelError: no members, or members whose labels or input sizes differ.
+    """
+
+    def __init__(self, members: Sequence[Classifier]) -> None:
+        if not members:
+            raise ModelError("an ensemble needs at least one model")
+        first = members[0]
+        for i, m in enumerate(members[1:], 2):
+            if list(m.labels) != list(first.labels):
+                raise ModelError(f"cannot ensemble: model {i} predicts {list(m.labels)}, model 1 predicts "
+                                 f"{list(first.labels)} (the label names and their order must match)")
+            if m.size != first.size:
+                raise ModelError(f"cannot ensemble: model {i} takes {m.size}x{m.size} faces, model 1 takes "
+                                 f"{first.size}x{first.size}")
+        self.members = list(members)
+        self.labels = list(first.labels)
+        self.size = int(first.size)
+        self.backend = "+".join(dict.fromkeys(m.backend for m in members))
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        """The members' mean probabilities (N, len(labels)) float32 for uint8 faces (N, size, size)."""
+        total = self.members[0].predict_proba(faces).astype(np.float64)
+        for m in self.members[1:]:
+            total += m.predict_proba(faces)
+        return (total / len(self.members)).astype(np.float32)
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
     if n is None or n == torch.get_num_threads():
@@ -88,14 +124,15 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def load_classifier(model: str | Path | nn.Module | None = None, backend: str | None = None,
-                    batch_size: int = 256, tta: bool = False, labels: list[str] | None = None,
-                    threads: int | None = None) -> Classifier:
+def load_classifier(model: str | Path | nn.Module | Sequence[str | Path | nn.Module] | None = None,
+                    backend: str | None = None, batch_size: int = 256, tta: bool = False,
+                    labels: list[str] | None = None, threads: int | None = None) -> Classifier:
     """Build the classifier for shipped weights, a checkpoint, an ``.onnx`` file or a model object.
 
     Args:
         model: a shipped weights name, a checkpoint (``.pt``), an ``.onnx`` export, a deepfer
-            ``nn.Module`` or ``None`` for the shipped default.
+            ``nn.Module`` or ``None`` for the shipped default; a list or tuple of these is an
+            :class:`EnsembleClassifier` (their probabilities are averaged).
         backend: ``"torch"`` or ``"onnx"``; ``None`` picks onnx for ``.onnx`` files, torch otherwise.
         batch_size: faces per forward pass.
         tta: average with the mirrored face.
@@ -111,6 +148,9 @@ def load_classifier(model: str | Path | nn.Module | None = None, backend: str | 
     """
     if backend not in (None, *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if isinstance(model, (list, tuple)):
+        members = [load_classifier(m, backend, batch_size, tta, labels, threads) for m in model]
+        return members[0] if len(members) == 1 else EnsembleClassifier(members)
     onnx_kw: dict[str, Any] = {"batch_size": batch_size, "tta": tta}
     if threads is not None:
         onnx_kw["threads"] = threads

@@ -102,7 +102,8 @@ class Recognizer:
 
     Args:
         model: shipped weights name, checkpoint (``.pt``), ``.onnx`` export or a deepfer
-            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`).
+            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
+            list of these is an ensemble whose probabilities are averaged (same labels needed).
         detector: ``"haar"`` (default, OpenCV's cascade), ``"dlib"`` (``pip install
             'deepfer[dlib]'``), a :class:`~deepfer.inference.detect.FaceDetector`, or ``None`` to
             treat every image as one already-cropped face (``--no-detect``).
@@ -120,7 +121,8 @@ class Recognizer:
         DeepferError: an unknown model, backend or detector.
     """
 
-    def __init__(self, model: str | Path | nn.Module | None = None, detector: str | FaceDetector | None = "haar",
+    def __init__(self, model: str | Path | nn.Module | Sequence[str | Path | nn.Module] | None = None,
+                 detector: str | FaceDetector | None = "haar",
                  backend: str | None = None, batch_size: int = 256, tta: bool = False,
                  labels: list[str] | None = None, threads: int | None = None,
                  detector_options: dict[str, Any] | None = None) -> None:

@@ -1,5 +1,13 @@
 """Reusable network blocks, one per file; models build on these, never the other way round."""
 
+from deepfer.layers.grid_attention import GridAttention
+from deepfer.layers.pooling import cell_pool
+from deepfer.layers.region_attention import RegionAttention
+from deepfer.layers.self_attention import NonLocalBlock
 from deepfer.layers.spatial_transformer import SpatialTransformer, stn_warp
+from deepfer.layers.squeeze_excite import SqueezeExcite
 
-__all__ = ["SpatialTransformer", "stn_warp"]
+__all__ = [
+    "GridAttention", "NonLocalBlock", "RegionAttention", "SpatialTransformer", "SqueezeExcite", "cell_pool",
+    "stn_warp",
+]

@@ -22,6 +22,7 @@ __all__ = [
     "DeepEmotion",
     "DeepFERNet",
     "ModelConfig",
+    "PriorAttentionNet",
     "create_model",
     "list_models",
     "model_config",
@@ -155,3 +156,4 @@ def check_input(x: Tensor, config: ModelConfig, *, fixed_size: bool = True) -> N
 # Imported last: each model module registers itself with the registry defined above.
 from deepfer.models.deep_emotion import DeepEmotion  # noqa: E402
 from deepfer.models.deepfer_net import DeepFERNet  # noqa: E402
+from deepfer.models.prior_attention import PriorAttentionNet  # noqa: E402

@@ -38,6 +38,10 @@ class TrainConfig:
     augment: str = "basic"  # none | flip | basic | strong
     label_smoothing: float = 0.0
     soft_labels: bool = False  # train on the vote distribution where the data has one (FER+)
+    mixup: float = 0.0  # Beta(alpha, alpha) of batch-level mixup; 0 = off (train/mix.py)
+    cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off; with mixup, one of the two per batch
+    mix_prob: float = 1.0  # share of batches mixed when mixup or cutmix is on
+    eac: float = 0.0  # weight of the erasing attention consistency loss (train/eac.py); 0 = off
     patience: int = 0  # early stopping on validation accuracy; 0 = off
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave torch's default
@@ -54,6 +58,10 @@ class TrainConfig:
             "augment": self.augment in ("none", "flip", "basic", "strong"),
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "fc_l2": self.fc_l2 >= 0,
+            "mixup": self.mixup >= 0,
+            "cutmix": self.cutmix >= 0,
+            "mix_prob": 0.0 <= self.mix_prob <= 1.0,
+            "eac": self.eac >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -1,5 +1,6 @@
-"""The training loop: batched in-memory data, kornia augmentation, CE + lambda * ||W_fc||^2,
-model selection and early stopping on validation only, atomic per-epoch checkpoints, exact
+"""The training loop: batched in-memory data, kornia augmentation, optional mixup / CutMix
+(``mix.py``) and erasing attention consistency (``eac.py``), CE + lambda * ||W_fc||^2, model
+selection and early stopping on validation only, atomic per-epoch checkpoints, exact
 ``--resume``, and data-parallel training under ``torchrun`` (gloo on CPU, nccl on GPU)."""
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from deepfer.models import create_model
 from deepfer.models.checkpoint import atomic_save, model_payload, read_checkpoint
 from deepfer.train.augment import Augment
 from deepfer.train.config import TrainConfig
+from deepfer.train.eac import ErasingAttentionConsistency
+from deepfer.train.mix import BatchMixer
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,8 @@ def train_fold(
     val_index = fold.val if len(fold.val) else fold.train[:0]
     y_val = _targets(data, val_index, classes, False).numpy()
     augment = Augment(cfg.augment, config.input_size).to(env.device)
+    mixer = BatchMixer(len(classes), cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.label_smoothing)
+    eac = ErasingAttentionConsistency(cfg.eac) if cfg.eac else None
     opt = _optimizer(cfg, model)
     ddp = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
     per_rank = max(1, cfg.batch_size // env.world)
@@ -229,8 +234,14 @@ def train_fold(
                 group["lr"] = cfg.lr * _lr_factor(cfg, step, total_steps, steps_per_epoch)
             x = prepare_batch(x_train[idx], augment, config, env.device)
             y = y_train[idx].to(env.device)
-            logits = ddp(x)
-            loss = _loss(logits, y, cfg, ddp)
+            if mixer.active:  # soft (B, K) targets from here on
+                mixed = mixer(x, y)
+                x, y = mixed.images.contiguous(memory_format=torch.channels_last), mixed.targets
+            if eac is not None:
+                logits, loss, _ = eac(ddp, x, y, lambda lg, t: _loss(lg, t, cfg, ddp))
+            else:
+                logits = ddp(x)
+                loss = _loss(logits, y, cfg, ddp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
