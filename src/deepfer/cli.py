@@ -161,7 +161,7 @@ class _Parser(argparse.ArgumentParser):
 class PredictOptions:
     paths: tuple[str, ...] = ()
     webcam: int | None = None
-    model: str | None = None
+    model: tuple[str, ...] | None = None  # several: an ensemble (probabilities averaged)
     backend: str | None = None
     detector: str = "haar"
     detect_width: int = 320
@@ -194,7 +194,8 @@ def predict(opts: PredictOptions) -> int:
     if opts.every < 1 or opts.batch_size < 1 or opts.detect_width < 0 or (opts.threads or 1) < 1:
         raise DeepferError("--every, --batch-size and --threads must be >= 1, --detect-width >= 0")
     sources = [webcam(opts.webcam)] if opts.webcam is not None else expand(opts.paths)
-    rec = Recognizer(opts.model, None if opts.no_detect else opts.detector, opts.backend, opts.batch_size,
+    model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
+    rec = Recognizer(model, None if opts.no_detect else opts.detector, opts.backend, opts.batch_size,
                      opts.tta, threads=opts.threads,
                      detector_options=None if opts.no_detect else {"work_width": opts.detect_width or None})
     annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
@@ -301,6 +302,27 @@ def explain(opts: ExplainOptions) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Run the REST server and web page until Ctrl+C (``pip install 'deepfer[serve]'``)."""
+    import importlib.util
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as in predict
+    from deepfer.serve.settings import MIB, ServeSettings
+
+    missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install 'deepfer[serve]'")
+    settings = ServeSettings(host=args.host, port=args.port, model=args.model, backend=args.backend,
+                             detector=args.detector, detect_width=args.detect_width,
+                             detect_step=args.detect_step, workers=args.workers,
+                             max_upload_bytes=int(args.max_upload_mb * MIB), request_timeout=args.timeout)
+    from deepfer.serve import run
+
+    run(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deepfer", description="Facial expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -359,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "code 0 if any input could be read, 1 if none could, 2 on usage errors.")
     pr.add_argument("paths", nargs="*", metavar="PATH", help="image files, video files, folders (recursive)")
     pr.add_argument("--webcam", type=int, metavar="N", help="read webcam N (Ctrl+C stops)")
-    pr.add_argument("--model", help="shipped weights name, checkpoint .pt or exported .onnx (default: shipped default)")
+    # Repeated rather than nargs="+": a list option before the PATHs would swallow them.
+    pr.add_argument("--model", action="append",
+                    help="shipped weights name, checkpoint .pt or exported .onnx (default: shipped default); "
+                    "repeat (--model A --model B) to average several models' probabilities (an ensemble)")
     pr.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
     pr.add_argument("--detector", choices=["haar", "dlib"], default="haar",
                     help="haar: OpenCV cascade (default); dlib: HOG, needs pip install 'deepfer[dlib]'")
@@ -416,6 +441,24 @@ def build_parser() -> argparse.ArgumentParser:
     md = sub.add_parser("models", help="list architectures and shipped weights")
     md.add_argument("--json", action="store_true")
     md.set_defaults(run=models)
+
+    sv = sub.add_parser("serve", help="REST API and web page for photos and the webcam (needs deepfer[serve])",
+                        description="Serve POST /v1/predict, POST /v1/explain, GET /v1/models, GET /healthz, "
+                        "the web page at / and the API docs at /docs. Ctrl+C stops.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                    "only; 0.0.0.0 exposes the server, which has no authentication)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--model", help="shipped weights name, checkpoint .pt or exported .onnx (default: shipped default)")
+    sv.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx when onnxruntime is installed")
+    sv.add_argument("--detector", choices=["haar", "dlib"], default="haar", help="face detector, as in predict")
+    sv.add_argument("--detect-width", type=int, default=320, metavar="PX", help="as in predict (0: full size)")
+    sv.add_argument("--detect-step", type=float, default=1.1, metavar="R",
+                    help="haar: ratio between face sizes searched (default 1.1, as predict; 1.2 halves "
+                    "detection time, with coarser boxes and a few more missed faces)")
+    sv.add_argument("--workers", type=_positive, default=2, help="inference threads (default 2)")
+    sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MiB (default 10; 413 above)")
+    sv.add_argument("--timeout", type=float, default=10.0, help="seconds per request before 504 (default 10)")
+    sv.set_defaults(run=serve)
     return parser
 
 

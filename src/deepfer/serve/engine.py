@@ -1,0 +1,279 @@
+"""The server's inference engine: the model loaded once, a bounded pool of worker threads that run
+the CPU-bound work (decode, detect, crop, classify, explain, PNG encoding) off the event loop, an
+admission limit (503 when full) and a deadline per request (504 after it).
+
+Why threads and not processes or batches: OpenCV, onnxruntime, torch and Pillow release the GIL
+while they compute, so two threads keep two cores busy; each thread runs its own detector (an
+OpenCV cascade is not documented as thread-safe) and shares the classifier (an onnxruntime session
+and a torch module in eval mode are). Batching across requests would only batch the classifier,
+which is ~2% of a request's time; detection, the other 90%, is per image.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from torch import nn
+
+from deepfer.errors import DeepferError
+from deepfer.inference.crop import Detection, Framing, crop_square
+from deepfer.inference.detect import create_detector
+from deepfer.inference.recognizer import NO_FACE, Recognizer, Result
+from deepfer.serve.errors import HTTPError
+from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
+from deepfer.serve.uploads import Upload, decode
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EXPLAIN_MODES = ("blend", "overlay")
+ALPHA = 0.6  # the heatmap's opacity where it is 1
+
+
+class Engine:
+    """The model and the workers that run it.
+
+    Args:
+        settings: the server's settings (model, backend, detector, workers, limits).
+
+    Raises:
+        DeepferError: the model, backend or detector cannot be loaded.
+    """
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        model = settings.model
+        is_onnx = model is not None and str(model).lower().endswith(".onnx")
+        backend = settings.backend or ("onnx" if is_onnx or _has("onnxruntime") else "torch")
+        self.detector_options = settings.detector_options()
+        self.recognizer = Recognizer(model, settings.detector, backend, threads=settings.intra_threads,
+                                     detector_options=self.detector_options)
+        self.backend = self.recognizer.classifier.backend
+        self.model_name = _model_name(model)
+        # Explanations need the torch module (gradients, hooks): loaded beside an ONNX classifier.
+        self.net: nn.Module | None = None
+        self.architecture: str | None = None
+        if not is_onnx:
+            from deepfer.explain import load_explainable
+
+            self.net, _ = load_explainable(model)
+            self.architecture = getattr(getattr(self.net, "config", None), "name", None)
+        self._explain_lock = threading.Lock()  # Grad-CAM's hooks live on the shared module
+        self._local = threading.local()
+        self._admitted = 0
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._saved_threads: tuple[int, int] | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers, and set the process's torch and OpenCV threads to ``intra_threads``
+        (restored by :meth:`close`): parallelism comes from the workers, and nested thread pools on
+        a small machine only fight over its cores. Called by the app's start-up (or the first
+        request); an engine can be started again after :meth:`close`."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.workers,
+                                                               thread_name_prefix="deepfer-infer")
+        n = self.settings.intra_threads
+        if n is None or self._saved_threads is not None:
+            return
+        import cv2
+        import torch
+
+        self._saved_threads = (torch.get_num_threads(), cv2.getNumThreads())
+        torch.set_num_threads(n)
+        cv2.setNumThreads(n)
+
+    def close(self) -> None:
+        """Stop the workers (queued work is dropped) and restore the thread settings."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._saved_threads is not None:
+            import cv2
+            import torch
+
+            torch.set_num_threads(self._saved_threads[0])
+            cv2.setNumThreads(self._saved_threads[1])
+            self._saved_threads = None
+
+    @property
+    def load(self) -> int:
+        """Requests admitted now (running or waiting for a worker)."""
+        return self._admitted
+
+    # -- what the endpoints call ----------------------------------------------------------------
+
+    async def predict(self, upload: Upload) -> dict[str, Any]:
+        """The ``deepfer predict --format json`` record of one uploaded image."""
+        return await self._run(self._predict, upload)
+
+    async def explain(self, upload: Upload, method: str = "gradcam", mode: str = "blend") -> tuple[bytes, list[str]]:
+        """A heatmap PNG of the uploaded image and the predicted label of each face.
+
+        Args:
+            upload: the image.
+            method: ``gradcam``, ``occlusion`` or ``saliency``.
+            mode: ``blend``: the photo with the heatmap over its faces (RGB); ``overlay``: only the
+                heatmap, on a transparent background (RGBA), to lay over the photo.
+
+        Raises:
+            HTTPError: 501 when the model is an ONNX file (no gradients), 400 for an unknown
+                method or mode.
+        """
+        if self.net is None:
+            raise HTTPError(501, "explanations need a torch checkpoint; this server runs an ONNX file")
+        if method not in EXPLAIN_METHODS:
+            raise HTTPError(400, f"unknown method {method!r}; choose one of {', '.join(EXPLAIN_METHODS)}")
+        if mode not in EXPLAIN_MODES:
+            raise HTTPError(400, f"unknown mode {mode!r}; choose one of {', '.join(EXPLAIN_MODES)}")
+        return await self._run(self._explain, upload, method, mode)
+
+    def describe(self) -> dict[str, Any]:
+        """The loaded model: name, architecture, backend, labels, input size, detector."""
+        return {"name": self.model_name, "architecture": self.architecture, "backend": self.backend,
+                "labels": list(self.recognizer.labels), "input_size": self.recognizer.size,
+                "detector": self.settings.detector, "detector_options": self.detector_options,
+                "explain": self.net is not None, "explain_methods": list(EXPLAIN_METHODS) if self.net else []}
+
+    # -- admission, deadline, workers -----------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        import asyncio
+
+        s = self.settings
+        if self._admitted >= s.max_queue:
+            raise HTTPError(503, f"server busy ({self._admitted} requests in progress); retry shortly",
+                            {"Retry-After": "1"})
+        if self._pool is None:
+            self.start()
+        pool = self._pool
+        if pool is None:  # for the type checker: start() made it
+            raise HTTPError(503, "server is shutting down")
+        self._admitted += 1
+        deadline = time.monotonic() + s.request_timeout
+        try:
+            future = pool.submit(self._guarded, deadline, fn, *args)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), s.request_timeout)
+            except TimeoutError:
+                future.cancel()
+                raise HTTPError(504, f"not done within the {s.request_timeout:g} s request timeout") from None
+        finally:
+            self._admitted -= 1
+
+    def _guarded(self, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+        if time.monotonic() > deadline:  # its client has been answered 504 already: skip the work
+            raise HTTPError(504, "request timed out in the queue")
+        return fn(*args)
+
+    def _worker_recognizer(self) -> Recognizer:
+        rec = getattr(self._local, "recognizer", None)
+        if rec is None:
+            rec = copy.copy(self.recognizer)  # shares the classifier, gets its own detector
+            if rec.detector is not None:
+                rec.detector = create_detector(self.settings.detector, **self.detector_options)
+            self._local.recognizer = rec
+        return rec
+
+    # -- the work, in a worker thread -----------------------------------------------------------
+
+    def _predict(self, upload: Upload) -> dict[str, Any]:
+        pic = decode(upload, self.settings)
+        faces = self._worker_recognizer().predict_images([pic])[0]
+        return Result(upload.filename, None, faces, None if faces else NO_FACE).to_dict()
+
+    def _explain(self, upload: Upload, method: str, mode: str) -> tuple[bytes, list[str]]:
+        import cv2
+
+        from deepfer.explain import colorize, explain
+        from deepfer.explain.overlay import stretch
+
+        pic = decode(upload, self.settings, keep_color=mode == "blend")
+        rec = self._worker_recognizer()
+        dets, crops = rec.crops(pic)
+        h, w = pic.gray.shape
+        scale = min(1.0, self.settings.explain_max_side / max(h, w))
+        out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+        heat = np.zeros((out_h, out_w), np.float32)
+        labels: list[str] = []
+        if dets and self.net is not None:
+            with self._explain_lock:
+                result = explain(self.net, crops, method)
+            names = rec.labels
+            labels = [names[int(i)] for i in result.predictions]
+            for det, face_map in zip(dets, result.heatmaps, strict=True):
+                placed = place_heatmap(stretch(face_map), det, rec.framing, scale, (out_h, out_w))
+                np.maximum(heat, placed, out=heat)
+        rgb = colorize(heat)  # (H, W, 3)
+        weight = ALPHA * heat[..., None]
+        if mode == "overlay":
+            rgba = np.dstack([rgb, (weight[..., 0] * 255 + 0.5).astype(np.uint8)])
+            ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        else:
+            base = pic.color()  # BGR
+            if scale < 1.0:
+                base = cv2.resize(base, (out_w, out_h), interpolation=cv2.INTER_AREA)
+            bgr = (1 - weight) * base + weight * rgb[..., ::-1]
+            ok, png = cv2.imencode(".png", (bgr + 0.5).clip(0, 255).astype(np.uint8),
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise DeepferError("PNG encoding failed")
+        return png.tobytes(), labels
+
+
+def place_heatmap(face_map: np.ndarray, det: Detection, framing: Framing, scale: float,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """A face's (S, S) heatmap laid where its crop came from, in an image of ``shape`` that is the
+    original scaled by ``scale``: the inverse of :func:`deepfer.inference.crop.crop_face`.
+
+    Shape:
+        - face_map: :math:`(S, S)`, the model's input size
+        - output: ``shape`` (H, W), zero outside the face's crop
+    """
+    import cv2
+
+    size = face_map.shape[0]
+    cx, cy, side = crop_square(det.box, framing)
+    side = max(1, round(side))
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    # image -> crop pixels: crop_face's transform (a rotation when the detector gives eyes).
+    if det.eyes is not None:
+        (lx, ly), (rx, ry) = det.eyes
+        m = cv2.getRotationMatrix2D((cx, cy), float(np.degrees(np.arctan2(ry - ly, rx - lx))), 1.0)
+        m[:, 2] -= (x0, y0)
+    else:
+        m = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
+    rot, shift = m[:, :2], m[:, 2]
+    k = size / side  # crop pixels -> heatmap pixels (pixel centres aligned)
+    # output pixel o -> image pixel (o + 0.5) / scale - 0.5 -> crop -> heatmap
+    c1 = np.full(2, 0.5 / scale - 0.5)
+    lin = (k / scale) * rot
+    off = k * (rot @ c1 + shift) + (0.5 * k - 0.5)
+    out_to_map = np.hstack([lin, off[:, None]]).astype(np.float64)
+    return cv2.warpAffine(face_map.astype(np.float32), out_to_map, (shape[1], shape[0]),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0.0)
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _model_name(model: str | None) -> str:
+    from deepfer.weights import DEFAULT
+
+    if model is None:
+        return DEFAULT
+    # A file given on the command line is named by its file name: never echo server paths.
+    p = Path(model)
+    return p.name if p.suffix in (".pt", ".onnx") or p.is_file() else str(model)

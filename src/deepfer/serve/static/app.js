@@ -1,0 +1,358 @@
+// deepfer's page: a photo (dropped or chosen) or the webcam's frames go to POST /v1/predict; the
+// faces come back as boxes drawn on a canvas and one bar chart of probabilities per face. With
+// "Explain" on, POST /v1/explain?mode=overlay gives a transparent heatmap PNG laid over the picture.
+// Plain JavaScript, no libraries, nothing loaded from elsewhere.
+"use strict";
+
+(() => {
+  const COLORS = {
+    angry: "#e53935", disgust: "#8e24aa", fear: "#5e35b1", happy: "#fdd835",
+    sad: "#1e88e5", surprise: "#fb8c00", neutral: "#9e9e9e", contempt: "#6d4c41",
+  };
+  const SPARE = ["#26a69a", "#ec407a", "#8d6e63", "#78909c"];
+  const FRAME_INTERVAL_MS = 250; // the webcam sends at most 4 frames a second, one at a time
+  const OVERLAY_INTERVAL_MS = 1000; // and asks for a heatmap at most once a second
+  const MAX_CANVAS_SIDE = 1280;
+  const FRAME_WIDTH = 640;
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    file: $("file"), drop: $("drop"), webcam: $("webcam"), explain: $("explain"), method: $("method"),
+    status: $("status"), canvas: $("canvas"), cam: $("cam"), video: $("video"), overlay: $("overlay"),
+    placeholder: $("placeholder"), faces: $("faces"), count: $("count"), timing: $("timing"), model: $("model"),
+  };
+
+  // Everything the page knows; the end-to-end test reads it as window.deepfer.
+  const state = {
+    labels: [], limits: null, model: null,
+    file: null, image: null, result: null, overlay: null, photoSeq: 0,
+    stream: null, frames: 0, lastOverlayAt: 0, frameOverlay: null,
+    colors: COLORS,
+  };
+  window.deepfer = state;
+
+  function colorOf(label) {
+    if (COLORS[label]) return COLORS[label];
+    const i = Math.max(0, state.labels.indexOf(label));
+    return SPARE[i % SPARE.length];
+  }
+
+  function textColorOn(hex) {
+    const n = parseInt(hex.slice(1), 16);
+    const luma = 0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255);
+    return luma > 150 ? "#111" : "#fff";
+  }
+
+  function setState(s) { document.body.dataset.state = s; }
+
+  function say(message, isError = false) {
+    el.status.textContent = message;
+    el.status.classList.toggle("error", isError);
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const mib = (n) => `${(n / 1048576).toFixed(n < 1048576 ? 2 : 1)} MiB`;
+
+  // -- the API ------------------------------------------------------------------------------------
+
+  async function post(path, blob, name) {
+    const form = new FormData();
+    form.append("image", blob, name || "image.jpg");
+    const res = await fetch(path, { method: "POST", body: form });
+    if (!res.ok) {
+      let message = `${res.status} ${res.statusText}`;
+      try { message = `${res.status}: ${(await res.json()).error}`; } catch (_) { /* not JSON */ }
+      throw new Error(message);
+    }
+    return res;
+  }
+
+  async function predict(blob, name) {
+    return (await post("/v1/predict", blob, name)).json();
+  }
+
+  async function heatmap(blob, name) {
+    const res = await post(`/v1/explain?mode=overlay&method=${encodeURIComponent(el.method.value)}`, blob, name);
+    return createImageBitmap(await res.blob());
+  }
+
+  async function init() {
+    try {
+      const res = await fetch("/v1/models");
+      const info = await res.json();
+      state.labels = info.model.labels;
+      state.limits = info.limits;
+      state.model = info.model;
+      el.model.textContent = `model ${info.model.name} (${info.model.backend}, ${info.model.detector} detector)`;
+      if (!info.model.explain) {
+        el.explain.disabled = true;
+        el.method.disabled = true;
+      }
+      setState("ready");
+    } catch (err) {
+      el.model.textContent = "";
+      say(`The server did not answer: ${err.message}`, true);
+      setState("error");
+    }
+  }
+
+  // -- drawing ------------------------------------------------------------------------------------
+
+  function drawBoxes(ctx, faces, sx, sy) {
+    const side = Math.min(ctx.canvas.width, ctx.canvas.height);
+    const line = Math.max(2, Math.round(side / 200));
+    const fontSize = Math.max(12, Math.round(side / 32));
+    ctx.font = `600 ${fontSize}px system-ui, sans-serif`;
+    ctx.textBaseline = "top";
+    faces.forEach((face, i) => {
+      const [x, y, w, h] = face.box;
+      const color = colorOf(face.label);
+      ctx.lineWidth = line;
+      ctx.strokeStyle = color;
+      ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
+      const text = `${i + 1} ${face.label} ${Math.round(face.scores[face.label] * 100)}%`;
+      const tw = ctx.measureText(text).width + 8;
+      const th = fontSize + 6;
+      const ty = y * sy - th >= 0 ? y * sy - th : y * sy + h * sy;
+      ctx.fillStyle = color;
+      ctx.fillRect(x * sx - line / 2, ty, tw, th);
+      ctx.fillStyle = textColorOn(color);
+      ctx.fillText(text, x * sx + 4 - line / 2, ty + 3);
+    });
+  }
+
+  function drawPhoto() {
+    const { image, result, overlay } = state;
+    const ctx = el.canvas.getContext("2d");
+    if (!image) return;
+    const scale = Math.min(1, MAX_CANVAS_SIDE / Math.max(image.width, image.height));
+    el.canvas.width = Math.round(image.width * scale);
+    el.canvas.height = Math.round(image.height * scale);
+    ctx.drawImage(image, 0, 0, el.canvas.width, el.canvas.height);
+    if (overlay && el.explain.checked) ctx.drawImage(overlay, 0, 0, el.canvas.width, el.canvas.height);
+    if (result) drawBoxes(ctx, result.faces, scale, scale);
+  }
+
+  function drawBars(canvas, scores, top) {
+    const labels = state.labels.length ? state.labels : Object.keys(scores);
+    const ratio = window.devicePixelRatio || 1;
+    const width = 300, row = 20, nameWidth = 70, valueWidth = 48;
+    canvas.width = width * ratio;
+    canvas.height = (labels.length * row + 4) * ratio;
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    labels.forEach((label, i) => {
+      const p = scores[label] || 0;
+      const y = 2 + i * row;
+      const barMax = width - nameWidth - valueWidth;
+      ctx.fillStyle = "#eceff4";
+      ctx.fillRect(nameWidth, y + 3, barMax, row - 6);
+      ctx.fillStyle = colorOf(label);
+      ctx.fillRect(nameWidth, y + 3, Math.max(1, barMax * p), row - 6);
+      ctx.fillStyle = "#1d2330";
+      ctx.font = `${label === top ? "700 " : ""}12px system-ui, sans-serif`;
+      ctx.fillText(label, 0, y + row / 2);
+      ctx.textAlign = "right";
+      ctx.fillText(`${(p * 100).toFixed(1)}%`, width, y + row / 2);
+      ctx.textAlign = "left";
+    });
+    canvas.setAttribute("aria-label", labels.map((l) => `${l} ${(100 * (scores[l] || 0)).toFixed(1)}%`).join(", "));
+  }
+
+  function renderFaces(faces) {
+    el.faces.replaceChildren();
+    el.count.textContent = `(${faces.length})`;
+    if (!faces.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = "No face found.";
+      el.faces.append(li);
+      return;
+    }
+    faces.forEach((face, i) => {
+      const li = document.createElement("li");
+      li.className = "face";
+      li.dataset.label = face.label;
+      li.dataset.score = face.scores[face.label].toFixed(4);
+      li.dataset.box = face.box.join(",");
+      const title = document.createElement("div");
+      title.className = "title";
+      const name = document.createElement("span");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colorOf(face.label);
+      name.append(swatch, `${i + 1}. ${face.label}`);
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = `${Math.round(face.scores[face.label] * 100)}%`;
+      title.append(name, score);
+      const bars = document.createElement("canvas");
+      bars.className = "bars";
+      drawBars(bars, face.scores, face.label);
+      li.append(title, bars);
+      el.faces.append(li);
+    });
+  }
+
+  // -- photos -------------------------------------------------------------------------------------
+
+  async function showPhoto(file) {
+    if (!file) return;
+    if (state.limits && file.size > state.limits.max_upload_bytes) {
+      say(`${file.name} is ${mib(file.size)}: larger than the server's ${mib(state.limits.max_upload_bytes)} limit.`, true);
+      return;
+    }
+    stopWebcam();
+    const seq = ++state.photoSeq;
+    state.file = file;
+    setState("busy");
+    say(`Recognizing ${file.name}…`);
+    const t0 = performance.now();
+    try {
+      const [result, image] = await Promise.all([
+        predict(file, file.name),
+        createImageBitmap(file, { imageOrientation: "from-image" }).catch(() => null),
+      ]);
+      const ms = Math.round(performance.now() - t0);
+      const overlay = el.explain.checked && result.faces.length ? await heatmap(file, file.name) : null;
+      if (seq !== state.photoSeq) return; // a newer photo came meanwhile
+      Object.assign(state, { result, image, overlay });
+      el.placeholder.classList.add("hidden");
+      el.canvas.classList.remove("hidden");
+      drawPhoto();
+      renderFaces(result.faces);
+      el.timing.textContent = `${ms} ms for the answer`;
+      const found = result.faces.length;
+      say(image ? `${file.name}: ${found ? `${found} face${found > 1 ? "s" : ""}` : "no face found"}.`
+        : `${file.name}: this browser cannot show the image; the results are on the right.`);
+      setState("done");
+    } catch (err) {
+      if (seq !== state.photoSeq) return;
+      say(`${file.name}: ${err.message}`, true);
+      setState("error");
+    }
+  }
+
+  async function refreshOverlay() {
+    if (state.stream) { state.frameOverlay = null; state.lastOverlayAt = 0; return; }
+    if (!state.file || !state.result) return;
+    if (el.explain.checked && !state.result.faces.length) { say("No face to explain."); return; }
+    try {
+      state.overlay = el.explain.checked ? await heatmap(state.file, state.file.name) : null;
+      drawPhoto();
+      if (el.explain.checked) say(`Heatmap: ${el.method.options[el.method.selectedIndex].text}.`);
+    } catch (err) {
+      say(`Explain: ${err.message}`, true);
+    }
+  }
+
+  // -- the webcam ---------------------------------------------------------------------------------
+
+  async function startWebcam() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      say("This browser offers no webcam here (it needs https or localhost).", true);
+      return;
+    }
+    try {
+      state.stream = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false,
+      });
+    } catch (err) {
+      say(`No webcam: ${err.message || err.name}`, true);
+      return;
+    }
+    state.photoSeq++; // a photo still on its way must not draw over the video
+    el.video.srcObject = state.stream;
+    await el.video.play();
+    el.placeholder.classList.add("hidden");
+    el.canvas.classList.add("hidden");
+    el.cam.classList.remove("hidden");
+    el.webcam.textContent = "Stop webcam";
+    el.webcam.setAttribute("aria-pressed", "true");
+    state.frames = 0;
+    state.frameOverlay = null;
+    say("Webcam on: faces are recognised a few times a second.");
+    setState("webcam");
+    webcamLoop();
+  }
+
+  function stopWebcam() {
+    if (!state.stream) return;
+    state.stream.getTracks().forEach((t) => t.stop());
+    state.stream = null;
+    el.video.srcObject = null;
+    el.cam.classList.add("hidden");
+    el.canvas.classList.remove("hidden");
+    if (!state.image) el.placeholder.classList.remove("hidden");
+    el.webcam.textContent = "Start webcam";
+    el.webcam.setAttribute("aria-pressed", "false");
+    say("Webcam off.");
+    setState("ready");
+  }
+
+  async function webcamLoop() {
+    const grab = document.createElement("canvas");
+    while (state.stream) {
+      const t0 = performance.now();
+      try {
+        await sendFrame(grab);
+      } catch (err) {
+        say(`Webcam: ${err.message}`, true);
+        await sleep(1000);
+      }
+      await sleep(Math.max(0, FRAME_INTERVAL_MS - (performance.now() - t0)));
+    }
+  }
+
+  async function sendFrame(grab) {
+    const v = el.video;
+    if (!v.videoWidth) return;
+    const scale = Math.min(1, FRAME_WIDTH / v.videoWidth);
+    grab.width = Math.round(v.videoWidth * scale);
+    grab.height = Math.round(v.videoHeight * scale);
+    grab.getContext("2d").drawImage(v, 0, 0, grab.width, grab.height);
+    const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.8));
+    if (!blob || !state.stream) return;
+    const t0 = performance.now();
+    const result = await predict(blob, `frame${state.frames}.jpg`);
+    const ms = Math.round(performance.now() - t0);
+    if (el.explain.checked && result.faces.length && performance.now() - state.lastOverlayAt > OVERLAY_INTERVAL_MS) {
+      state.lastOverlayAt = performance.now();
+      state.frameOverlay = await heatmap(blob, "frame.jpg");
+    } else if (!el.explain.checked) {
+      state.frameOverlay = null;
+    }
+    if (!state.stream) return;
+    state.frames += 1;
+    state.result = result;
+    el.overlay.width = grab.width;
+    el.overlay.height = grab.height;
+    const ctx = el.overlay.getContext("2d");
+    ctx.clearRect(0, 0, grab.width, grab.height);
+    if (state.frameOverlay) ctx.drawImage(state.frameOverlay, 0, 0, grab.width, grab.height);
+    drawBoxes(ctx, result.faces, 1, 1);
+    renderFaces(result.faces);
+    el.timing.textContent = `frame ${state.frames}: ${ms} ms for the answer`;
+    if (el.status.classList.contains("error")) say("Webcam on.");
+  }
+
+  // -- wiring -------------------------------------------------------------------------------------
+
+  el.file.addEventListener("change", () => showPhoto(el.file.files[0]));
+  ["dragenter", "dragover"].forEach((type) => el.drop.addEventListener(type, (e) => {
+    e.preventDefault();
+    el.drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((type) => el.drop.addEventListener(type, () => el.drop.classList.remove("over")));
+  el.drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    showPhoto(e.dataTransfer && e.dataTransfer.files[0]);
+  });
+  el.webcam.addEventListener("click", () => (state.stream ? stopWebcam() : startWebcam()));
+  el.explain.addEventListener("change", refreshOverlay);
+  el.method.addEventListener("change", () => { if (el.explain.checked) refreshOverlay(); });
+
+  init();
+})();
