@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -69,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = [bench(m, args.batch_size, args.steps, p) for m in list_models() for p in ("basic", "strong")]
-    result = {"threads": args.threads, "torch": str(torch.__version__), "cpu": platform.processor() or platform.machine(),
+    result = {"load_average_1min_at_end": round(os.getloadavg()[0], 2), "threads": args.threads, "torch": str(torch.__version__), "cpu": platform.processor() or platform.machine(),
               "results": rows}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:
