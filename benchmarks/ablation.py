@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,9 @@ from deepfer.train.eac import ErasingAttentionConsistency
 from deepfer.train.evaluate import evaluate
 from deepfer.train.loop import _loss, _optimizer, prepare_batch
 from deepfer.train.mix import BatchMixer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
+from _machine import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -186,16 +189,6 @@ def bench(cfg: TrainConfig, batch: int = 128, steps: int = 5, threads: int = 1) 
     return {"params": sum(p.numel() for p in model.parameters()),
             "train_images_per_s": round(batch / float(np.median(times)), 1),
             "batch_size": batch, "steps": steps, "threads": threads}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def pct(x: float | None, std: float | None = None) -> str:

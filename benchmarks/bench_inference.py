@@ -30,6 +30,7 @@ import json
 import platform
 import statistics
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,9 @@ from deepfer.labels import FER7, JAFFE_CODES
 from deepfer.models import create_model
 from deepfer.models.checkpoint import atomic_save, load_model, model_payload
 from deepfer.weights import resolve
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
+from _machine import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
@@ -279,7 +283,7 @@ def main() -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results: dict = {
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_average_1min_at_start": load,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "load_average_1min_at_start": load,
                     "python": platform.python_version(), "torch": torch.__version__,
                     "onnxruntime": __import__("onnxruntime").__version__, "opencv": cv2.__version__,
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
@@ -309,16 +313,6 @@ def main() -> None:
                 results["carried_over_from_earlier_run"] = kept
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
+from _machine import cpu_name  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 JAFFE = ROOT.parent / "shared" / "data" / "jaffe" / "jaffe"
 BOUNDARY = "deepferloadtest7MA4YWxkTrZu0gW"
@@ -197,22 +200,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def big_upload(host: str, port: int, total: int, chunked: bool, timeout: float = 60.0) -> dict[str, object]:
-    """POST ``total`` bytes of a JPEG-looking body to /v1/predict and return the status.
+def send_big_upload(host: str, port: int, total: int, chunked: bool,
+                    timeout: float = 60.0) -> tuple[int | None, bytes, int]:
+    """POST ``total`` bytes that start like a JPEG to /v1/predict over a raw socket.
 
     With a Content-Length, a well-behaved server answers 413 before the body is sent, so the client
-    sends the headers and a first chunk, then waits for the answer. Chunked (no length), the
-    server must count while it reads: the client keeps sending until the server answers or closes.
+    sends the headers and a first chunk, then waits for the answer. Chunked (no length), the server
+    must count while it reads: the client keeps sending until the server answers or closes.
+    Returns (status, response body, bytes the client sent). Also used by tests/serve.
     """
     chunk = b"\xff\xd8\xff\xe0" + os.urandom(64 * 1024 - 4)
     head = f"POST /v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/jpeg\r\n"
     head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {total}\r\n\r\n"
-    t0 = time.perf_counter()
     sent = 0
+    answer = b""
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(head.encode())
         s.settimeout(2.0)  # a server that stopped reading makes sendall block: then read its answer
-        answer = b""
         while sent < total:
             if select.select([s], [], [], 0)[0]:  # the server has answered (or closed)
                 break
@@ -227,17 +231,30 @@ def big_upload(host: str, port: int, total: int, chunked: bool, timeout: float =
                 s.sendall(b"0\r\n\r\n")
         s.settimeout(timeout)
         try:
-            while b"\r\n\r\n" not in answer:
+            while True:
                 more = s.recv(65536)
                 if not more:
                     break
                 answer += more
+                if b"\r\n\r\n" in answer:
+                    head_part, body = answer.split(b"\r\n\r\n", 1)
+                    length = [int(line.split(b":")[1]) for line in head_part.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")]
+                    if length and len(body) >= length[0]:
+                        break
         except (ConnectionResetError, TimeoutError):
             pass
     status = int(answer.split()[1]) if answer.startswith(b"HTTP/") else None
-    body = answer.split(b"\r\n\r\n", 1)[1][:200].decode("latin-1") if b"\r\n\r\n" in answer else ""
+    body = answer.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in answer else b""
+    return status, body, sent
+
+
+def big_upload(host: str, port: int, total: int, chunked: bool, timeout: float = 60.0) -> dict[str, object]:
+    """:func:`send_big_upload`, timed, as a results-file record."""
+    t0 = time.perf_counter()
+    status, body, sent = send_big_upload(host, port, total, chunked, timeout)
     return {"status": status, "bytes_sent_by_client": sent, "seconds": round(time.perf_counter() - t0, 3),
-            "body": body}
+            "body": body[:200].decode("latin-1")}
 
 
 def check_413(host: str, port: int, pid: int | None, size: int, cap: int) -> dict[str, object]:
@@ -325,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             info = json.load(r)
         photos = make_photos(args.photos) if args.source == "portrait" else jaffe_photos(Path(args.jaffe), args.photos)
         result: dict[str, object] = {
-            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                         "load_average_1min_at_start": round(os.getloadavg()[0], 2)},
             "server": {"url": f"http://{host}:{port}", "spawned": proc is not None, "model": info["model"],
                        "limits": info["limits"], "server_args": args.server_args},
@@ -378,16 +395,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{u.get('rss_growth_kib', '?')} KiB (peak {u.get('peak_rss_growth_kib', '?')} KiB)")
     print(f"wrote run {label!r} to {args.out}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ public-domain portrait; no dataset image is used."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -102,44 +102,11 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 def big_upload(port: int, total: int, chunked: bool, timeout: float = 30.0) -> tuple[int | None, bytes, int]:
-    """POST ``total`` bytes that start like a JPEG to /v1/predict over a raw socket.
-
-    The client sends as a browser would, but looks for the server's answer between chunks (a server
-    that refuses early has answered long before the body ends). Returns (status, body, bytes sent).
-    """
-    chunk = b"\xff\xd8\xff\xe0" + bytes(64 * 1024 - 4)
-    head = "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\n"
-    head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {total}\r\n\r\n"
-    sent = 0
-    answer = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(head.encode())
-        s.settimeout(2.0)
-        while sent < total:
-            if select.select([s], [], [], 0)[0]:
-                break
-            piece = chunk[: min(len(chunk), total - sent)]
-            try:
-                s.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece)
-            except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                break
-            sent += len(piece)
-        else:
-            if chunked:
-                s.sendall(b"0\r\n\r\n")
-        s.settimeout(timeout)
-        with contextlib.suppress(ConnectionResetError, TimeoutError):
-            while True:
-                more = s.recv(65536)
-                if not more:
-                    break
-                answer += more
-                if b"\r\n\r\n" in answer:
-                    head_part, body = answer.split(b"\r\n\r\n", 1)
-                    length = [int(line.split(b":")[1]) for line in head_part.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:")]
-                    if length and len(body) >= length[0]:
-                        break
-    status = int(answer.split()[1]) if answer.startswith(b"HTTP/1.1") else None
-    body = answer.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in answer else b""
-    return status, body, sent
+    """POST ``total`` bytes that start like a JPEG to /v1/predict on loopback: the load test's
+    sender (benchmarks/load_test.py), so the test and the benchmark check the same thing.
+    Returns (status, body, bytes sent)."""
+    spec = importlib.util.spec_from_file_location("load_test", ROOT / "benchmarks" / "load_test.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.send_big_upload("127.0.0.1", port, total, chunked, timeout)
