@@ -17,18 +17,11 @@ from pathlib import Path
 
 import torch
 
-from deepfer.models.checkpoint import atomic_save, read_checkpoint
+from deepfer.models.checkpoint import inference_copy, read_checkpoint
 from deepfer.train.evaluate import evaluate
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "deepfer" / "weights"
-
-
-def strip(src: Path, dst: Path) -> dict:
-    """Save only what inference needs (no optimizer, no RNG), loadable with weights_only."""
-    ckpt = read_checkpoint(src)
-    keep = {k: ckpt[k] for k in ("format", "format_version", "model", "labels", "preprocess", "state_dict", "info")}
-    atomic_save(keep, dst)
-    return keep
+REPORTS = Path(__file__).resolve().parents[1] / "benchmarks" / "reports"
 
 
 def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
@@ -48,13 +41,16 @@ def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
         f"- training data: `{cfg['dataset']}` from `{cfg['data']}`, protocol `{cfg['protocol']}`; {init}",
         f"- model selection: the epoch with the best validation accuracy ({100 * info['val_accuracy']:.2f}% at epoch "
         f"{info['best_epoch']}" + (", fold 0" if folds > 1 else "") + "); the test split was never used for selection",
-        f"- test accuracy ({report['split']} split of `{report['protocol']}`, measured by `scripts/ship_weights.py`): {acc}",
+        f"- test accuracy ({report['split']} split of `{report['protocol']}`"
+        + (", majority-vote labels" if cfg["dataset"] == "ferplus" else "")
+        + f", measured by `scripts/ship_weights.py`): {acc}",
         f"- weighted precision / recall: {100 * report['weighted_precision']:.2f}% / {100 * report['weighted_recall']:.2f}%; "
         f"unweighted: {100 * report['unweighted_precision']:.2f}% / {100 * report['unweighted_recall']:.2f}%",
         f"- trained with: `deepfer train --config {config}` ({cfg['epochs']} epochs planned; the selected epoch "
         f"{info['best_epoch']} was reached after {info['train_seconds'] / 60:.1f} min on this project's shared 2-core CPU"
         + (", fold 0" if folds > 1 else "") + ")",
-        f"- torch {info.get('torch', '?')}",
+        f"- torch {info.get('torch', '?')}; weights stored as {info.get('stored_dtype', 'float32')}"
+        + (" (loaded into the float32 model)" if info.get("stored_dtype") == "float16" else ""),
     ]
     if report.get("warnings"):
         lines.append(f"- protocol warnings: {'; '.join(report['warnings'])}")
@@ -67,28 +63,51 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("name")
     ap.add_argument("--config", required=True, help="the recipe that trained the run (recorded in the card)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="evaluate the run where it is and write benchmarks/reports/NAME.json and .md instead of "
+                         "copying weights into the package (k-fold sets of the 1M-parameter deepfer: 10 x 2 MB)")
+    ap.add_argument("--float32", action="store_true", help="store float32 weights (default: float16, half the size)")
     args = ap.parse_args()
     run = Path(args.run)
     fold_ckpts = sorted(run.glob("fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
-    if fold_ckpts:
+    if args.report_only:
+        target = run
+        first = read_checkpoint(fold_ckpts[0] if fold_ckpts else run / "best.pt")
+    elif fold_ckpts:
         dst_dir = WEIGHTS / args.name
         if dst_dir.exists():
             shutil.rmtree(dst_dir)
         for p in fold_ckpts:
             (dst_dir / p.parent.name).mkdir(parents=True)
-            strip(p, dst_dir / p.parent.name / "best.pt")
+            inference_copy(p, dst_dir / p.parent.name / "best.pt", half=not args.float32)
         target = dst_dir
+        first = read_checkpoint(fold_ckpts[0])
     else:
         target = WEIGHTS / f"{args.name}.pt"
-        strip(run / "best.pt", target)
-    first = read_checkpoint(fold_ckpts[0] if fold_ckpts else target)
+        inference_copy(run / "best.pt", target, half=not args.float32)
+        first = read_checkpoint(target)
     cfg = first["info"]["train_config"]
     options = {**cfg.get("dataset_options", {})}
+    if cfg["dataset"] == "ferplus":
+        options["labels"] = "majority"  # FER+ is tested on its majority-vote labels, whatever it trained on
     report = evaluate([str(target)], cfg["dataset"], cfg["data"], cfg["protocol"], seed=cfg["seed"],
                       dataset_options=options)
-    (WEIGHTS / f"{args.name}.md").write_text(card(args.name, first, report, args.config, len(fold_ckpts) or 1))
+    text = card(args.name, first, report, args.config, len(fold_ckpts) or 1)
+    if args.report_only:
+        REPORTS.mkdir(parents=True, exist_ok=True)
+        text += (f"\nNot shipped in the package (size); evaluated in place from `{run}` by "
+                 f"`python scripts/ship_weights.py {run} {args.name} --config {args.config} --report-only`.\n")
+        (REPORTS / f"{args.name}.md").write_text(text)
+        tta = evaluate([str(target)], cfg["dataset"], cfg["data"], cfg["protocol"], seed=cfg["seed"],
+                       dataset_options=options, tta=True)
+        (REPORTS / f"{args.name}.json").write_text(json.dumps({"name": args.name, "config": args.config,
+                                                               "train_info": first["info"], "report": report,
+                                                               "report_tta": tta}, indent=1))
+        print(f"wrote {REPORTS / args.name}.json")
+    else:
+        (WEIGHTS / f"{args.name}.md").write_text(text)
+        print(f"shipped {target}")
     print(json.dumps({k: report[k] for k in ("accuracy", "weighted_precision", "unweighted_recall") if k in report}))
-    print(f"shipped {target}")
 
 
 if __name__ == "__main__":

@@ -308,6 +308,7 @@ def test_jaffe_counts(jaffe: FaceData) -> None:
     totals = Counter(names(jaffe))
     assert [totals[JAFFE_NAME[c]] for c in JAFFE_CODES] == [30, 29, 32, 31, 30, 31, 30]
     assert len(set(jaffe.hashes.tolist())) == 213
+    assert jaffe.meta["crop"] == "face" and jaffe.meta["uncropped"] == 0  # Haar finds every face
 
 
 def test_jaffe_palette_files(jaffe: FaceData) -> None:

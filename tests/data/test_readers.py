@@ -40,6 +40,7 @@ from deepfer.data import (
     load_jaffe,
 )
 from deepfer.data.imageio import pixel_hash
+from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS
 
 
@@ -380,6 +381,39 @@ def test_jaffe_zip_and_size(jaffe_fx: JaffeFixture) -> None:
     packed = load_jaffe(jaffe_fx.zip)
     assert_same(packed, folder)
     assert packed.paths[0] == f"{jaffe_fx.zip}::jaffe/{sorted(jaffe_fx.names)[0]}"
+
+
+def test_jaffe_frames_without_a_face_are_kept_whole(jaffe_fx: JaffeFixture,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The fixture's frames are noise: no face is found, each frame is kept whole and counted."""
+    with caplog.at_level("WARNING", logger="deepfer.data.jaffe"):
+        data = load_jaffe(jaffe_fx.folder, size=64, use_cache=False)
+    assert data.meta["crop"] == "face" and data.meta["uncropped"] == 30
+    assert_same(data, load_jaffe(jaffe_fx.folder, size=64, crop="none", use_cache=False))
+    assert "no face found in 30 of 30 frames" in caplog.text
+
+
+def test_jaffe_crop_is_the_predict_crop(tmp_path: Path) -> None:
+    """A frame with a face is cropped exactly as ``deepfer predict`` crops it; the hash stays the
+    file's, so duplicate checks do not depend on the crop."""
+    from deepfer.inference import HaarDetector, crop_face, sample_image
+
+    frame = np.asarray(Image.open(sample_image()).convert("L").resize((256, 256)))
+    folder = tmp_path / "jaffe"
+    folder.mkdir()
+    Image.fromarray(frame).save(folder / "KA.HA1.29.tiff")
+    data = load_jaffe(folder, use_cache=False)
+    det = HaarDetector()
+    found = det.detect(frame)
+    assert data.meta["uncropped"] == 0 and len(found) == 1
+    np.testing.assert_array_equal(data.images[0], crop_face(frame, found[0], det.framing, 48))
+    assert not np.array_equal(data.images[0], load_jaffe(folder, crop="none", use_cache=False).images[0])
+    assert data.hashes[0] == pixel_hash(frame)
+
+
+def test_jaffe_unknown_crop(jaffe_fx: JaffeFixture) -> None:
+    with pytest.raises(DataError, match="JAFFE crop must be one of face, none, got 'eyes'"):
+        load_jaffe(jaffe_fx.folder, crop="eyes")
 
 
 # --------------------------------------------------------------------------------------------

@@ -165,11 +165,16 @@ class FaceCollector:
         split: str = "all",
         group: str | None = None,
         soft: np.ndarray | None = None,
+        original: np.ndarray | None = None,
     ) -> None:
-        """Add one decoded grayscale image; ``subject`` defaults to the image itself."""
+        """Add one decoded grayscale image; ``subject`` defaults to the image itself.
+
+        ``original``: the decoded file when ``pixels`` is a crop of it; duplicates are found by
+        the hash of the file's pixels, whatever the crop.
+        """
         from deepfer.data.imageio import pixel_hash, resize
 
-        self.hashes.append(pixel_hash(pixels))
+        self.hashes.append(pixel_hash(pixels if original is None else original))
         self.images.append(resize(pixels, self.size))
         self.labels.append(int(label))
         self.subjects.append(where if subject is None else subject)

@@ -85,6 +85,22 @@ def build_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> nn
     return model.eval()
 
 
+def inference_copy(src: str | Path, dst: str | Path, half: bool = True) -> dict[str, Any]:
+    """Write the part of checkpoint ``src`` that inference needs (no optimizer, no RNG) to ``dst``.
+
+    ``half`` stores the floating-point weights as float16, halving the file; loading copies them
+    into the float32 model (``load_state_dict`` casts), so the model still runs in float32. The
+    stored dtype is recorded in ``info["stored_dtype"]``.
+    """
+    ckpt = read_checkpoint(src)
+    keep = {k: ckpt[k] for k in ("format", "format_version", "model", "labels", "preprocess", "state_dict", "info")}
+    if half:
+        keep["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in keep["state_dict"].items()}
+    keep["info"] = {**keep["info"], "stored_dtype": "float16" if half else "float32"}
+    atomic_save(keep, dst)
+    return keep
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Model (eval mode) and checkpoint metadata from a checkpoint file."""
     ckpt = read_checkpoint(path)
