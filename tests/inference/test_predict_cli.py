@@ -130,6 +130,21 @@ def test_usage_errors_are_one_line(capsys, checkpoint: Path, astronaut: Path) ->
     assert code == 2
 
 
+def test_detect_step_option(capsys, checkpoint: Path, astronaut: Path) -> None:
+    """--detect-step reaches the Haar cascade: the box is the detector's at that step."""
+    from deepfer.inference import HaarDetector
+    from deepfer.inference.images import read_image
+
+    gray = read_image(astronaut).gray
+    for step in (1.1, 1.3):
+        code, out, _ = run(capsys, str(astronaut), "--detect-step", str(step), "--model", str(checkpoint),
+                           "--format", "json")
+        (want,) = HaarDetector(scale_factor=step).detect(gray)
+        assert code == 0 and json.loads(out)["faces"][0]["box"] == list(want.box)
+    code, _, err = run(capsys, str(astronaut), "--detect-step", "1", "--model", str(checkpoint))
+    assert code == 2 and err == "deepfer: error: --detect-step must be in (1, 2], got 1.0\n"
+
+
 def test_dlib_option(capsys, checkpoint: Path, astronaut: Path) -> None:
     pytest.importorskip("dlib")
     code, out, _ = run(capsys, str(astronaut), "--detector", "dlib", "--model", str(checkpoint), "--format", "json")

@@ -15,7 +15,7 @@ from serve_helpers import blank, encode, portrait, read_png
 from deepfer.cli import main
 from deepfer.errors import DataError
 from deepfer.inference.crop import FRAMINGS, crop_square
-from deepfer.serve.settings import EXPLAIN_METHODS
+from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
 
 FORMATS = [("PNG", "image/png"), ("WEBP", "image/webp"), ("BMP", "image/bmp"), ("GIF", "image/gif"),
            ("TIFF", "image/tiff")]
@@ -36,7 +36,9 @@ def test_predict_matches_the_cli_json_record(client, photo: bytes, tmp_path: Pat
     assert got["path"] == "photo.jpg" and got["frame"] is None and got["error"] is None
 
     (tmp_path / "photo.jpg").write_bytes(photo)
-    assert main(["predict", str(tmp_path / "photo.jpg"), "--format", "json", "--no-progress"]) == 0
+    # the server searches face sizes in steps of 1.2 (predict: 1.1); with the same step, the same answer
+    assert main(["predict", str(tmp_path / "photo.jpg"), "--format", "json", "--no-progress",
+                 "--detect-step", str(ServeSettings().detect_step)]) == 0
     want = json.loads(capsys.readouterr().out.splitlines()[0])
     assert len(got["faces"]) == len(want["faces"]) == 1
     for g, w in zip(got["faces"], want["faces"], strict=True):

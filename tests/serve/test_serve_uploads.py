@@ -40,6 +40,36 @@ def test_raw_reader_stops_at_the_cap_without_holding_more() -> None:
     assert reader.size <= 10_000  # bytes held
 
 
+def test_large_uploads_spool_to_disk_not_memory() -> None:
+    """8 MiB accepted and 5 MiB refused at a 4 MiB cap: neither holds more than ~SPOOL_BYTES of
+    Python memory while it arrives, and the accepted one comes back byte for byte."""
+    import tracemalloc
+
+    from deepfer.serve.uploads import SPOOL_BYTES
+
+    chunk = 64 * 1024
+    data = b"\xff\xd8\xff\xe0" + bytes(range(256)) * (8 * 1024 * 1024 // 256) + b"end"
+    reader = UploadReader("image/jpeg", max_bytes=10 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        for i in range(0, len(data), chunk):
+            reader.feed(data[i : i + chunk])
+        _, peak = tracemalloc.get_traced_memory()
+        assert peak < SPOOL_BYTES + 4 * chunk + 512 * 1024
+        refused = UploadReader("image/jpeg", max_bytes=4 * 1024 * 1024)
+        tracemalloc.reset_peak()
+        with pytest.raises(HTTPError) as err:
+            for i in range(0, 5 * 1024 * 1024, chunk):
+                refused.feed(data[i : i + chunk])
+        _, peak = tracemalloc.get_traced_memory()
+        assert err.value.status == 413 and peak < SPOOL_BYTES + 4 * chunk + 512 * 1024
+        refused.close()
+    finally:
+        tracemalloc.stop()
+    up = reader.finish()
+    assert up.data == data and up.format == "JPEG"
+
+
 def test_raw_reader_refuses_a_non_image_at_its_first_bytes() -> None:
     reader = UploadReader("application/octet-stream", max_bytes=10_000)
     with pytest.raises(HTTPError) as err:

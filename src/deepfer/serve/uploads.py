@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 # Multipart framing and small form fields around the image: allowed on top of the image's cap.
 FORM_SLACK = 64 * 1024
 MAX_PARTS = 16
+# Image bytes kept in memory while a body arrives; past this they spool to a temporary file (as
+# Starlette's UploadFile does), so an upload refused at the cap costs the server little memory.
+SPOOL_BYTES = 1024 * 1024
 _SNIFF_BYTES = 32
 IMAGE_FIELDS = (b"image", b"file")
 
@@ -92,8 +96,10 @@ def _safe_name(raw: bytes | str | None) -> str | None:
 class UploadReader:
     """Assembles one image from body chunks, refusing as soon as a limit is crossed.
 
-    Feed it with :meth:`feed`, then call :meth:`finish`. Nothing beyond ``max_bytes`` (plus the
-    multipart framing allowance) is ever held in memory.
+    Feed it with :meth:`feed`, then call :meth:`finish` (or :meth:`close` to drop what was read).
+    Nothing beyond ``max_bytes`` (plus the multipart framing allowance) is ever taken, and at most
+    :data:`SPOOL_BYTES` of it is held in memory until :meth:`finish`; the rest waits in a temporary
+    file that is deleted when the reader is closed.
 
     Args:
         content_type: the request's Content-Type header.
@@ -109,9 +115,8 @@ class UploadReader:
 
         self.max_bytes = max_bytes
         self.received = 0
-        # Exact-size pieces, joined once at the end: a growing bytearray over-allocates by ~1/8,
-        # which let a refused upload cost more memory than the cap.
-        self.parts: list[bytes] = []
+        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        self.head = b""  # the first bytes, for the format check
         self.size = 0
         self.format: str | None = None
         self.filename: str | None = None
@@ -188,7 +193,9 @@ class UploadReader:
     def _take(self, data: bytes) -> None:
         if self.size + len(data) > self.max_bytes:
             raise too_large(f"image larger than the {_size(self.max_bytes)} limit")
-        self.parts.append(bytes(data))
+        self._spool.write(data)
+        if len(self.head) < _SNIFF_BYTES:
+            self.head += bytes(data[: _SNIFF_BYTES - len(self.head)])
         self.size += len(data)
         self._check_format()
 
@@ -196,12 +203,7 @@ class UploadReader:
         if self.format is None and (self.size >= _SNIFF_BYTES or final):
             if not self.size:
                 raise HTTPError(400, "empty image upload")
-            head = b""
-            for part in self.parts:
-                head += part[: _SNIFF_BYTES - len(head)]
-                if len(head) >= _SNIFF_BYTES:
-                    break
-            fmt = sniff(head)
+            fmt = sniff(self.head)
             if fmt is None:
                 raise unsupported(f"not a supported image: the file starts like none of {', '.join(FORMATS)}")
             self.format = fmt
@@ -246,9 +248,15 @@ class UploadReader:
                 raise HTTPError(400, "no image in the form: send the file in a field named 'image'"
                                 if not self.size else "truncated multipart form")
         self._check_format(final=True)
-        data = b"".join(self.parts)
-        self.parts, self.size = [], 0
+        self._spool.seek(0)
+        data = self._spool.read()
+        self.close()
         return Upload(data, str(self.format), self.filename)
+
+    def close(self) -> None:
+        """Drop what was read (the temporary file, if the body spooled to one)."""
+        self._spool.close()
+        self.size = 0
 
 
 def _size(n: int) -> str:
@@ -277,11 +285,13 @@ async def receive_upload(request: Request, settings: ServeSettings) -> Upload:
         async with asyncio.timeout(settings.read_timeout):
             async for chunk in request.stream():
                 reader.feed(chunk)
+        return reader.finish()
     except TimeoutError:
         raise HTTPError(408, f"upload not received within {settings.read_timeout:g} s") from None
     except ClientDisconnect:
         raise HTTPError(400, "client disconnected during the upload") from None
-    return reader.finish()
+    finally:
+        reader.close()
 
 
 def decode(upload: Upload, settings: ServeSettings, keep_color: bool = False) -> Picture:
