@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 
 from deepfer.errors import DeepferError
+from deepfer.train.curves import plot_curves, read_log
 from deepfer.train.evaluate import evaluate
 from deepfer.weights import _shipped
 
 HERE = Path(__file__).resolve().parent
 REPORTS = HERE / "reports"
+CURVES = HERE / "curves"  # per-epoch logs kept by scripts/ship_weights.py, drawn here
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,17 @@ ROWS = [
 FERG_NOTE = ("FERG-DB (papers: Deep-Emotion 99.3 random; DeepFER 100 random / 98.62 characters held out): "
              "no copy of the images could be obtained, so no row; the reader and both protocols are tested "
              "on a fixture in its exact layout.")
+
+
+def draw_curves(names: list[str]) -> list[str]:
+    """Draw benchmarks/curves/NAME.png for each name with kept logs; the names drawn."""
+    drawn = []
+    for name in names:
+        logs = sorted((CURVES / name).glob("*.csv"), key=lambda p: (len(p.stem), p.stem))
+        if logs:
+            plot_curves({p.stem: read_log(p) for p in logs}, CURVES / f"{name}.png", name)
+            drawn.append(name)
+    return drawn
 
 
 def pct(x: float) -> str:
@@ -108,6 +121,13 @@ def main() -> None:
         lines += ["", "† not shipped in the package (ten 1M-parameter fold models are 20 MB): the row is the "
                   "evaluation report that `scripts/ship_weights.py RUN NAME --config C --report-only` wrote when "
                   "the run finished, kept in `benchmarks/reports/NAME.json` with its model card."]
+    curves = draw_curves([r.weights for r in ROWS if r.weights in reports])
+    if curves:
+        lines += ["", "## Training curves", "",
+                  "Train (augmented) and validation accuracy per epoch, from each run's `log.csv` (kept in "
+                  "`benchmarks/curves/NAME/` when the weights were shipped); the dot is the epoch selected on "
+                  "validation.", ""]
+        lines += [f"- `{name}`: [curves/{name}.png](curves/{name}.png)" for name in curves]
     lines += ["", FERG_NOTE, "",
               "The ablation of attention blocks, prior attention, augmentation, noisy-label training and "
               "ensembles (each variant against the base model on FER2013 and FER+) is in `ABLATION.md` "

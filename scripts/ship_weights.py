@@ -22,6 +22,19 @@ from deepfer.train.evaluate import evaluate
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "deepfer" / "weights"
 REPORTS = Path(__file__).resolve().parents[1] / "benchmarks" / "reports"
+CURVES = Path(__file__).resolve().parents[1] / "benchmarks" / "curves"
+
+
+def keep_logs(run: Path, name: str, fold_ckpts: list[Path]) -> None:
+    """Copy the run's per-epoch log(s) to benchmarks/curves/NAME/ (the results table draws them)."""
+    dst = CURVES / name
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for ckpt in fold_ckpts or [run / "best.pt"]:
+        log = ckpt.parent / "log.csv"
+        if log.is_file():
+            shutil.copyfile(log, dst / (f"{ckpt.parent.name}.csv" if fold_ckpts else "log.csv"))
 
 
 def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
@@ -92,6 +105,7 @@ def main() -> None:
         options["labels"] = "majority"  # FER+ is tested on its majority-vote labels, whatever it trained on
     report = evaluate([str(target)], cfg["dataset"], cfg["data"], cfg["protocol"], seed=cfg["seed"],
                       dataset_options=options)
+    keep_logs(run, args.name, fold_ckpts)
     text = card(args.name, first, report, args.config, len(fold_ckpts) or 1)
     if args.report_only:
         REPORTS.mkdir(parents=True, exist_ok=True)
