@@ -23,6 +23,7 @@ class DataInfoOptions:
     size: int = 48
     labels: str = "majority"
     fer2013_csv: str | None = None
+    crop: str = "face"
     seed: int = 0
     json: bool = False
     no_cache: bool = False
@@ -34,6 +35,8 @@ def data_info(opts: DataInfoOptions) -> int:
     extra = {}
     if opts.dataset == "ferplus":
         extra = {"labels": opts.labels, "fer2013_csv": opts.fer2013_csv}
+    elif opts.dataset == "jaffe":
+        extra = {"crop": opts.crop}
     data = load_dataset(opts.dataset, opts.path, size=opts.size, use_cache=not opts.no_cache, **extra)
     info = describe(data, split(data, opts.protocol, opts.seed) if opts.protocol else None)
     if opts.json:
@@ -50,6 +53,8 @@ def _format_info(info: dict) -> str:
              f"{info['image_size'][1]} from {info['source']}"]
     if info.get("subjects"):
         lines.append(f"subjects: {info['subjects']}")
+    if info.get("crop") == "face":
+        lines.append(f"faces cropped as predict crops them; no face found in {info['uncropped']} (kept whole)")
     if "protocol" in info:
         lines.append(f"protocol {info['protocol']}: {info['description']}")
     names = list(info["splits"])
@@ -342,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--size", type=_positive, default=48, help="image side after resizing")
     info.add_argument("--labels", choices=["majority", "soft"], default="majority", help="FER+ label mode")
     info.add_argument("--fer2013-csv", help="FER+: take pixels from this fer2013.csv")
+    info.add_argument("--crop", choices=["face", "none"], default="face",
+                      help="JAFFE: crop the face as predict does (default) or keep the whole frame")
     info.add_argument("--seed", type=int, default=0)
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--no-cache", action="store_true", help="decode again, ignoring the cache")
@@ -499,6 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deepfer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `deepfer data info ... | head`: the reader closed the pipe early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def test_jaffe_loso_table(jaffe_fx: JaffeFixture, capsys: pytest.CaptureFixture[
     table = info_table(["data", "info", "jaffe", str(jaffe_fx.folder), "--protocol", "loso"], capsys)
     assert table.startswith(f"jaffe: 30 images of 48x48 from {jaffe_fx.folder}\n")
     assert "subjects: 4" in table
+    assert "faces cropped as predict crops them; no face found in 30 (kept whole)" in table  # noise frames
     assert row(table, "class") == ["all"]
     for name, n in JAFFE_COUNTS.items():
         assert row(table, name) == [str(n)]

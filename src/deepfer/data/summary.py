@@ -55,7 +55,7 @@ def describe(data: FaceData, split: Split | None = None) -> dict[str, Any]:
         "classes": [EMOTIONS[c] for c in data.present_classes()],
         "subjects": int(len(np.unique(data.subjects))) if data.name not in ("fer2013", "ferplus") else None,
     }
-    for key in ("label_mode", "images_found", "dropped", "format"):
+    for key in ("label_mode", "images_found", "dropped", "format", "crop", "uncropped"):
         if key in data.meta:
             info[key] = data.meta[key]
     if split is None or split.is_kfold:
