@@ -225,7 +225,7 @@ def test_explain_rejects_unknown_options(client, photo: bytes) -> None:
 
 def test_models_health_and_docs(client) -> None:
     info = client.get("/v1/models").json()
-    assert info["model"]["name"] == "deep-emotion_fer2013"
+    assert info["model"]["name"] == "deepfer_fer2013"
     assert info["model"]["labels"][:3] == ["angry", "disgust", "fear"]
     assert info["model"]["explain"] is True
     assert info["limits"]["max_upload_bytes"] == 10 * 1024 * 1024
