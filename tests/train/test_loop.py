@@ -100,7 +100,7 @@ def test_fc_l2_penalty_is_added(pattern_jaffe: Path) -> None:
     plain = loop._loss(logits, target, TrainConfig(), model)
     penalised = loop._loss(logits, target, TrainConfig(fc_l2=0.5), model)
     expected = 0.5 * sum(float((w.detach() ** 2).sum()) for w in model.fc_weights())
-    assert float(penalised - plain) == pytest.approx(expected, rel=1e-5)
+    assert float((penalised - plain).detach()) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.slow
