@@ -129,7 +129,7 @@ def main() -> None:
             f"{pct(rep['weighted_recall'])} | {pct(rep['unweighted_precision'])} / {pct(rep['unweighted_recall'])} | {row.paper} |"
         )
     if any(r.weights not in shipped and (REPORTS / f"{r.weights}.json").is_file() for r in ROWS):
-        lines += ["", "† not shipped in the package (ten 1M-parameter fold models are 20 MB): the row is the "
+        lines += ["", "† not shipped in the package (k-fold sets are ten models; ten DeepFER models are 20 MB): the row is the "
                   "evaluation report that `scripts/ship_weights.py RUN NAME --config C --report-only` wrote when "
                   "the run finished, kept in `benchmarks/reports/NAME.json` with its model card."]
     met = [(name, goal, 100 * reports[name]["accuracy"]) for name, goal in TARGETS.items() if name in reports]
