@@ -3,7 +3,6 @@ non-local block's identity at initialisation, and gradients."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,12 +19,7 @@ GATED = {
 BLOCKS = {**GATED, "nonlocal": lambda c: NonLocalBlock(c), "nonlocal-sub": lambda c: NonLocalBlock(c, sub_sample=True)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:

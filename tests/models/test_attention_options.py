@@ -3,7 +3,6 @@ checkpoints saved before the option existed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,12 +16,7 @@ from deepfer.models.checkpoint import build_from_checkpoint, model_payload
 KINDS = {"se": SqueezeExcite, "grid": GridAttention, "region": RegionAttention, "nonlocal": NonLocalBlock}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _faces(batch: int, seed: int = 0) -> torch.Tensor:

@@ -3,7 +3,6 @@ config round-trip) and that it can learn; a new model is covered by registering 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import dataclasses
 import json
@@ -20,14 +19,7 @@ from deepfer.models import ModelConfig, create_model, list_models, model_config
 MODELS = list_models()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny tensors gain nothing from more threads, and on a shared 2-core machine OpenMP threads
-    # competing with other jobs made these tests ten times slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth_batch(batch: int, config: ModelConfig, seed: int = 0) -> torch.Tensor:

@@ -3,7 +3,6 @@ its options. The common surface is tested for every registered model in test_mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,12 +15,7 @@ from deepfer.models.prior_attention import block_boxes
 UPPER, LOWER = (8, 26, 2, 46), (26, 46, 10, 38)  # the default blocks at 48x48, in pixels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _faces(batch: int, seed: int = 0) -> torch.Tensor:
