@@ -97,8 +97,7 @@ def main() -> None:
         first = read_checkpoint(fold_ckpts[0])
     else:
         target = WEIGHTS / f"{args.name}.pt"
-        inference_copy(run / "best.pt", target, half=not args.float32)
-        first = read_checkpoint(target)
+        first = inference_copy(run / "best.pt", target, half=not args.float32)  # what was written
     cfg = first["info"]["train_config"]
     options = {**cfg.get("dataset_options", {})}
     if cfg["dataset"] == "ferplus":
