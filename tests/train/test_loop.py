@@ -27,13 +27,23 @@ def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def test_selection_prefers_accuracy_then_lower_loss() -> None:
+    state = {"best_val": 0.9, "best_loss": 0.30}
+    assert loop.improves(0.95, 0.50, state)  # more accurate wins, whatever its loss
+    assert not loop.improves(0.85, 0.10, state)
+    assert loop.improves(0.9, 0.25, state) and not loop.improves(0.9, 0.30, state)
+    assert loop.improves(0.9, 9.0, {"best_val": 0.8})  # states saved before best_loss existed
+    assert loop.improves(0.5, 1.0, {"best_val": -1.0, "best_epoch": -1})
+
+
 def test_learns_the_fixture_and_selects_on_validation(pattern_jaffe: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     (summary,) = fit(_cfg(pattern_jaffe, out, epochs=12))
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert len(rows) == 12
-    val = [float(r["val_acc"]) for r in rows]
-    assert summary["best_epoch"] == 1 + val.index(max(val))  # first epoch with the best val acc
+    val = [(float(r["val_acc"]), -float(r["val_loss"])) for r in rows]
+    assert summary["best_epoch"] == 1 + val.index(max(val))  # best val acc, ties to the lower val loss
+    val = [acc for acc, _ in val]
     assert max(val) >= 0.8 and summary["test_acc"] >= 0.7
     ckpt = read_checkpoint(out / "best.pt")
     assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

@@ -124,6 +124,14 @@ def _build(cfg: TrainConfig, n_classes: int, labels: list[str]) -> nn.Module:
     return model
 
 
+def improves(score: float, loss: float, state: dict[str, Any]) -> bool:
+    """Whether an epoch's validation (accuracy, loss) beats the best so far: higher accuracy, or the
+    same accuracy with a lower loss. Ties are common on small validation splits (CK+, JAFFE: a few
+    dozen faces), where the earliest tied epoch is often not yet converged."""
+    best = state["best_val"]
+    return score > best or (score == best and loss < state.get("best_loss", math.inf))
+
+
 def _head_prefix(model: nn.Module) -> str:
     """State-dict prefix of the final classifier: the last Linear with num_classes outputs."""
     name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == model.config.num_classes]
@@ -265,11 +273,12 @@ def train_fold(
             row["val_acc"] = float((probs.argmax(1) == y_val).mean())
         row["seconds"] = time.time() - t0
         score = row.get("val_acc", -row["train_loss"])
-        improved = score > state["best_val"]
+        sel_loss = row.get("val_loss", row["train_loss"])
+        improved = improves(score, sel_loss, state)
         state["history"].append(row)
         state["epoch"] = epoch + 1
         if improved:
-            state.update(best_val=score, best_epoch=epoch + 1, bad_epochs=0)
+            state.update(best_val=score, best_loss=sel_loss, best_epoch=epoch + 1, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         if env.main:
