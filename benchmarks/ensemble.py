@@ -1,0 +1,185 @@
+"""Choose ensembles on validation and test them once: benchmarks/ENSEMBLE.md (+ ENSEMBLE.json).
+
+    python benchmarks/ensemble.py [--data ../shared/data] [--runs runs] [--max-size 6]
+
+For each dataset (FER2013 official protocol; FER+ official splits, majority-vote labels) the
+candidates are the shipped weights trained on it plus every finished single-split run under
+``--runs`` (``runs/**/best.pt``: the FER2013 recipes, their warm restarts, the ablation runs).
+Greedy forward selection with replacement (deepfer.train.ensemble) picks the members on the
+validation split only (FER2013 PublicTest, FER+ FER2013Valid); the test split is then used once,
+with and without flip TTA. The cost in speed is measured too: each member's single-face latency
+(batch 1, 2 threads, median of 100 calls), so the table states what the accuracy costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepfer.classify import predict_proba
+from deepfer.data import load_dataset, split
+from deepfer.labels import EMOTION_INDEX
+from deepfer.models.checkpoint import load_model, read_checkpoint
+from deepfer.train.ensemble import greedy_selection, weights_of
+from deepfer.train.metrics import classification_report
+from deepfer.weights import _shipped
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
+from _machine import cpu_name  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATASETS = {
+    "fer2013": ("fer2013/fer2013_images.tar.gz", {}, "FER2013, official protocol: select on PublicTest, test on PrivateTest"),
+    "ferplus": ("ferplus", {"labels": "majority"},
+                "FER+, official splits, majority-vote labels: select on FER2013Valid, test on FER2013Test"),
+}
+METRICS = ["accuracy", "weighted_precision", "weighted_recall", "unweighted_precision", "unweighted_recall"]
+
+
+def candidates(dataset: str, runs: Path) -> dict[str, Path]:
+    """Shipped weights and finished runs trained on ``dataset`` with one split (name -> file)."""
+    found: dict[str, Path] = {}
+    for name, p in _shipped().items():
+        if p.is_file() and read_checkpoint(p)["info"].get("dataset") == dataset:
+            found[name] = p
+    for p in sorted(runs.glob("**/best.pt")):
+        info = read_checkpoint(p)["info"]
+        if info.get("dataset") != dataset or p.parent.name.startswith("fold"):
+            continue
+        if not (p.parent / "summary.json").is_file():
+            continue  # still training (fit writes summary.json when it ends): its best.pt may change
+        found[str(p.parent.relative_to(runs))] = p
+    return found
+
+
+def latency_ms(path: Path, size: int, calls: int = 100) -> float:
+    """Median single-face latency of one model (batch 1), in ms."""
+    model, _ = load_model(path)
+    face = np.random.default_rng(0).integers(0, 256, (1, size, size), dtype=np.uint8)
+    for _ in range(10):
+        predict_proba(model, face)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        predict_proba(model, face)
+        times.append(1000 * (time.perf_counter() - t0))
+    return float(np.median(times))
+
+
+def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int) -> dict[str, Any] | None:
+    rel, options, protocol_text = DATASETS[dataset]
+    cands = candidates(dataset, runs)
+    if not cands:
+        print(f"{dataset}: no candidates (no shipped weights or finished runs)", file=sys.stderr)
+        return None
+    data = load_dataset(dataset, str(data_root / rel), **options)
+    fold = split(data, "official", 0).folds[0]
+    names, probs, labels = list(cands), {}, None
+    for name in names:
+        model, ckpt = load_model(cands[name])
+        if labels is None:
+            labels = ckpt["labels"]
+        elif ckpt["labels"] != labels:
+            print(f"{name}: labels {ckpt['labels']} differ from {labels}; left out", file=sys.stderr)
+            continue
+        probs[name] = {part: {tta: predict_proba(model, data.images[idx], tta=tta) for tta in (False, True)}
+                       for part, idx in (("val", fold.val), ("test", fold.test))}
+        print(f"{dataset}: {name} scored", file=sys.stderr)
+    names = list(probs)
+    assert labels is not None
+    lut = {EMOTION_INDEX[n]: i for i, n in enumerate(labels)}
+    y = {part: np.array([lut[int(c)] for c in data.labels[idx]]) for part, idx in (("val", fold.val), ("test", fold.test))}
+
+    def report(w: np.ndarray, part: str, tta: bool) -> dict[str, Any]:
+        mean = sum(wi * probs[n][part][tta] for wi, n in zip(w, names) if wi > 0)
+        return classification_report(y[part], mean.argmax(1), labels)
+
+    singles = []
+    for i, n in enumerate(names):
+        one = np.eye(len(names))[i]
+        singles.append({"name": n, "val": report(one, "val", False)["accuracy"],
+                        "test": report(one, "test", False)["accuracy"], "test_tta": report(one, "test", True)["accuracy"]})
+    chosen = greedy_selection([probs[n]["val"][False] for n in names], y["val"], max_size)
+    w = weights_of(chosen, len(names))
+    members = [n for n, wi in zip(names, w) if wi > 0]
+    size = read_checkpoint(cands[members[0]])["preprocess"]["size"]
+    torch.set_num_threads(2)
+    lat = {n: latency_ms(cands[n], size) for n in members}
+    best_single = max(singles, key=lambda s: s["val"])
+    return {
+        "dataset": dataset,
+        "protocol": protocol_text,
+        "candidates": singles,
+        "selection_order": [names[i] for i in chosen],
+        "weights": {n: float(wi) for n, wi in zip(names, w) if wi > 0},
+        "val": report(w, "val", False),
+        "test": report(w, "test", False),
+        "test_tta": report(w, "test", True),
+        "best_single_on_val": best_single,
+        "latency_ms": lat,
+        "ensemble_latency_ms": float(sum(lat.values())),
+        "single_latency_ms": latency_ms(cands[best_single["name"]], size),
+    }
+
+
+def write_markdown(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> None:
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    lines = [
+        "# Ensembles chosen on validation",
+        "",
+        "Generated by `python benchmarks/ensemble.py`; do not edit by hand. Members are chosen by greedy",
+        "forward selection with replacement (Caruana et al. 2004) on the validation split only; a member",
+        "is added only while it raises validation accuracy. The test split is used once, at the end.",
+        "Probabilities are averaged with the weights shown. Latency: one face (batch 1), "
+        f"{meta['threads']} threads, median of 100 calls, {meta['cpu']}.",
+    ]
+    for r in results:
+        lines += ["", f"## {r['protocol']}", "", "| candidate | val acc | test acc | test acc + flip TTA |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| `{s['name']}` | {pct(s['val'])} | {pct(s['test'])} | {pct(s['test_tta'])} |" for s in r["candidates"]]
+        members = ", ".join(f"`{n}` × {w:.2f}" for n, w in r["weights"].items())
+        b = r["best_single_on_val"]
+        lines += [
+            "",
+            f"Chosen ({len(r['selection_order'])} picks): {members}.",
+            "",
+            "| model | val acc | test acc | + flip TTA | weighted P / R | unweighted P / R | latency per face |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| best single on val (`{b['name']}`) | {pct(b['val'])} | {pct(b['test'])} | {pct(b['test_tta'])} | | | "
+            f"{r['single_latency_ms']:.2f} ms |",
+            f"| ensemble | {pct(r['val']['accuracy'])} | {pct(r['test']['accuracy'])} | {pct(r['test_tta']['accuracy'])} | "
+            f"{pct(r['test']['weighted_precision'])} / {pct(r['test']['weighted_recall'])} | "
+            f"{pct(r['test']['unweighted_precision'])} / {pct(r['test']['unweighted_recall'])} | "
+            f"{r['ensemble_latency_ms']:.2f} ms |",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--runs", default=str(ROOT / "runs"))
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--max-size", type=int, default=6)
+    ap.add_argument("--out", default=str(HERE / "ENSEMBLE.md"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    results = [r for d in args.datasets if (r := run_dataset(d, Path(args.data), Path(args.runs), args.max_size))]
+    meta = {"threads": 2, "cpu": cpu_name(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    write_markdown(results, meta, out)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
