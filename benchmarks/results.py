@@ -38,6 +38,7 @@ class Row:
 ROWS = [
     Row("deep-emotion_fer2013", "fer2013", "fer2013/fer2013_images.tar.gz", "official", "Deep-Emotion 70.02"),
     Row("deepfer_fer2013", "fer2013", "fer2013/fer2013_images.tar.gz", "official", "DeepFER 72.33"),
+    Row("deepfer_fer2013-restart", "fer2013", "fer2013/fer2013_images.tar.gz", "official", "DeepFER 72.33"),
     Row("deepfer_fer2013+deep-emotion_fer2013", "fer2013", "fer2013/fer2013_images.tar.gz", "official",
         "study's ensemble target 74"),
     Row("deepfer_fer2013-balanced", "fer2013", "fer2013/fer2013_images.tar.gz", "balanced", "DeepFER 74.85"),
@@ -56,6 +57,7 @@ ROWS = [
 TARGETS = {
     "deep-emotion_fer2013": 58.0,
     "deepfer_fer2013": 70.0,
+    "deepfer_fer2013-restart": 70.0,
     "deepfer_ferplus": 84.0,
     "deepfer_ckplus-10fold": 95.0,
     "deepfer_jaffe-random": 92.8,

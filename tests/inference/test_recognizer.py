@@ -147,5 +147,5 @@ def test_default_model_without_shipped_weights_is_a_clear_error(monkeypatch: pyt
     from deepfer import weights
 
     monkeypatch.setattr(weights, "_folder", lambda: tmp_path)
-    with pytest.raises(ModelError, match="no shipped weights named 'deepfer_fer2013'"):
+    with pytest.raises(ModelError, match=f"no shipped weights named '{weights.DEFAULT}'"):
         Recognizer()

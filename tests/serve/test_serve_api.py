@@ -13,6 +13,7 @@ from PIL import Image
 from serve_helpers import blank, encode, portrait, read_png
 
 from deepfer.cli import main
+from deepfer import weights
 from deepfer.errors import DataError
 from deepfer.inference.crop import FRAMINGS, crop_square
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
@@ -225,7 +226,7 @@ def test_explain_rejects_unknown_options(client, photo: bytes) -> None:
 
 def test_models_health_and_docs(client) -> None:
     info = client.get("/v1/models").json()
-    assert info["model"]["name"] == "deepfer_fer2013"
+    assert info["model"]["name"] == weights.DEFAULT
     assert info["model"]["labels"][:3] == ["angry", "disgust", "fear"]
     assert info["model"]["explain"] is True
     assert info["limits"]["max_upload_bytes"] == 10 * 1024 * 1024

@@ -16,7 +16,7 @@ from torch import nn
 from deepfer.errors import ModelError
 from deepfer.models.checkpoint import load_model, read_checkpoint
 
-DEFAULT = "deepfer_fer2013"
+DEFAULT = "deepfer_fer2013-restart"
 
 
 @dataclass(frozen=True)
