@@ -54,9 +54,10 @@ def candidates(dataset: str, runs: Path) -> dict[str, Path]:
         info = read_checkpoint(p)["info"]
         if info.get("dataset") != dataset or p.parent.name.startswith("fold"):
             continue
-        if not (p.parent / "summary.json").is_file():
-            continue  # still training (fit writes summary.json when it ends): its best.pt may change
-        found[str(p.parent.relative_to(runs))] = p
+        name = str(p.parent.relative_to(runs))
+        if name in found or not (p.parent / "summary.json").is_file():
+            continue  # shipped already, or still training (fit writes summary.json when it ends)
+        found[name] = p
     return found
 
 
