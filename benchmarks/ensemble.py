@@ -91,8 +91,8 @@ def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int) -> dic
         elif ckpt["labels"] != labels:
             print(f"{name}: labels {ckpt['labels']} differ from {labels}; left out", file=sys.stderr)
             continue
-        probs[name] = {part: {tta: predict_proba(model, data.images[idx], tta=tta) for tta in (False, True)}
-                       for part, idx in (("val", fold.val), ("test", fold.test))}
+        probs[name] = {"val": {False: predict_proba(model, data.images[fold.val])},  # selection: no TTA
+                       "test": {tta: predict_proba(model, data.images[fold.test], tta=tta) for tta in (False, True)}}
         print(f"{dataset}: {name} scored", file=sys.stderr)
     names = list(probs)
     assert labels is not None
@@ -112,7 +112,6 @@ def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int) -> dic
     w = weights_of(chosen, len(names))
     members = [n for n, wi in zip(names, w) if wi > 0]
     size = read_checkpoint(cands[members[0]])["preprocess"]["size"]
-    torch.set_num_threads(2)
     lat = {n: latency_ms(cands[n], size) for n in members}
     best_single = max(singles, key=lambda s: s["val"])
     return {
