@@ -86,7 +86,8 @@ def train(args: argparse.Namespace) -> int:
     from deepfer.train.loop import fit
 
     overrides = {k: getattr(args, k) for k in ("model", "dataset", "data", "protocol", "fold", "epochs",
-                                              "batch_size", "lr", "seed", "out", "threads", "init", "augment")}
+                                              "batch_size", "lr", "seed", "out", "threads", "init", "augment",
+                                              "teacher", "distill")}
     cfg = load_config(args.config, **overrides)
     for summary in fit(cfg, resume=args.resume):
         print(json.dumps(summary))
@@ -366,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float)
     tr.add_argument("--augment", choices=["none", "flip", "basic", "strong"])
     tr.add_argument("--init", help="start from this checkpoint (fine-tuning)")
+    tr.add_argument("--teacher", nargs="+", metavar="WEIGHTS", help="distill from these weights (averaged)")
+    tr.add_argument("--distill", type=float, help="share of each target given to the teachers, in (0, 1]")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.add_argument("--out", help="run folder for checkpoints and logs")

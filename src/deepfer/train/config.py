@@ -42,6 +42,8 @@ class TrainConfig:
     cutmix: float = 0.0  # Beta(alpha, alpha) of CutMix; 0 = off; with mixup, one of the two per batch
     mix_prob: float = 1.0  # share of batches mixed when mixup or cutmix is on
     eac: float = 0.0  # weight of the erasing attention consistency loss (train/eac.py); 0 = off
+    teacher: list[str] = field(default_factory=list)  # weights distilled from (train/distill.py), averaged
+    distill: float = 0.0  # share of the target given to the teachers' probabilities; 0 = off
     patience: int = 0  # early stopping on validation accuracy; 0 = off
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave torch's default
@@ -62,6 +64,7 @@ class TrainConfig:
             "cutmix": self.cutmix >= 0,
             "mix_prob": 0.0 <= self.mix_prob <= 1.0,
             "eac": self.eac >= 0,
+            "distill": 0.0 <= self.distill <= 1.0 and (self.distill > 0) == bool(self.teacher),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -30,6 +30,7 @@ from deepfer.models import create_model
 from deepfer.models.checkpoint import atomic_save, model_payload, read_checkpoint
 from deepfer.train.augment import Augment
 from deepfer.train.config import TrainConfig
+from deepfer.train.distill import cached_teacher_probs, distill_targets
 from deepfer.train.eac import ErasingAttentionConsistency
 from deepfer.train.mix import BatchMixer
 
@@ -195,6 +196,11 @@ def train_fold(
         )
     x_train = torch.from_numpy(data.images[fold.train]).unsqueeze(1)  # (N, 1, H, W) uint8
     y_train = _targets(data, fold.train, classes, cfg.soft_labels)
+    teacher_seconds = 0.0
+    if cfg.distill:
+        probs, teacher_seconds = cached_teacher_probs(cfg.teacher, data.images[fold.train], labels, out / "teacher.npz",
+                                                      cfg.eval_batch_size)
+        y_train = distill_targets(y_train, probs, cfg.distill, cfg.label_smoothing)
     val_index = fold.val if len(fold.val) else fold.train[:0]
     y_val = _targets(data, val_index, classes, False).numpy()
     augment = Augment(cfg.augment, config.input_size).to(env.device)
@@ -218,6 +224,7 @@ def train_fold(
         log.info("resumed %s at epoch %d", last_path, state["epoch"])
     elif resume:
         log.info("--resume: no checkpoint at %s, starting fresh", last_path)
+    state.setdefault("teacher_seconds", teacher_seconds)
     tb = None
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -311,7 +318,7 @@ def train_fold(
 
 
 def _info(cfg: TrainConfig, state: dict[str, Any], data: FaceData, fold: Fold, warnings: list[str]) -> dict[str, Any]:
-    seconds = sum(r["seconds"] for r in state["history"])
+    seconds = sum(r["seconds"] for r in state["history"]) + state.get("teacher_seconds", 0.0)
     return {
         "dataset": cfg.dataset,
         "protocol": cfg.protocol,

@@ -1,0 +1,96 @@
+"""Knowledge distillation with precomputed teacher targets (Hinton et al. 2015, "Distilling the
+knowledge in a neural network").
+
+The teachers (shipped weights or checkpoint files; several are averaged, an ensemble) label every
+training face once, with flip averaging, before training starts. The student then learns from
+
+    target = (1 - alpha) * (label-smoothed one-hot label) + alpha * teacher probabilities
+
+through the loop's soft-target cross-entropy, i.e. (1 - alpha) * CE(label) + alpha * CE(teacher).
+Precomputing is exact for flip-only augmentation (the teacher's target is the average over both
+mirror images) and the usual approximation under crops and erasing; it costs one teacher pass over
+the training set instead of one per epoch. The targets are cached next to the checkpoints, keyed by
+the teachers' file contents, so ``--resume`` does not recompute them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from deepfer.classify import predict_proba
+from deepfer.errors import DeepferError
+from deepfer.models.checkpoint import load_model
+from deepfer.weights import resolve
+
+log = logging.getLogger(__name__)
+
+
+def teacher_probs(teachers: Sequence[str], faces: np.ndarray, labels: Sequence[str], batch_size: int = 512) -> np.ndarray:
+    """Mean flip-averaged probabilities (N, len(labels)) of ``teachers`` on uint8 faces (N, H, W),
+    columns in the order of ``labels`` (matched by name, then renormalised)."""
+    total = np.zeros((len(faces), len(labels)), np.float64)
+    for name in teachers:
+        model, meta = load_model(resolve(name))
+        missing = [lab for lab in labels if lab not in meta["labels"]]
+        if missing:
+            raise DeepferError(f"teacher {name} has no class {', '.join(map(repr, missing))}: it cannot label this data")
+        size = model.config.input_size
+        if faces.shape[1:] != (size, size):
+            raise DeepferError(f"teacher {name} expects {size}x{size} faces, the data is {faces.shape[1]}x{faces.shape[2]}")
+        p = predict_proba(model, faces, batch_size, tta=True)[:, [meta["labels"].index(lab) for lab in labels]]
+        total += p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+    return (total / len(teachers)).astype(np.float32)
+
+
+def distill_targets(
+    hard: Tensor, teacher: Tensor | np.ndarray, alpha: float, smoothing: float = 0.0
+) -> Tensor:
+    """(1 - alpha) * smoothed one-hot(``hard``) + alpha * ``teacher``: soft targets (N, K)."""
+    if not 0.0 < alpha <= 1.0:
+        raise DeepferError(f"distill weight must be in (0, 1], got {alpha}")
+    teacher = torch.as_tensor(teacher, dtype=torch.float32)
+    k = teacher.shape[1]
+    if hard.ndim == 2:
+        base = hard.float()
+    else:
+        base = torch.nn.functional.one_hot(hard, k).float() * (1.0 - smoothing) + smoothing / k
+    return (1.0 - alpha) * base + alpha * teacher
+
+
+def cached_teacher_probs(
+    teachers: Sequence[str], faces: np.ndarray, labels: Sequence[str], cache: Path, batch_size: int = 512
+) -> tuple[np.ndarray, float]:
+    """``teacher_probs`` through a cache file; returns (probabilities, seconds spent computing)."""
+    key = _key(teachers, faces, labels)
+    if cache.is_file():
+        with np.load(cache) as z:
+            if str(z["key"]) == key:
+                log.info("teacher targets from %s", cache)
+                return z["probs"], 0.0
+    t0 = time.time()
+    probs = teacher_probs(teachers, faces, labels, batch_size)
+    seconds = time.time() - t0
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")  # one per DDP rank
+    np.savez(tmp, probs=probs, key=np.array(key))
+    tmp.replace(cache)
+    log.info("teacher targets from %s on %d faces in %.0f s", ", ".join(teachers), len(faces), seconds)
+    return probs, seconds
+
+
+def _key(teachers: Sequence[str], faces: np.ndarray, labels: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for name in teachers:
+        h.update(resolve(name).read_bytes())
+    h.update(np.ascontiguousarray(faces).tobytes())
+    return json.dumps({"teachers": list(teachers), "labels": list(labels), "sha256": h.hexdigest()})
