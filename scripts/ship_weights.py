@@ -45,6 +45,10 @@ def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
     if folds > 1:
         acc += f" ± {100 * report['accuracy_std']:.2f} (mean ± std over {folds} folds)"
     init = f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch"
+    if cfg.get("distill"):
+        init += (f"; distilled from {', '.join(f'`{t}`' for t in cfg['teacher'])} (targets {cfg['distill']:g} "
+                 "their averaged flip-TTA probabilities on the training faces, the rest the labels; the time "
+                 "below includes labelling the faces, not training the teachers)")
     lines = [
         f"# {name}",
         "",

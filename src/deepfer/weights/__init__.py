@@ -17,6 +17,8 @@ from deepfer.errors import ModelError
 from deepfer.models.checkpoint import load_model, read_checkpoint
 
 DEFAULT = "deepfer_fer2013-restart"
+# What a bare architecture name loads: its best FER2013 weights (chosen on validation; see the cards).
+BEST = {"deepfer": DEFAULT, "deep-emotion": "deep-emotion_fer2013-kd"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def list_pretrained() -> list[Pretrained]:
 def resolve(name_or_path: str | Path | None = None) -> Path:
     """The checkpoint file for a shipped name, or ``name_or_path`` itself if it is a file.
 
-    A bare architecture name (``deep-emotion``) picks its FER2013 weights.
+    A bare architecture name (``deep-emotion``) picks its best FER2013 weights (``BEST``).
     """
     if name_or_path is None:
         name_or_path = DEFAULT
@@ -68,7 +70,7 @@ def resolve(name_or_path: str | Path | None = None) -> Path:
             raise ModelError(f"{p}: no such checkpoint file")
         return p
     names = _shipped()
-    for candidate in (str(name_or_path), f"{name_or_path}_fer2013"):
+    for candidate in (str(name_or_path), BEST.get(str(name_or_path), ""), f"{name_or_path}_fer2013"):
         if candidate in names:
             return names[candidate]
     raise ModelError(
