@@ -30,12 +30,12 @@ results: $(STAMP)
 
 # Order matters: DeepFER's FER2013 warm restart and FER+ recipe start from its shipped FER2013
 # weights, its CK+ and JAFFE recipes from the FER+ ones, Deep-Emotion's from its FER2013 weights;
-# Deep-Emotion's distilled FER2013 recipe learns from both DeepFER FER2013 weights. Recipes in
+# the distilled FER2013 recipes (both models) learn from DeepFER's stage 1 and 2 weights. Recipes in
 # REPORT_ONLY (k-fold sets: ten models each, 20 MB for deepfer) are evaluated in place and leave
 # benchmarks/reports/NAME.json instead of weights in the package.
 RECIPES ?= deep-emotion_fer2013 deep-emotion_ckplus-10fold deep-emotion_ckplus-random \
 	deep-emotion_jaffe-loso deep-emotion_jaffe-random \
-	deepfer_fer2013 deepfer_fer2013-restart deep-emotion_fer2013-kd deepfer_ferplus deepfer_jaffe-random deepfer_jaffe-loso \
+	deepfer_fer2013 deepfer_fer2013-restart deep-emotion_fer2013-kd deepfer_fer2013-kd deepfer_ferplus deepfer_jaffe-random deepfer_jaffe-loso \
 	deepfer_ckplus-10fold deepfer_ckplus-random deepfer_fer2013-balanced
 REPORT_ONLY ?= deep-emotion_ckplus-10fold deep-emotion_jaffe-loso deepfer_jaffe-loso deepfer_ckplus-10fold \
 	deepfer_fer2013-balanced

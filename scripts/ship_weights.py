@@ -47,8 +47,10 @@ def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
     init = f"initialised from `{cfg['init']}`" if cfg.get("init") else "trained from scratch"
     if cfg.get("distill"):
         init += (f"; distilled from {', '.join(f'`{t}`' for t in cfg['teacher'])} (targets {cfg['distill']:g} "
-                 "their averaged flip-TTA probabilities on the training faces, the rest the labels; the time "
-                 "below includes labelling the faces, not training the teachers)")
+                 "their averaged flip-TTA probabilities on the training faces, the rest the labels; "
+                 + (f"the time below includes {info['teacher_seconds'] / 60:.1f} min labelling the faces"
+                    if info.get("teacher_seconds") else "the time below does not include labelling the faces")
+                 + ", nor training the teachers)")
     lines = [
         f"# {name}",
         "",

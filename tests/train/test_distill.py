@@ -69,6 +69,10 @@ def test_config_needs_a_teacher_and_a_weight_together(tmp_path: Path) -> None:
         _cfg(tmp_path, tmp_path, teacher=["deepfer"], distill=1.5)
 
 
+def data_faces(root: Path) -> np.ndarray:
+    return load_dataset("jaffe", root).images
+
+
 def _fixture_class(faces: np.ndarray, labels: list[str]) -> np.ndarray:
     """The class drawn into each pattern face (tests/train/conftest.py), as an index into ``labels``."""
     names = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]  # the fixture's CODES
@@ -95,6 +99,14 @@ def test_student_learns_the_teachers_labels_and_resume_reuses_them(
     assert calls == [[teacher]] and (out / "teacher.npz").is_file()
     (summary,) = fit(cfg, resume=True)
     assert calls == [[teacher]]  # resumed from the cached targets
+    first = read_checkpoint(out / "best.pt")["info"]["teacher_seconds"]
+    labels = read_checkpoint(out / "best.pt")["labels"]
+    faces = data_faces(pattern_jaffe)[:20]
+    _, seconds = distill.cached_teacher_probs([teacher], faces, labels, out / "teacher.npz")
+    assert calls == [[teacher], [teacher]]  # another key (other faces): computed again ...
+    _, again = distill.cached_teacher_probs([teacher], faces, labels, out / "teacher.npz")
+    assert calls == [[teacher], [teacher]] and again == seconds >= 0  # ... and its cost kept with the cache
+    assert first >= 0
     info = read_checkpoint(out / "last.pt")["info"]
     assert info["epoch"] == 12 and info["train_config"]["teacher"] == [teacher]
     student, meta = load_model(out / "last.pt")  # best.pt is chosen on the true validation labels

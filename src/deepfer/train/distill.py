@@ -70,19 +70,20 @@ def distill_targets(
 def cached_teacher_probs(
     teachers: Sequence[str], faces: np.ndarray, labels: Sequence[str], cache: Path, batch_size: int = 512
 ) -> tuple[np.ndarray, float]:
-    """``teacher_probs`` through a cache file; returns (probabilities, seconds spent computing)."""
+    """``teacher_probs`` through a cache file; returns (probabilities, seconds the computation took,
+    also when they come from the cache)."""
     key = _key(teachers, faces, labels)
     if cache.is_file():
         with np.load(cache) as z:
             if str(z["key"]) == key:
                 log.info("teacher targets from %s", cache)
-                return z["probs"], 0.0
+                return z["probs"], float(z["seconds"]) if "seconds" in z else 0.0
     t0 = time.time()
     probs = teacher_probs(teachers, faces, labels, batch_size)
     seconds = time.time() - t0
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")  # one per DDP rank
-    np.savez(tmp, probs=probs, key=np.array(key))
+    np.savez(tmp, probs=probs, key=np.array(key), seconds=np.array(seconds))
     tmp.replace(cache)
     log.info("teacher targets from %s on %d faces in %.0f s", ", ".join(teachers), len(faces), seconds)
     return probs, seconds

@@ -329,6 +329,7 @@ def _info(cfg: TrainConfig, state: dict[str, Any], data: FaceData, fold: Fold, w
         "val_accuracy": state["best_val"],
         "train_images": int(len(fold.train)),
         "train_seconds": seconds,
+        "teacher_seconds": state.get("teacher_seconds", 0.0),  # labelling the faces (distillation), counted above
         "protocol_warnings": list(warnings),
         "torch": str(torch.__version__),
     }

@@ -16,7 +16,7 @@ from torch import nn
 from deepfer.errors import ModelError
 from deepfer.models.checkpoint import load_model, read_checkpoint
 
-DEFAULT = "deepfer_fer2013-restart"
+DEFAULT = "deepfer_fer2013-kd"
 # What a bare architecture name loads: its best FER2013 weights (chosen on validation; see the cards).
 BEST = {"deepfer": DEFAULT, "deep-emotion": "deep-emotion_fer2013-kd"}
 
