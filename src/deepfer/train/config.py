@@ -64,11 +64,14 @@ class TrainConfig:
             "cutmix": self.cutmix >= 0,
             "mix_prob": 0.0 <= self.mix_prob <= 1.0,
             "eac": self.eac >= 0,
-            "distill": 0.0 <= self.distill <= 1.0 and (self.distill > 0) == bool(self.teacher),
+            "distill": 0.0 <= self.distill <= 1.0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise DeepferError(f"invalid training option(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+        if (self.distill > 0) != bool(self.teacher):
+            raise DeepferError(f"distillation needs both teacher weights and a distill weight in (0, 1]; got "
+                               f"teacher={self.teacher!r}, distill={self.distill!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
