@@ -30,6 +30,7 @@ from torch import Tensor
 from deepfer.classify import predict_proba
 from deepfer.errors import DeepferError
 from deepfer.models.checkpoint import load_model
+from deepfer.train.mix import soft_targets
 from deepfer.weights import resolve
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,7 @@ def distill_targets(
     if not 0.0 < alpha <= 1.0:
         raise DeepferError(f"distill weight must be in (0, 1], got {alpha}")
     teacher = torch.as_tensor(teacher, dtype=torch.float32)
-    k = teacher.shape[1]
-    if hard.ndim == 2:
-        base = hard.float()
-    else:
-        base = torch.nn.functional.one_hot(hard, k).float() * (1.0 - smoothing) + smoothing / k
-    return (1.0 - alpha) * base + alpha * teacher
+    return (1.0 - alpha) * soft_targets(hard, teacher.shape[1], smoothing) + alpha * teacher
 
 
 def cached_teacher_probs(
