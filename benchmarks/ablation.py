@@ -197,6 +197,19 @@ def pct(x: float | None, std: float | None = None) -> str:
     return f"{100 * x:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
+def verdict(rows: list[dict[str, Any]], variants: dict[str, Variant]) -> list[str]:
+    """One line: the variant with the best validation accuracy (never the test split) against the base."""
+    base = next((r for r in rows if variants[r["variant"]].is_base and "accuracy" in r), None)
+    done = [r for r in rows if not variants[r["variant"]].is_base and "accuracy" in r]
+    if base is None or not done:
+        return []
+    best = max(done, key=lambda r: r["val_accuracy"])
+    beats = best["accuracy"] > base["accuracy"]
+    return [f"Best variant on validation: `{best['variant']}` (val {pct(best['val_accuracy'])} vs base "
+            f"{pct(base['val_accuracy'])}); on test {pct(best['accuracy'])} vs base {pct(base['accuracy'])}: "
+            f"{'beats' if beats else 'does not beat'} the base ({len(done)} of {len(rows) - 1} variants trained).", ""]
+
+
 def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict[str, Any]) -> str:
     budget = " / ".join(str(e) for e in sorted({v.cfg.epochs for v in variants.values()}))
     lines = [
@@ -238,6 +251,7 @@ def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict
                              f"{pct(e['accuracy'])} | {delta} | {' | '.join(pct(e[k]) for k in METRICS[1:])} | "
                              f"| | | |")
         lines.append("")
+        lines += verdict([r for r in rows if r["dataset"] == dataset], variants)
     if speed:
         meta = speed.get("meta", {})
         lines += ["## Training speed of each recipe (benchmark, not a run)", "",
