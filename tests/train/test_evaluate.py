@@ -77,3 +77,14 @@ def test_cli_evaluate_json(trained: Path, pattern_jaffe: Path, capsys) -> None:
                str(pattern_jaffe), "--protocol", "random"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("deepfer: error:") and err.count("\n") == 1
+
+
+def test_evaluate_takes_shipped_names(pattern_jaffe: Path) -> None:
+    from deepfer.weights import resolve
+
+    by_name = evaluate(["deep-emotion_jaffe-random"], "jaffe", str(pattern_jaffe), "random")
+    by_path = evaluate([str(resolve("deep-emotion_jaffe-random"))], "jaffe", str(pattern_jaffe), "random")
+    assert by_name["accuracy"] == by_path["accuracy"]
+    assert by_name["folds"][0]["weights"] == by_path["folds"][0]["weights"]
+    with pytest.raises(ModelError, match=r"no shipped weights named 'deepfer_nosuch'; available: .*deepfer_ferplus"):
+        evaluate(["deepfer_nosuch"], "jaffe", str(pattern_jaffe), "random")

@@ -19,16 +19,20 @@ from deepfer.errors import DeepferError, ModelError
 from deepfer.labels import EMOTION_INDEX
 from deepfer.models.checkpoint import load_model
 from deepfer.train.metrics import classification_report, plot_confusion
+from deepfer.weights import resolve
 
 log = logging.getLogger(__name__)
 
 
 def resolve_weights(weights: list[str], n_folds: int) -> list[list[Path]]:
     """For each fold, the checkpoint(s) to average. A folder stands for its ``best.pt`` or its
-    ``fold<i>/best.pt``; several files are an ensemble (their probabilities are averaged)."""
+    ``fold<i>/best.pt``; a name that is no file or folder is a shipped weights name
+    (``deepfer_ferplus``); several are an ensemble (their probabilities are averaged)."""
     per_fold: list[list[Path]] = [[] for _ in range(n_folds)]
     for w in weights:
         p = Path(w)
+        if not p.exists() and p.suffix != ".pt":
+            p = resolve(w)  # a shipped name; an unknown one is an error that lists the shipped names
         if p.is_dir():
             fold_ckpts = sorted(p.glob("fold*/best.pt"), key=lambda q: int(q.parent.name[4:]))
             if fold_ckpts:
