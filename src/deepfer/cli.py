@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics of trained weights on a protocol's test split")
     ev.add_argument("--weights", nargs="+", required=True,
-                    help="checkpoint(s) or run folder(s); several are averaged as an ensemble")
+                    help="shipped weights name(s), checkpoint(s) or run folder(s); several are averaged as an ensemble")
     ev.add_argument("--dataset", required=True)
     ev.add_argument("--data", required=True)
     ev.add_argument("--protocol", required=True)
