@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -136,7 +137,7 @@ def evaluate(opts: EvaluateOptions) -> int:
 
 def models(args: argparse.Namespace) -> int:
     from deepfer.models import list_models
-    from deepfer.weights import list_pretrained
+    from deepfer.weights import ENSEMBLES, list_pretrained
 
     shipped = list_pretrained()
     if args.json:
@@ -144,13 +145,16 @@ def models(args: argparse.Namespace) -> int:
             {"name": w.name, "architecture": w.architecture, "labels": w.labels,
              "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
              "val_accuracy": w.info.get("val_accuracy"), "card": str(w.card) if w.card else None}
-            for w in shipped]}))
+            for w in shipped], "ensembles": ENSEMBLES}))
         return 0
     print("architectures: " + ", ".join(list_models()))
     print("shipped weights:" if shipped else "shipped weights: none")
     for w in shipped:
         print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
               f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}")
+    for name, members in ENSEMBLES.items():
+        counts = ", ".join(f"{m} x{n}" if n > 1 else m for m, n in Counter(members).items())
+        print(f"  {name:<28} ensemble       {counts}")
     return 0
 
 

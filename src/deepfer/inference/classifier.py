@@ -8,6 +8,7 @@ of models is an :class:`EnsembleClassifier` that averages their probabilities.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from deepfer.classify import predict_proba
 from deepfer.errors import ModelError
 from deepfer.labels import FER7
 from deepfer.models.checkpoint import model_payload
-from deepfer.weights import load_pretrained
+from deepfer.weights import ensemble_members, load_pretrained
 
 BACKENDS = ("torch", "onnx")
 
@@ -82,14 +83,20 @@ class EnsembleClassifier:
 
     Args:
         members: the classifiers (any backends; each applies its own preprocessing).
+        weights: each member's averaging weight (normalised to sum to 1); equal by default.
 
     Raises:
-        ModelError: no members, or members whose labels or input sizes differ.
+        ModelError: no members, members whose labels or input sizes differ, or bad weights.
     """
 
-    def __init__(self, members: Sequence[Classifier]) -> None:
+    def __init__(self, members: Sequence[Classifier], weights: Sequence[float] | None = None) -> None:
         if not members:
             raise ModelError("an ensemble needs at least one model")
+        w = np.ones(len(members)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(members),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ModelError(f"an ensemble of {len(members)} models needs {len(members)} non-negative weights "
+                             f"with a positive sum, got {list(weights or [])}")
+        self.weights = w / w.sum()
         first = members[0]
         for i, m in enumerate(members[1:], 2):
             if list(m.labels) != list(first.labels):
@@ -104,11 +111,11 @@ class EnsembleClassifier:
         self.backend = "+".join(dict.fromkeys(m.backend for m in members))
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        """The members' mean probabilities (N, len(labels)) float32 for uint8 faces (N, size, size)."""
-        total = self.members[0].predict_proba(faces).astype(np.float64)
-        for m in self.members[1:]:
-            total += m.predict_proba(faces)
-        return (total / len(self.members)).astype(np.float32)
+        """The members' weighted mean probabilities (N, len(labels)) float32 for uint8 faces (N, size, size)."""
+        total = self.weights[0] * self.members[0].predict_proba(faces).astype(np.float64)
+        for w, m in zip(self.weights[1:], self.members[1:], strict=True):
+            total += w * m.predict_proba(faces)
+        return total.astype(np.float32)
 
 
 @contextlib.contextmanager
@@ -131,8 +138,9 @@ def load_classifier(model: str | Path | nn.Module | Sequence[str | Path | nn.Mod
 
     Args:
         model: a shipped weights name, a checkpoint (``.pt``), an ``.onnx`` export, a deepfer
-            ``nn.Module`` or ``None`` for the shipped default; a list or tuple of these is an
-            :class:`EnsembleClassifier` (their probabilities are averaged).
+            ``nn.Module`` or ``None`` for the shipped default; a list or tuple of these, or a
+            shipped ensemble's name, is an :class:`EnsembleClassifier` (their probabilities are
+            averaged; one listed twice weighs twice).
         backend: ``"torch"`` or ``"onnx"``; ``None`` picks onnx for ``.onnx`` files, torch otherwise.
         batch_size: faces per forward pass.
         tta: average with the mirrored face.
@@ -148,9 +156,13 @@ def load_classifier(model: str | Path | nn.Module | Sequence[str | Path | nn.Mod
     """
     if backend not in (None, *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if isinstance(model, (str, Path)) and (named := ensemble_members(model)) is not None:
+        model = named  # a shipped ensemble: its members
     if isinstance(model, (list, tuple)):
-        members = [load_classifier(m, backend, batch_size, tta, labels, threads) for m in model]
-        return members[0] if len(members) == 1 else EnsembleClassifier(members)
+        # A name or path listed n times weighs n times; each distinct one is loaded and run once.
+        counts = Counter(m if isinstance(m, nn.Module) else str(m) for m in model)
+        members = [load_classifier(m, backend, batch_size, tta, labels, threads) for m in counts]
+        return members[0] if len(members) == 1 else EnsembleClassifier(members, list(counts.values()))
     onnx_kw: dict[str, Any] = {"batch_size": batch_size, "tta": tta}
     if threads is not None:
         onnx_kw["threads"] = threads

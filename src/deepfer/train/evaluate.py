@@ -19,7 +19,7 @@ from deepfer.errors import DeepferError, ModelError
 from deepfer.labels import EMOTION_INDEX
 from deepfer.models.checkpoint import load_model
 from deepfer.train.metrics import classification_report, plot_confusion
-from deepfer.weights import resolve
+from deepfer.weights import ensemble_members, resolve
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 def resolve_weights(weights: list[str], n_folds: int) -> list[list[Path]]:
     """For each fold, the checkpoint(s) to average. A folder stands for its ``best.pt`` or its
     ``fold<i>/best.pt``; a name that is no file or folder is a shipped weights name
-    (``deepfer_ferplus``); several are an ensemble (their probabilities are averaged)."""
+    (``deepfer_ferplus``) or a shipped ensemble (its members); several are an ensemble (their
+    probabilities are averaged; a checkpoint listed twice weighs twice)."""
     per_fold: list[list[Path]] = [[] for _ in range(n_folds)]
+    weights = [m for w in weights for m in (ensemble_members(w) or [w])]  # a shipped ensemble: its members
     for w in weights:
         p = Path(w)
         if not p.exists() and p.suffix != ".pt":

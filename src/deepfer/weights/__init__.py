@@ -19,6 +19,10 @@ from deepfer.models.checkpoint import load_model, read_checkpoint
 DEFAULT = "deepfer_fer2013-kd"
 # What a bare architecture name loads: its best FER2013 weights (chosen on validation; see the cards).
 BEST = {"deepfer": DEFAULT, "deep-emotion": "deep-emotion_fer2013-kd"}
+# Shipped ensembles: name -> member weights names, a name listed twice weighing twice. Each was chosen
+# on validation by benchmarks/ensemble.py (ENSEMBLE.md) and kept only where its accuracy is worth
+# its cost in speed; its card states the trade-off.
+ENSEMBLES: dict[str, list[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ def resolve(name_or_path: str | Path | None = None) -> Path:
         if not p.is_file():
             raise ModelError(f"{p}: no such checkpoint file")
         return p
+    if str(name_or_path) in ENSEMBLES:
+        raise ModelError(f"{name_or_path} is a shipped ensemble of {', '.join(dict.fromkeys(ENSEMBLES[str(name_or_path)]))}: "
+                         "predict, evaluate and serve take it by name; elsewhere use one member")
     names = _shipped()
     for candidate in (str(name_or_path), BEST.get(str(name_or_path), ""), f"{name_or_path}_fer2013"):
         if candidate in names:
@@ -77,6 +84,12 @@ def resolve(name_or_path: str | Path | None = None) -> Path:
         f"no shipped weights named {str(name_or_path)!r}; available: {', '.join(sorted(names)) or 'none'} "
         "(or pass a checkpoint file)"
     )
+
+
+def ensemble_members(name: str | Path | None) -> list[str] | None:
+    """The member weights names of a shipped ensemble (repeats weigh more), or None for any other name."""
+    members = ENSEMBLES.get(str(name))
+    return list(members) if members is not None else None
 
 
 def load_pretrained(name_or_path: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
