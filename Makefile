@@ -35,7 +35,7 @@ results: $(STAMP)
 # benchmarks/reports/NAME.json instead of weights in the package.
 RECIPES ?= deep-emotion_fer2013 deep-emotion_ckplus-10fold deep-emotion_ckplus-random \
 	deep-emotion_jaffe-loso deep-emotion_jaffe-random \
-	deepfer_fer2013 deepfer_fer2013-restart deep-emotion_fer2013-kd deepfer_fer2013-kd deepfer_ferplus deepfer_jaffe-random deepfer_jaffe-loso \
+	deepfer_fer2013 deepfer_fer2013-restart deep-emotion_fer2013-kd deepfer_fer2013-kd deepfer_ferplus deepfer_ferplus-kdinit deepfer_jaffe-random deepfer_jaffe-loso \
 	deepfer_ckplus-10fold deepfer_ckplus-random deepfer_fer2013-balanced
 REPORT_ONLY ?= deep-emotion_ckplus-10fold deep-emotion_jaffe-loso deepfer_jaffe-loso deepfer_ckplus-10fold \
 	deepfer_fer2013-balanced

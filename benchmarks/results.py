@@ -46,6 +46,8 @@ ROWS = [
     Row("deepfer_fer2013-balanced", "fer2013", "fer2013/fer2013_images.tar.gz", "balanced", "DeepFER 74.85"),
     Row("deepfer_ferplus", "ferplus", "ferplus", "official", "VGG13 (FER+ paper) ~84-85; study's ensemble 64.12",
         (("labels", "majority"),)),
+    Row("deepfer_ferplus-kdinit", "ferplus", "ferplus", "official", "VGG13 (FER+ paper) ~84-85; study's ensemble 64.12",
+        (("labels", "majority"),)),
     Row("deep-emotion_ckplus-random", "ckplus", "ckplus/CK+48", "random", "Deep-Emotion 98.0"),
     Row("deep-emotion_ckplus-10fold", "ckplus", "ckplus/CK+48", "subject-10fold", "(papers: random splits only)"),
     Row("deepfer_ckplus-random", "ckplus", "ckplus/CK+48", "random", "DeepFER 99.47"),
@@ -63,6 +65,7 @@ TARGETS = {
     "deepfer_fer2013-restart": 70.0,
     "deepfer_fer2013-kd": 70.0,
     "deepfer_ferplus": 84.0,
+    "deepfer_ferplus-kdinit": 84.0,
     "deepfer_ckplus-10fold": 95.0,
     "deepfer_jaffe-random": 92.8,
     "deepfer_fer2013+deep-emotion_fer2013": 74.0,
@@ -89,6 +92,22 @@ FERG_NOTE = ("FERG-DB (papers: Deep-Emotion 99.3 random; DeepFER 100 random / 98
 
 # Issue 6's ensemble targets (test accuracy, %, of the ensemble chosen on validation).
 ENSEMBLE_TARGETS = {"fer2013": 74.0, "ferplus": 87.0}
+# What limits each missed ensemble target (shown under issue 6's targets when it is missed); filled
+# from the ensemble's results (r: one dataset's entry of ENSEMBLE.json).
+ENSEMBLE_LIMITS = {
+    "fer2013": lambda r: (
+        "the candidates are this project's DeepFER runs (one 1M-parameter architecture, 15 to 70 epochs each on a "
+        "2-core CPU, most warm-started from one another), so they err alike: the chosen ensemble adds "
+        f"{100 * r['test']['accuracy'] - 100 * r['best_single_on_val']['test']:+.2f} points over the best single "
+        "model on test. Published FER2013 results at 73-76% use VGG/ResNet-scale networks trained for hundreds "
+        "of GPU epochs; diverse members of that kind were out of this CPU's reach."),
+    "ferplus": lambda r: (
+        f"the ensemble chosen on validation ({pct(r['val']['accuracy'])}% there) gives {pct(r['test']['accuracy'])}% "
+        f"on test, {pct(r['test_tta']['accuracy'])}% with flip TTA; the best single model on validation, "
+        f"`{r['best_single_on_val']['name']}`, gives {pct(r['best_single_on_val']['test'])}% "
+        f"({pct(r['best_single_on_val']['test_tta'])}% with flip TTA, itself an average of two views of one "
+        "model). Its partners are 15-epoch runs that add little it does not know."),
+}
 
 
 def ablation_section() -> list[str]:
@@ -114,7 +133,9 @@ def ablation_section() -> list[str]:
             lines.append(line)
             if line.startswith("Best variant on validation") and section.startswith("## FER2013"):
                 targets.append(("the best variant (chosen on validation) beats the base on FER2013 PrivateTest",
-                                line.split("; ", 1)[1].split(" (", 1)[0], "does not beat" not in line))
+                                line.split("`")[1] + ": " + line.split("; on test ", 1)[1].split(":", 1)[0],
+                                "does not beat" not in line,
+                                "short runs (15 epochs, one seed): see the table for each variant."))
     if ensemble.is_file():
         results = json.loads(ensemble.read_text())["results"]
         lines += ["### Ensembles chosen on validation (greedy forward selection)", "",
@@ -131,11 +152,16 @@ def ablation_section() -> list[str]:
             goal = ENSEMBLE_TARGETS.get(r["dataset"])
             if goal is not None:
                 ours = 100 * t["accuracy"]
-                targets.append((f"ensemble >= {goal:g} on {r['dataset']} (test split)", f"{ours:.2f}", ours >= goal))
+                targets.append((f"ensemble >= {goal:g} on {r['dataset']} (test split)", f"{ours:.2f}", ours >= goal,
+                                ENSEMBLE_LIMITS[r["dataset"]](r) if r["dataset"] in ENSEMBLE_LIMITS else ""))
         lines.append("")
     if targets:
         lines += ["### Issue 6's targets", "", "| target | ours | met |", "| --- | --- | --- |"]
-        lines += [f"| {what} | {ours} | {'yes' if ok else 'no'} |" for what, ours, ok in targets]
+        lines += [f"| {what} | {ours} | {'yes' if ok else 'no'} |" for what, ours, ok, _ in targets]
+        missed = [(what, why) for what, _, ok, why in targets if not ok]
+        if missed:
+            lines += ["", "What limits the missed ones:", ""]
+            lines += [f"- {what}: {why or 'not analysed yet.'}" for what, why in missed]
         lines.append("")
     return lines
 
