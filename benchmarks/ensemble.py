@@ -14,7 +14,6 @@ with and without flip TTA. The cost in speed is measured too: each member's sing
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from deepfer.train.metrics import classification_report
 from deepfer.weights import _shipped
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, write_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -174,11 +173,7 @@ def main() -> None:
     torch.set_num_threads(2)
     results = [r for d in args.datasets if (r := run_dataset(d, Path(args.data), Path(args.runs), args.max_size))]
     meta = {"threads": 2, "cpu": cpu_name(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    write_markdown(results, meta, out)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    write_report(args.out, meta, results, write_markdown)
 
 
 if __name__ == "__main__":

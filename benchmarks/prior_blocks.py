@@ -21,7 +21,6 @@ crop, which is unreliable); the detection rate is reported. Test splits are not 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from deepfer.errors import DeepferError
 from deepfer.models.prior_attention import PriorAttentionNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
-from _machine import cpu_name  # noqa: E402
+from _machine import cpu_name, write_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -121,11 +120,7 @@ def main() -> None:
         results[name] = {"sample": sample, **r}
         print(f"{name}: {r['detected']}/{r['faces']} faces detected", file=sys.stderr)
     meta = {"margin": args.margin, "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    write_markdown(results, meta, out)
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    write_report(args.out, meta, results, write_markdown)
 
 
 if __name__ == "__main__":
