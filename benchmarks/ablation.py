@@ -129,11 +129,11 @@ def assess(v: Variant, runs_root: Path) -> dict[str, Any]:
                        seed=seed, dataset_options=_eval_options(v.cfg))
         # Validation accuracy on the same labels as the test (FER+: majority votes), so that the variant
         # chosen on validation is chosen on one yardstick whatever labels it trained on.
-        val = evaluate([str(run / "best.pt")], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol, "val",
+        val_rep = evaluate([str(run / "best.pt")], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol, "val",
                        seed=seed, dataset_options=_eval_options(v.cfg))
         model = create_model(ckpt["model"]["name"], **{k: val for k, val in ckpt["model"].items() if k != "name"})
         seed_row = {"seed": seed, "run": str(run), "epochs_run": epochs,
-                    "best_epoch": info["best_epoch"], "val_accuracy": val["accuracy"],
+                    "best_epoch": info["best_epoch"], "val_accuracy": val_rep["accuracy"],
                     "val_accuracy_as_trained": info["val_accuracy"],
                     "train_images_per_s": speed, "params": sum(p.numel() for p in model.parameters()),
                     **{k: rep[k] for k in METRICS}}
