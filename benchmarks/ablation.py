@@ -203,17 +203,23 @@ def pct(x: float | None, std: float | None = None) -> str:
     return f"{100 * x:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
-def verdict(rows: list[dict[str, Any]], variants: dict[str, Variant]) -> list[str]:
-    """One line: the variant with the best validation accuracy (never the test split) against the base."""
-    base = next((r for r in rows if variants[r["variant"]].is_base and "accuracy" in r), None)
-    done = [r for r in rows if not variants[r["variant"]].is_base and "accuracy" in r]
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One dataset's rows: the variant with the best validation accuracy (never the test split)
+    against the base, or None before the base and a variant are both trained."""
+    base = next((r for r in rows if r["variant"] == r["base"] and "accuracy" in r), None)
+    done = [r for r in rows if r["variant"] != r["base"] and "accuracy" in r]
     if base is None or not done:
-        return []
+        return None
     best = max(done, key=lambda r: r["val_accuracy"])
-    beats = best["accuracy"] > base["accuracy"]
-    return [f"Best variant on validation: `{best['variant']}` (val {pct(best['val_accuracy'])} vs base "
-            f"{pct(base['val_accuracy'])}); on test {pct(best['accuracy'])} vs base {pct(base['accuracy'])}: "
-            f"{'beats' if beats else 'does not beat'} the base ({len(done)} of {len(rows) - 1} variants trained).", ""]
+    return {"variant": best["variant"], "val": best["val_accuracy"], "base_val": base["val_accuracy"],
+            "test": best["accuracy"], "base_test": base["accuracy"], "beats": best["accuracy"] > base["accuracy"],
+            "trained": len(done), "variants": len(rows) - 1}
+
+
+def verdict_line(v: dict[str, Any]) -> str:
+    return (f"Best variant on validation: `{v['variant']}` (val {pct(v['val'])} vs base {pct(v['base_val'])}); "
+            f"on test {pct(v['test'])} vs base {pct(v['base_test'])}: {'beats' if v['beats'] else 'does not beat'} "
+            f"the base ({v['trained']} of {v['variants']} variants trained).")
 
 
 def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict[str, Any]) -> str:
@@ -259,7 +265,8 @@ def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict
                              f"{pct(e['accuracy'])} | {delta} | {' | '.join(pct(e[k]) for k in METRICS[1:])} | "
                              f"| | | |")
         lines.append("")
-        lines += verdict([r for r in rows if r["dataset"] == dataset], variants)
+        if (v := verdict([r for r in rows if r["dataset"] == dataset])) is not None:
+            lines += [verdict_line(v), ""]
     if speed:
         meta = speed.get("meta", {})
         lines += ["## Training speed of each recipe (benchmark, not a run)", "",

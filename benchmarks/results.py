@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from deepfer.errors import DeepferError
 from deepfer.train.curves import plot_curves, read_log
 from deepfer.train.evaluate import evaluate
 from deepfer.weights import _shipped
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling ablation module
+from ablation import pct, verdict  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPORTS = HERE / "reports"
@@ -110,6 +114,13 @@ ENSEMBLE_LIMITS = {
 }
 
 
+def limits_lines(missed: list[tuple[str, str]]) -> list[str]:
+    """The "What limits the missed ones" list under a targets table (nothing when none is missed)."""
+    if not missed:
+        return []
+    return ["", "What limits the missed ones:", ""] + [f"- {what}: {why or 'not analysed yet.'}" for what, why in missed]
+
+
 def ablation_section() -> list[str]:
     """Issue 6's tables, copied from ABLATION.md and ENSEMBLE.json (written by their own, slower
     scripts), and its targets: the best variant chosen on validation against the base model, and
@@ -131,11 +142,11 @@ def ablation_section() -> list[str]:
             if not section or section.startswith("## Training speed"):
                 continue
             lines.append(line)
-            if line.startswith("Best variant on validation") and section.startswith("## FER2013"):
-                targets.append(("the best variant (chosen on validation) beats the base on FER2013 PrivateTest",
-                                line.split("`")[1] + ": " + line.split("; on test ", 1)[1].split(":", 1)[0],
-                                "does not beat" not in line,
-                                "short runs (15 epochs, one seed): see the table for each variant."))
+        rows = json.loads(ablation.with_suffix(".json").read_text())["rows"]
+        if (v := verdict([r for r in rows if r["dataset"] == "fer2013"])) is not None:
+            targets.append(("the best variant (chosen on validation) beats the base on FER2013 PrivateTest",
+                            f"{v['variant']}: {pct(v['test'])} vs base {pct(v['base_test'])}", v["beats"],
+                            "short runs (15 epochs, one seed): see the table for each variant."))
     if ensemble.is_file():
         results = json.loads(ensemble.read_text())["results"]
         lines += ["### Ensembles chosen on validation (greedy forward selection)", "",
@@ -158,10 +169,7 @@ def ablation_section() -> list[str]:
     if targets:
         lines += ["### Issue 6's targets", "", "| target | ours | met |", "| --- | --- | --- |"]
         lines += [f"| {what} | {ours} | {'yes' if ok else 'no'} |" for what, ours, ok, _ in targets]
-        missed = [(what, why) for what, _, ok, why in targets if not ok]
-        if missed:
-            lines += ["", "What limits the missed ones:", ""]
-            lines += [f"- {what}: {why or 'not analysed yet.'}" for what, why in missed]
+        lines += limits_lines([(what, why) for what, _, ok, why in targets if not ok])
         lines.append("")
     return lines
 
@@ -175,10 +183,6 @@ def draw_curves(names: list[str]) -> list[str]:
             plot_curves({p.stem: read_log(p) for p in logs}, CURVES / f"{name}.png", name)
             drawn.append(name)
     return drawn
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.2f}"
 
 
 def main() -> None:
@@ -236,10 +240,7 @@ def main() -> None:
     if met:
         lines += ["", "## Targets", "", "| weights | target | ours | met |", "| --- | --- | --- | --- |"]
         lines += [f"| `{name}` | >= {goal:g} | {ours:.2f} | {'yes' if ours >= goal else 'no'} |" for name, goal, ours in met]
-        missed = [(name, LIMITS.get(name, "")) for name, goal, ours in met if ours < goal]
-        if missed:
-            lines += ["", "What limits the missed ones:", ""]
-            lines += [f"- `{name}`: {why or 'not analysed yet.'}" for name, why in missed]
+        lines += limits_lines([(f"`{name}`", LIMITS.get(name, "")) for name, goal, ours in met if ours < goal])
     curves = draw_curves([r.weights for r in ROWS if r.weights in reports])
     if curves:
         lines += ["", "## Training curves", "",
