@@ -49,6 +49,7 @@ def test_learns_the_fixture_and_selects_on_validation(pattern_jaffe: Path, tmp_p
     assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert ckpt["info"]["epoch"] == summary["best_epoch"]
     assert ckpt["info"]["train_config"]["protocol"] == "random"
+    assert ckpt["info"]["device"] == (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
     assert "optimizer" not in ckpt  # best.pt is the model alone
     model, _ = load_model(out / "best.pt")
     assert not model.training

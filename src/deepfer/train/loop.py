@@ -332,7 +332,13 @@ def _info(cfg: TrainConfig, state: dict[str, Any], data: FaceData, fold: Fold, w
         "teacher_seconds": state.get("teacher_seconds", 0.0),  # labelling the faces (distillation), counted above
         "protocol_warnings": list(warnings),
         "torch": str(torch.__version__),
+        "device": _device_name(),
     }
+
+
+def _device_name() -> str:
+    """What trained the model: the GPU's name, else ``cpu`` (timings depend on it)."""
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 def _tensorboard(out: Path) -> Any:
