@@ -136,6 +136,8 @@ def assess(v: Variant, runs_root: Path) -> dict[str, Any]:
                     "best_epoch": info["best_epoch"], "val_accuracy": val_rep["accuracy"],
                     "val_accuracy_as_trained": info["val_accuracy"],
                     "train_images_per_s": speed, "params": sum(p.numel() for p in model.parameters()),
+                    # Checkpoints from before the field was written were all trained on this project's CPU.
+                    "device": info.get("device", "cpu"), "stored_as": info.get("stored_as", "float32"),
                     **{k: rep[k] for k in METRICS}}
         row["seeds"].append(seed_row)
     if not run_dirs:
@@ -150,6 +152,7 @@ def assess(v: Variant, runs_root: Path) -> dict[str, Any]:
         if len(vals) > 1:
             row[f"{k}_std"] = float(vals.std(ddof=1))
     row["params"] = row["seeds"][0]["params"]
+    row["device"] = " + ".join(dict.fromkeys(s["device"] for s in row["seeds"]))
     speeds = [s["train_images_per_s"] for s in row["seeds"] if s["train_images_per_s"]]
     row["train_images_per_s"] = float(np.mean(speeds)) if speeds else None
     if len(run_dirs) > 1:
@@ -232,17 +235,23 @@ def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict
         f"its dataset's base recipe (same model otherwise, same budget: {budget} epochs, same protocol). The epoch",
         "was selected on the validation split; the test split was used once, here. Metrics in % on the",
         "test split: mean ± std over seeds (n = number of seeds); 'ensemble' rows average the seeds'",
-        "probabilities. Unweighted = macro average over classes. Train img/s: mean over the run's",
-        "epochs as logged (2 threads on the shared 2-core CPU; other jobs may have run beside it). Val acc:",
-        "the selected epoch on the validation split, scored on the test's labels (FER+: majority votes, also",
-        "for runs trained on the vote distribution), the yardstick for choosing the best variant.",
+        "probabilities. Unweighted = macro average over classes. Val acc: the selected epoch on the",
+        "validation split, scored on the test's labels (FER+: majority votes, also for runs trained on the",
+        "vote distribution), the yardstick for choosing the best variant. Trained on: the device that trained",
+        "the runs, with the training images/s logged (mean over epochs): `cpu` is 2 threads on this project's",
+        "shared 2-core CPU (other jobs may have run beside it); runs trained on a GPU ran eight at a time",
+        "(`make ablation ABLATION_JOBS=8`), so their speed is a share of the GPU. Recipe, budget and protocol",
+        "do not depend on the device.",
         "",
     ]
+    if any(s.get("stored_as", "float32") != "float32" for r in rows for s in r.get("seeds", [])):
+        lines += ["Runs trained on the GPU machine came back as float16 copies of their best.pt (the precision the",
+                  "package ships weights in) and were evaluated here, on the CPU, by this script.", ""]
     by_base = {r["variant"]: r for r in rows}
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         lines += [f"## {PROTOCOLS.get(dataset, dataset)}", "",
                   "| recipe | changes vs base | n | accuracy | Δ acc vs base | weighted P | weighted R | "
-                  "unweighted P | unweighted R | val acc | params | train img/s | status |",
+                  "unweighted P | unweighted R | val acc | params | trained on (img/s) | status |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in (r for r in rows if r["dataset"] == dataset):
             v = variants[r["variant"]]
@@ -254,7 +263,7 @@ def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict
             base = by_base.get(v.base, {})
             delta = "" if v.is_base or "accuracy" not in base else f"{100 * (r['accuracy'] - base['accuracy']):+.2f}"
             cells = [pct(r[k], r.get(f"{k}_std")) for k in METRICS]
-            img_s = f"{r['train_images_per_s']:.0f}" if r.get("train_images_per_s") else ""
+            img_s = f"{r['device']} ({r['train_images_per_s']:,.0f})" if r.get("train_images_per_s") else r["device"]
             lines.append(f"{head} {len(r['seeds'])} | {cells[0]} | {delta} | {' | '.join(cells[1:])} | "
                          f"{pct(r['val_accuracy'], r.get('val_accuracy_std'))} | {r['params']:,} | {img_s} | "
                          f"{r['status']} |")
