@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test results reproduce bench ablation clean
+.PHONY: install demo test results reproduce bench ablation members clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -63,6 +63,18 @@ ablation: $(STAMP)
 			--out runs/ablation/$$0/seed$$1 --resume >> runs/ablation/$$0/seed$$1.log 2>&1 || \
 			{ echo "ablation: $$0 seed $$1 failed, see runs/ablation/$$0/seed$$1.log"; exit 255; }'
 	$(BIN)/python benchmarks/ablation.py
+
+# Ensemble members for benchmarks/ensemble.py: the grid-attention recipe, eight seeds, into
+# runs/ensemble/grid/seedS. About 1.5 hours a seed on a 2-core CPU; MEMBER_JOBS=8 on one GPU.
+MEMBER_SEEDS ?= 0 1 2 3 4 5 6 7
+MEMBER_JOBS ?= 1
+
+members: $(STAMP)
+	mkdir -p runs/ensemble/grid
+	for s in $(MEMBER_SEEDS); do echo $$s; done | xargs -L 1 -P $(MEMBER_JOBS) sh -c '\
+		$(BIN)/deepfer -v train --config configs/ensemble/deepfer_fer2013-grid.yaml --seed $$0 \
+		--out runs/ensemble/grid/seed$$0 --resume >> runs/ensemble/grid/seed$$0.log 2>&1 || \
+		{ echo "members: seed $$0 failed, see runs/ensemble/grid/seed$$0.log"; exit 255; }'
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

@@ -115,15 +115,36 @@ def _log(run: Path) -> tuple[int, float | None]:
     return len(rows), (float(np.mean(speeds)) if speeds else None)
 
 
-def assess(v: Variant, runs_root: Path) -> dict[str, Any]:
-    """Per-seed test metrics, their mean and std, and the seeds' ensemble, for one recipe."""
+def fingerprint(path: Path) -> str:
+    """Size and modification time of a checkpoint: a rewritten best.pt gets a new one."""
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached(previous: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Earlier evaluations from ABLATION.json, by run folder: reused while the checkpoint is unchanged."""
+    cache = {s["run"]: s for r in previous.get("rows", []) for s in r.get("seeds", []) if "fingerprint" in s}
+    cache.update({f"ensemble:{r['variant']}": {"fingerprints": r["ensemble_fingerprints"], "ensemble": r["ensemble"]}
+                  for r in previous.get("rows", []) if "ensemble_fingerprints" in r})
+    return cache
+
+
+def assess(v: Variant, runs_root: Path, cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per-seed test metrics, their mean and std, and the seeds' ensemble, for one recipe. ``cache``
+    (see ``_cached``) holds earlier evaluations; a seed whose best.pt is unchanged is not run again."""
+    cache = cache or {}
     row: dict[str, Any] = {"variant": v.name, "dataset": v.cfg.dataset, "base": v.base, "epochs": v.cfg.epochs,
                            "seeds": [], "status": "not trained yet"}
     run_dirs = sorted(p for p in (runs_root / v.name).glob("seed*") if (p / "best.pt").is_file())
     for run in run_dirs:
+        epochs, speed = _log(run)
+        fp = fingerprint(run / "best.pt")
+        hit = cache.get(str(run))
+        if hit is not None and hit["fingerprint"] == fp:
+            row["seeds"].append({**hit, "epochs_run": epochs, "train_images_per_s": speed})
+            continue
         ckpt = read_checkpoint(run / "best.pt")
         info = ckpt["info"]
-        epochs, speed = _log(run)
         seed = int(info["train_config"]["seed"])
         rep = evaluate([str(run / "best.pt")], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol, "test",
                        seed=seed, dataset_options=_eval_options(v.cfg))
@@ -132,7 +153,7 @@ def assess(v: Variant, runs_root: Path) -> dict[str, Any]:
         val_rep = evaluate([str(run / "best.pt")], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol, "val",
                        seed=seed, dataset_options=_eval_options(v.cfg))
         model = create_model(ckpt["model"]["name"], **{k: val for k, val in ckpt["model"].items() if k != "name"})
-        seed_row = {"seed": seed, "run": str(run), "epochs_run": epochs,
+        seed_row = {"seed": seed, "run": str(run), "fingerprint": fp, "epochs_run": epochs,
                     "best_epoch": info["best_epoch"], "val_accuracy": val_rep["accuracy"],
                     "val_accuracy_as_trained": info["val_accuracy"],
                     "train_images_per_s": speed, "params": sum(p.numel() for p in model.parameters()),
@@ -155,10 +176,15 @@ def assess(v: Variant, runs_root: Path) -> dict[str, Any]:
     row["device"] = " + ".join(dict.fromkeys(s["device"] for s in row["seeds"]))
     speeds = [s["train_images_per_s"] for s in row["seeds"] if s["train_images_per_s"]]
     row["train_images_per_s"] = float(np.mean(speeds)) if speeds else None
-    if len(run_dirs) > 1:
+    fps = [s["fingerprint"] for s in row["seeds"]]
+    if len(run_dirs) > 1 and cache.get(f"ensemble:{v.name}", {}).get("fingerprints") == fps:
+        row["ensemble"] = cache[f"ensemble:{v.name}"]["ensemble"]
+    elif len(run_dirs) > 1:
         rep = evaluate([str(r / "best.pt") for r in run_dirs], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol,
                        "test", seed=row["seeds"][0]["seed"], dataset_options=_eval_options(v.cfg))
         row["ensemble"] = {k: rep[k] for k in METRICS}
+    if "ensemble" in row:
+        row["ensemble_fingerprints"] = fps
     return row
 
 
@@ -298,6 +324,7 @@ def main() -> None:
     ap.add_argument("--bench", action="store_true", help="measure each recipe's training step (a few minutes)")
     ap.add_argument("--bench-steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="threads for evaluation")
+    ap.add_argument("--fresh", action="store_true", help="evaluate every run again, even unchanged checkpoints")
     args = ap.parse_args()
     variants = load_variants(Path(args.configs))
     out_json = Path(args.out).with_suffix(".json")
@@ -311,9 +338,10 @@ def main() -> None:
             speed["recipes"][v.name] = bench(v.cfg, steps=args.bench_steps)
             print(f"bench {v.name:<28} {speed['recipes'][v.name]}", flush=True)
     torch.set_num_threads(args.threads)
+    cache = {} if args.fresh else _cached(previous)
     rows = []
     for v in variants:
-        rows.append(assess(v, Path(args.runs)))
+        rows.append(assess(v, Path(args.runs), cache))
         print(f"{v.name:<28} {rows[-1]['status']}", flush=True)
     named = {v.name: v for v in variants}
     text = render(rows, named, speed)
