@@ -240,15 +240,26 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if base is None or not done:
         return None
     best = max(done, key=lambda r: r["val_accuracy"])
+    stds = [r.get("accuracy_std") for r in (best, base)]
+    gap = best["accuracy"] - base["accuracy"]
     return {"variant": best["variant"], "val": best["val_accuracy"], "base_val": base["val_accuracy"],
-            "test": best["accuracy"], "base_test": base["accuracy"], "beats": best["accuracy"] > base["accuracy"],
+            "test": best["accuracy"], "base_test": base["accuracy"], "beats": gap > 0,
+            "test_std": stds[0], "base_test_std": stds[1],
+            # A gap under the larger of the two seed spreads is not a difference one can rely on.
+            "within_noise": None if None in stds else abs(gap) < max(stds),
             "trained": len(done), "variants": len(rows) - 1}
 
 
 def verdict_line(v: dict[str, Any]) -> str:
-    return (f"Best variant on validation: `{v['variant']}` (val {pct(v['val'])} vs base {pct(v['base_val'])}); "
-            f"on test {pct(v['test'])} vs base {pct(v['base_test'])}: {'beats' if v['beats'] else 'does not beat'} "
-            f"the base ({v['trained']} of {v['variants']} variants trained).")
+    line = (f"Best variant on validation: `{v['variant']}` (val {pct(v['val'])} vs base {pct(v['base_val'])}); "
+            f"on test {pct(v['test'], v.get('test_std'))} vs base {pct(v['base_test'], v.get('base_test_std'))}: "
+            f"{'beats' if v['beats'] else 'does not beat'} the base ({v['trained']} of {v['variants']} variants "
+            "trained).")
+    if v.get("within_noise") is None:
+        return line + " One seed: no spread to judge the gap by."
+    if v["within_noise"]:
+        return line + " The gap is smaller than the seeds' spread (std): within noise, not a reliable difference."
+    return line
 
 
 def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict[str, Any]) -> str:

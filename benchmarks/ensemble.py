@@ -1,10 +1,12 @@
 """Choose ensembles on validation and test them once: benchmarks/ENSEMBLE.md (+ ENSEMBLE.json).
 
-    python benchmarks/ensemble.py [--data ../shared/data] [--runs runs] [--max-size 6]
+    python benchmarks/ensemble.py [--data ../shared/data] [--runs runs] [--max-size 6] [--render]
 
 For each dataset (FER2013 official protocol; FER+ official splits, majority-vote labels) the
 candidates are the shipped weights trained on it plus every finished single-split run under
-``--runs`` (``runs/**/best.pt``: the FER2013 recipes, their warm restarts, the ablation runs).
+``--runs`` (``runs/**/best.pt``: the FER2013 recipes, their warm restarts, the ensemble members of
+``make members``, the ablation's runs), except those matching ``--exclude`` (by default FER2013's
+15-epoch ablation runs).
 Greedy forward selection with replacement (deepfer.train.ensemble) picks the members on the
 validation split only (FER2013 PublicTest, FER+ FER2013Valid); the test split is then used once,
 with and without flip TTA. The cost in speed is measured too: each member's single-face latency
@@ -14,7 +16,10 @@ with and without flip TTA. The cost in speed is measured too: each member's sing
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Sequence
+from fnmatch import fnmatch
 import time
 from pathlib import Path
 from typing import Any
@@ -43,8 +48,9 @@ DATASETS = {
 METRICS = ["accuracy", "weighted_precision", "weighted_recall", "unweighted_precision", "unweighted_recall"]
 
 
-def candidates(dataset: str, runs: Path) -> dict[str, Path]:
-    """Shipped weights and finished runs trained on ``dataset`` with one split (name -> file)."""
+def candidates(dataset: str, runs: Path, exclude: Sequence[str] = ()) -> dict[str, Path]:
+    """Shipped weights and finished runs trained on ``dataset`` with one split (name -> file); runs
+    whose folder under ``runs`` matches a pattern of ``exclude`` (``fnmatch``) are left out."""
     found: dict[str, Path] = {}
     for name, p in _shipped().items():
         if p.is_file() and read_checkpoint(p)["info"].get("dataset") == dataset:
@@ -54,6 +60,8 @@ def candidates(dataset: str, runs: Path) -> dict[str, Path]:
         if info.get("dataset") != dataset or p.parent.name.startswith("fold"):
             continue
         name = str(p.parent.relative_to(runs))
+        if any(fnmatch(name, pat) for pat in exclude):
+            continue
         if name in found or not (p.parent / "summary.json").is_file():
             continue  # shipped already, or still training (fit writes summary.json when it ends)
         found[name] = p
@@ -74,9 +82,10 @@ def latency_ms(path: Path, size: int, calls: int = 100) -> float:
     return float(np.median(times))
 
 
-def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int) -> dict[str, Any] | None:
+def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int,
+                exclude: Sequence[str] = ()) -> dict[str, Any] | None:
     rel, options, protocol_text = DATASETS[dataset]
-    cands = candidates(dataset, runs)
+    cands = candidates(dataset, runs, exclude)
     if not cands:
         print(f"{dataset}: no candidates (no shipped weights or finished runs)", file=sys.stderr)
         return None
@@ -140,6 +149,9 @@ def write_markdown(results: list[dict[str, Any]], meta: dict[str, Any], path: Pa
         "Probabilities are averaged with the weights shown. Latency: one face (batch 1), "
         f"{meta['threads']} threads, median of 100 calls, {meta['cpu']}.",
     ]
+    if meta.get("exclude"):
+        lines += ["", "Candidates: the shipped weights and the finished runs under `runs/`, except run folders matching "
+                  + ", ".join(f"`{p}`" for p in meta["exclude"]) + " (`--exclude`)."]
     for r in results:
         lines += ["", f"## {r['protocol']}", "", "| candidate | val acc | test acc | test acc + flip TTA |",
                   "| --- | --- | --- | --- |"]
@@ -168,11 +180,23 @@ def main() -> None:
     ap.add_argument("--runs", default=str(ROOT / "runs"))
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--max-size", type=int, default=6)
+    ap.add_argument("--exclude", nargs="*", default=["ablation*/fer2013_*"],
+                    help="run folders (under --runs) that are not candidates; by default FER2013's 15-epoch "
+                         "ablation runs (27 models, all below the 40-epoch members on validation), whose "
+                         "evaluation would take 15 minutes on a 2-core CPU; `--exclude` alone keeps them all")
     ap.add_argument("--out", default=str(HERE / "ENSEMBLE.md"))
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the markdown from the JSON beside it (no evaluation)")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads(Path(args.out).with_suffix(".json").read_text())
+        write_markdown(saved["results"], saved["meta"], Path(args.out))
+        print(f"wrote {args.out} from {Path(args.out).with_suffix('.json')}")
+        return
     torch.set_num_threads(2)
-    results = [r for d in args.datasets if (r := run_dataset(d, Path(args.data), Path(args.runs), args.max_size))]
-    meta = {"threads": 2, "cpu": cpu_name(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    results = [r for d in args.datasets
+               if (r := run_dataset(d, Path(args.data), Path(args.runs), args.max_size, args.exclude))]
+    meta = {"exclude": args.exclude, "threads": 2, "cpu": cpu_name(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     write_report(args.out, meta, results, write_markdown)
 
 
