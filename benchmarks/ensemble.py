@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from fnmatch import fnmatch
-import time
 from pathlib import Path
 from typing import Any
 

@@ -102,9 +102,9 @@ ENSEMBLE_LIMITS = {
     "fer2013": lambda r: (
         "every candidate is one architecture (DeepFER, about 1M parameters): this project's CPU runs (15 to 70 "
         "epochs, most warm-started from one another) and eight seeds of the 40-epoch grid-attention recipe "
-        "trained on one H100 (`make members`). They err alike: the chosen ensemble adds "
-        f"{100 * r['test']['accuracy'] - 100 * r['best_single_on_val']['test']:+.2f} points over the best single "
-        "model on validation, tested. Published FER2013 results at 73-76% use VGG/ResNet-scale networks (10 to 20 "
+        "trained on one H100 (`make members`). They err alike: on test the chosen ensemble is "
+        f"{100 * r['test']['accuracy'] - 100 * r['best_single_on_val']['test']:+.2f} points from the single model "
+        "best on validation. Published FER2013 results at 73-76% use VGG/ResNet-scale networks (10 to 20 "
         "times the parameters) trained for hundreds of GPU epochs."),
     "ferplus": lambda r: (
         f"the ensemble chosen on validation ({pct(r['val']['accuracy'])}% there) gives {pct(r['test']['accuracy'])}% "
