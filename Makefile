@@ -48,9 +48,14 @@ reproduce: $(STAMP)
 	done
 	$(BIN)/python benchmarks/results.py
 
+# Trains the "NAME SEED" lines on stdin, $(1) at a time: configs/$(2)/NAME.yaml into
+# runs/$(2)/NAME/seedSEED, with its log beside it (seedSEED.log); --resume makes it safe to restart.
+train_lines = xargs -L 1 -P $(1) sh -c 'mkdir -p runs/$(2)/$$0 && \
+	$(BIN)/deepfer -v train --config configs/$(2)/$$0.yaml --seed $$1 --out runs/$(2)/$$0/seed$$1 --resume \
+	>> runs/$(2)/$$0/seed$$1.log 2>&1 || { echo "$(2): $$0 seed $$1 failed, see runs/$(2)/$$0/seed$$1.log"; exit 255; }'
+
 # Every recipe in configs/ablation/ (one change each against its dataset's base), seed 0 of all
-# first, then seed 1; --resume makes it safe to stop and restart. Many hours on a 2-core CPU; on a
-# GPU, ABLATION_JOBS=8 trains eight runs at once (each run's log: runs/ablation/NAME/seedS.log).
+# first, then seed 1. Many hours on a 2-core CPU; on a GPU, ABLATION_JOBS=8 trains eight runs at once.
 ABLATION ?= fer2013_base ferplus_base \
 	$(filter-out %_base,$(basename $(notdir $(wildcard configs/ablation/*.yaml))))
 ABLATION_SEEDS ?= 0 1
@@ -58,23 +63,16 @@ ABLATION_JOBS ?= 1
 
 ablation: $(STAMP)
 	for s in $(ABLATION_SEEDS); do for n in $(ABLATION); do echo $$n $$s; done; done | \
-		xargs -L 1 -P $(ABLATION_JOBS) sh -c 'mkdir -p runs/ablation/$$0 && \
-			$(BIN)/deepfer -v train --config configs/ablation/$$0.yaml --seed $$1 \
-			--out runs/ablation/$$0/seed$$1 --resume >> runs/ablation/$$0/seed$$1.log 2>&1 || \
-			{ echo "ablation: $$0 seed $$1 failed, see runs/ablation/$$0/seed$$1.log"; exit 255; }'
+		$(call train_lines,$(ABLATION_JOBS),ablation)
 	$(BIN)/python benchmarks/ablation.py
 
-# Ensemble members for benchmarks/ensemble.py: the grid-attention recipe, eight seeds, into
+# Ensemble members for benchmarks/ensemble.py: configs/ensemble/grid.yaml, eight seeds, into
 # runs/ensemble/grid/seedS. About 1.5 hours a seed on a 2-core CPU; MEMBER_JOBS=8 on one GPU.
 MEMBER_SEEDS ?= 0 1 2 3 4 5 6 7
 MEMBER_JOBS ?= 1
 
 members: $(STAMP)
-	mkdir -p runs/ensemble/grid
-	for s in $(MEMBER_SEEDS); do echo $$s; done | xargs -L 1 -P $(MEMBER_JOBS) sh -c '\
-		$(BIN)/deepfer -v train --config configs/ensemble/deepfer_fer2013-grid.yaml --seed $$0 \
-		--out runs/ensemble/grid/seed$$0 --resume >> runs/ensemble/grid/seed$$0.log 2>&1 || \
-		{ echo "members: seed $$0 failed, see runs/ensemble/grid/seed$$0.log"; exit 255; }'
+	for s in $(MEMBER_SEEDS); do echo grid $$s; done | $(call train_lines,$(MEMBER_JOBS),ensemble)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
