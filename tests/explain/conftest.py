@@ -24,7 +24,7 @@ def _train(use_stn: bool) -> nn.Module:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return train_region_model("deep-emotion", use_stn=use_stn, steps=60)
+        return train_region_model("deep-emotion", use_stn=use_stn, steps=60, until=0.98)
     finally:
         torch.set_num_threads(threads)
 

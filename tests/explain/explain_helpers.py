@@ -34,18 +34,30 @@ def region_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_region_model(name: str = "deep-emotion", use_stn: bool = False, steps: int = 250, seed: int = 0,
-                       batch: int = 32) -> nn.Module:
-    """A model trained on fresh region-fixture batches; returned in eval mode."""
+                       batch: int = 32, until: float | None = None, max_steps: int = 300) -> nn.Module:
+    """A model trained on fresh region-fixture batches; returned in eval mode.
+
+    With ``until``, training goes on past ``steps`` (in chunks of 20, at most ``max_steps``) until the
+    model reaches that accuracy on 128 faces of their own seed, never the tests' held-out faces: how
+    fast the spatial transformer locks on depends on the CPU's kernels (seed 0 needed ~100 steps on one
+    machine, 60 on another), and the tests are about the maps of a model that has learned the block.
+    """
     from deepfer.classify import to_input
 
     torch.manual_seed(seed)
     model = create_model(name, num_classes=2, dropout=0.0, use_stn=use_stn)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    faces, labels = region_faces(steps * batch, seed=seed + 1)
+    total = max(steps, max_steps) if until is not None else steps
+    faces, labels = region_faces(total * batch, seed=seed + 1)
     x_all = to_input(torch.from_numpy(faces), model.config)
     y_all = torch.from_numpy(labels)
+    check = region_faces(128, seed=seed + 1000) if until is not None else None
     model.train()
-    for step in range(steps):
+    for step in range(total):
+        if check is not None and step >= steps and step % 20 == 0:
+            if accuracy(model, *check) >= until:
+                break
+            model.train()
         x, y = x_all[step * batch : (step + 1) * batch], y_all[step * batch : (step + 1) * batch]
         loss = nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
