@@ -15,7 +15,7 @@ from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer
 from deepfer.inference.annotate import Annotator
 from deepfer.inference.images import read_image
-from deepfer.inference.recognizer import NO_FACE
+from deepfer.inference.results import NO_FACE
 from deepfer.inference.sources import expand, webcam
 
 
@@ -50,7 +50,7 @@ def test_all_frames_and_max_frames(recognizer: Recognizer, video: Path) -> None:
 
 
 def test_video_dataframe(recognizer: Recognizer, video: Path) -> None:
-    table = recognizer.predict(video)
+    table = recognizer.predict_table(video)
     assert list(table.frame) == list(range(12))
     assert table.label.notna().sum() == 5
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
-from deepfer.inference.recognizer import Face, Result
+from deepfer.inference.results import Face, Result
 from deepfer.inference.sources import IMAGE_EXTENSIONS, Source
 from deepfer.inference.video import VIDEO_EXTENSIONS, VideoWriter, fps, open_video
 
