@@ -15,8 +15,8 @@ from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer
 from deepfer.inference.annotate import Annotator
 from deepfer.inference.images import read_image
+from deepfer.inference.inputs import expand, webcam
 from deepfer.inference.results import NO_FACE
-from deepfer.inference.sources import expand, webcam
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,8 @@ from deepfer.inference.images import (
     read_image,
     to_picture,
 )
+from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
-from deepfer.inference.sources import Source, expand
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 
 if TYPE_CHECKING:
@@ -175,8 +175,8 @@ class Recognizer:
         open, images without a face) become results with an ``error``; the iteration goes on.
 
         Args:
-            sources: :class:`~deepfer.inference.sources.Source` objects, or paths (files and
-                folders, expanded with :func:`~deepfer.inference.sources.expand`).
+            sources: :class:`~deepfer.inference.inputs.Source` objects, or paths (files and
+                folders, expanded with :func:`~deepfer.inference.inputs.expand`).
             every: keep one video frame in ``every``.
             max_frames: stop each video or webcam after this many kept frames.
             keep_pictures: attach the decoded image to each result (for annotation).
