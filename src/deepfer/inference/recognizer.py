@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DataError, DeepferError
 from deepfer.inference.classifier import Classifier, load_classifier
 from deepfer.inference.crop import FRAMINGS, Detection, crop_faces, whole_image
 from deepfer.inference.detect import FaceDetector, create_detector
@@ -37,6 +38,7 @@ from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 
 if TYPE_CHECKING:
+    import cv2
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -255,11 +257,38 @@ class Recognizer:
                         raise
                     yield src, None, None, str(exc)
                     continue
-                n = 0
-                for n, (index, frame) in enumerate(iter_frames(cap, every, max_frames), 1):
-                    yield src, index, from_array(frame, "bgr", keep), None
-                if not n:
-                    yield src, None, None, f"{src.name}: no frames could be read"
+                yield from self._frames(src, cap, every, max_frames, keep)
+
+    @staticmethod
+    def _frames(src: Source, cap: cv2.VideoCapture, every: int, max_frames: int | None,
+                keep: bool) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+        """The frames of one video or webcam; a frame that cannot be decoded or converted ends
+        the video with one error (the frames before it are kept) and the run goes on."""
+        frames = iter_frames(cap, every, max_frames, name=src.name if src.kind == "video" else None)
+        n, index = 0, -1
+        with contextlib.closing(frames):  # releases the capture when a frame is refused
+            while True:
+                try:
+                    item = next(frames, None)
+                    if item is None:
+                        break
+                    index, frame = item
+                    pic = from_array(frame, "bgr", keep, where=f"{src.name}: frame {index}")
+                except DataError as exc:
+                    error = str(exc)
+                except DeepferError:  # a usage error (--every < 1), not the video's fault
+                    raise
+                except Exception as exc:  # a decoder bug on one odd file must not end the run
+                    log.debug("reading %s failed after frame %d", src.name, index, exc_info=True)
+                    error = f"{src.name}: cannot read video after frame {index} ({type(exc).__name__}: {exc})"
+                else:
+                    n += 1
+                    yield src, index, pic, None
+                    continue
+                yield src, None, None, error
+                return
+        if not n:
+            yield src, None, None, f"{src.name}: no frames could be read"
 
     @staticmethod
     def _estimate(sources: list[Source], every: int, max_frames: int | None) -> int | None:
