@@ -146,36 +146,50 @@ def test_video_failing_at_open_costs_no_other_record(recognizer: Recognizer, ast
     assert results[0].faces == results[3].faces
 
 
-def test_frame_over_the_pixel_cap_ends_its_video(recognizer: Recognizer, face_frame: np.ndarray, astronaut: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A backend that does not state the frame size: the frame itself is refused."""
-    opened: list[Capture] = []
+class FakeCapture:
+    """A capture that yields ``frames`` and then raises ``fail`` (if given) from ``grab``, and
+    states no frame size or count (as some backends do)."""
 
-    class Capture:  # frames 0-1 a face, frame 2 a 9000x8000 frame (a broadcast view: no memory)
-        def __init__(self) -> None:
-            self.frames = [face_frame, face_frame, np.broadcast_to(np.uint8(100), (8000, 9000, 3))]
-            self.released = False
-            opened.append(self)
+    def __init__(self, frames: list[np.ndarray], fail: Exception | None = None) -> None:
+        self.frames, self.fail, self.released = list(frames), fail, False
 
-        def get(self, prop: int) -> float:
-            return 0.0  # frame size and count unknown
+    def get(self, prop: int) -> float:
+        return 0.0
 
-        def grab(self) -> bool:
-            return bool(self.frames)
+    def grab(self) -> bool:
+        if not self.frames and self.fail is not None:
+            raise self.fail
+        return bool(self.frames)
 
-        def retrieve(self) -> tuple[bool, np.ndarray]:
-            return True, self.frames.pop(0)
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        return True, self.frames.pop(0)
 
-        def release(self) -> None:
-            self.released = True
+    def release(self) -> None:
+        self.released = True
 
-    monkeypatch.setattr("deepfer.inference.recognizer.open_video", lambda path: Capture())
+
+@pytest.mark.parametrize("case", ["huge frame", "backend error"])
+def test_frame_failing_ends_its_video_and_the_run_goes_on(case: str, recognizer: Recognizer, face_frame: np.ndarray,
+                                                          astronaut: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame over the pixel cap from a backend that does not state the frame size (a broadcast
+    view: no memory), or an exception from the backend after two frames."""
+    opened: list[FakeCapture] = []
+
+    def fake_open(path: str) -> FakeCapture:
+        if case == "huge frame":
+            opened.append(FakeCapture([face_frame, face_frame, np.broadcast_to(np.uint8(100), (8000, 9000, 3))]))
+        else:
+            opened.append(FakeCapture([face_frame, face_frame], cv2.error("boom")))
+        return opened[-1]
+
+    monkeypatch.setattr("deepfer.inference.recognizer.open_video", fake_open)
     video = Source("video", "clip.avi", Path("clip.avi"))
     results = list(recognizer.iter_results([*expand([astronaut]), video, *expand([astronaut])]))
     assert [(Path(r.path).name, r.frame, len(r.faces)) for r in results] == [
         ("astronaut.png", None, 1), ("clip.avi", 0, 1), ("clip.avi", 1, 1), ("clip.avi", None, 0),
         ("astronaut.png", None, 1)]
-    assert results[3].error == "clip.avi: frame 2: image of 9000x8000 pixels is too large"
+    assert results[3].error == {"huge frame": "clip.avi: frame 2: image of 9000x8000 pixels is too large",
+                                "backend error": "clip.avi: cannot read video after frame 1 (error: boom)"}[case]
     assert not results[3].decoded and opened and all(cap.released for cap in opened)
 
 

@@ -280,7 +280,8 @@ class Recognizer:
                     raise
                 except Exception as exc:  # a decoder bug on one odd file must not end the run
                     log.debug("reading %s failed after frame %d", src.name, index, exc_info=True)
-                    error = f"{src.name}: cannot read video after frame {index} ({type(exc).__name__}: {exc})"
+                    where = f"{src.name}: cannot read video" + (f" after frame {index}" if index >= 0 else "")
+                    error = f"{where} ({type(exc).__name__}: {exc})"
                 else:
                     n += 1
                     yield src, index, pic, None
