@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from deepfer.errors import DataError, DeepferError, ModelError, ProtocolError
 from deepfer.labels import EMOTIONS, FER7
-
-__version__ = "0.1.0"
+from deepfer.version import __version__
 
 __all__ = [
     "EMOTIONS", "FER7", "DataError", "DeepferError", "ModelError", "ProtocolError", "Recognizer", "__version__",

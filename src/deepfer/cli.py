@@ -198,7 +198,7 @@ def predict(opts: PredictOptions) -> int:
     from deepfer.inference import Recognizer
     from deepfer.inference.annotate import Annotator
     from deepfer.inference.formats import make_writer
-    from deepfer.inference.sources import expand, webcam
+    from deepfer.inference.inputs import expand, webcam
 
     if bool(opts.paths) == (opts.webcam is not None):
         raise DeepferError("give image/video PATHs or --webcam N (not both)")

@@ -15,7 +15,7 @@ from deepfer.classify import predict_proba
 from deepfer.data.imageio import resize
 from deepfer.errors import DataError, DeepferError, ModelError
 from deepfer.inference import Recognizer, read_image
-from deepfer.inference.recognizer import NO_FACE
+from deepfer.inference.results import NO_FACE
 from deepfer.labels import FER7
 from deepfer.models.checkpoint import load_model
 
@@ -105,7 +105,7 @@ def test_iter_results_keeps_going_and_reports_each_problem(recognizer: Recognize
 
 
 def test_folder_gives_a_dataframe(recognizer: Recognizer, folder: Path) -> None:
-    table = recognizer.predict(folder)
+    table = recognizer.predict_table(folder)
     assert list(table.columns) == ["path", "frame", "face", "x", "y", "w", "h", "label", "score", *FER7, "error"]
     assert len(table) == 4
     face = table[table.path.str.endswith("a_face.png")].iloc[0]
@@ -114,6 +114,16 @@ def test_folder_gives_a_dataframe(recognizer: Recognizer, folder: Path) -> None:
     assert table.frame.isna().all()
     assert table.x.dtype.name == "Int64"
     assert table[table.path.str.endswith("d_noface.png")].error.iloc[0] == NO_FACE
+
+
+def test_predict_refuses_folders_and_videos(recognizer: Recognizer, folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(DeepferError, match=r"photos: a folder; Recognizer.predict reads one image, use "
+                                           r"Recognizer.predict_table for folders and videos"):
+        recognizer.predict(folder)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not opened")
+    with pytest.raises(DeepferError, match=r"clip.mp4: a video; .* Recognizer.predict_table"):
+        recognizer.predict(str(video))
 
 
 def test_empty_folder_is_an_error_record(recognizer: Recognizer, tmp_path: Path) -> None:

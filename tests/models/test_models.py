@@ -38,6 +38,17 @@ def _model(name: str, **kwargs: object) -> nn.Module:
 
 def test_registry_names() -> None:
     assert {"deep-emotion", "deepfer"} <= set(MODELS)
+
+
+def test_registry_module_is_what_the_package_exports() -> None:
+    import deepfer.models
+    from deepfer.models import registry
+
+    for name in ("ModelConfig", "register_model", "list_models", "create_model", "model_config", "complete_config",
+                 "check_input"):
+        assert getattr(deepfer.models, name) is getattr(registry, name)
+    assert registry.list_models() == MODELS and {"deep-emotion", "deepfer", "prior-attention"} <= set(MODELS)
+    assert type(registry.create_model("prior-attention")) is deepfer.models.PriorAttentionNet
     assert MODELS == sorted(MODELS)
 
 

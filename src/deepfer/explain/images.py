@@ -213,7 +213,7 @@ def _faces(item: Any, detector: Any, size: int) -> tuple[list[tuple[int, int, in
 
 def _inputs(images: ImageInput | Sequence[ImageInput]) -> Iterator[tuple[str, Path, Any]]:
     """(name, relative output path, what to read) per input; folders are expanded like predict's."""
-    from deepfer.inference.sources import expand
+    from deepfer.inference.inputs import expand
 
     if isinstance(images, (str, Path, Image.Image, np.ndarray)):
         images = [images]

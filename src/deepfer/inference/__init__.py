@@ -26,7 +26,8 @@ from deepfer.inference.detect import (
 )
 from deepfer.inference.export import export_onnx, export_onnx_bytes
 from deepfer.inference.images import Picture, from_array, from_pil, read_image
-from deepfer.inference.recognizer import Face, Recognizer, Result
+from deepfer.inference.recognizer import Recognizer
+from deepfer.inference.results import Face, Result
 
 
 def sample_image() -> Path:

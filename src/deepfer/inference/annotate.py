@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
-from deepfer.inference.recognizer import Face, Result
-from deepfer.inference.sources import IMAGE_EXTENSIONS, Source
+from deepfer.inference.inputs import IMAGE_EXTENSIONS, Source
+from deepfer.inference.results import Face, Result
 from deepfer.inference.video import VIDEO_EXTENSIONS, VideoWriter, fps, open_video
 
 log = logging.getLogger(__name__)

@@ -22,15 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deepfer import __version__
 from deepfer.classify import predict_proba, to_input
 from deepfer.errors import ModelError
+from deepfer.inference.onnx_backend import INPUT, OUTPUT, OnnxClassifier
+from deepfer.version import __version__
 from deepfer.weights import load_pretrained
 
 log = logging.getLogger(__name__)
 
 OPSET = 20
-INPUT, OUTPUT = "faces", "probs"
 
 
 class ProbabilityModel(nn.Module):
@@ -126,8 +126,6 @@ def export_onnx(model: str | Path | None, out: str | Path, opset: int = OPSET, c
 def parity(model: nn.Module, onnx_model: bytes | str | Path, size: int, n: int = 64, seed: int = 0) -> float:
     """Largest absolute difference between torch's and onnxruntime's probabilities on ``n``
     random uint8 faces."""
-    from deepfer.inference.onnx_backend import OnnxClassifier
-
     faces = np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
     ref = predict_proba(model, faces)
     got = OnnxClassifier(onnx_model).predict_proba(faces)

@@ -1,53 +1,18 @@
-"""Results as text: JSON Lines, CSV and a readable table (``deepfer predict --format``), and
-as a pandas DataFrame. The CSV and the DataFrame share one row layout: one row per face, and one
-row with an empty box for an image or frame that gave none."""
+"""Results as text: JSON Lines, CSV and a readable table (``deepfer predict --format``). The CSV
+has the row layout of :func:`deepfer.inference.results.rows`, like the DataFrame of
+:meth:`~deepfer.inference.recognizer.Recognizer.predict_table`."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
 from deepfer.errors import DeepferError
-from deepfer.inference.recognizer import Result
-
-if TYPE_CHECKING:
-    import pandas as pd
+from deepfer.inference.results import Result, columns, rows
 
 FORMATS = ("table", "json", "csv")
-
-
-def columns(labels: list[str]) -> list[str]:
-    """The row layout of :func:`rows`."""
-    return ["path", "frame", "face", "x", "y", "w", "h", "label", "score", *labels, "error"]
-
-
-def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
-    """The CSV / DataFrame rows of one result (``None`` where a value does not apply)."""
-    base = {"path": result.path, "frame": result.frame}
-    if not result.faces:
-        empty = dict.fromkeys(columns(labels)[2:-1])
-        return [{**base, **empty, "error": result.error}]
-    out = []
-    for i, face in enumerate(result.faces):
-        x, y, w, h = face.box
-        out.append({**base, "face": i, "x": x, "y": y, "w": w, "h": h, "label": face.label,
-                    "score": face.score, **{k: face.scores[k] for k in labels}, "error": result.error})
-    return out
-
-
-def to_dataframe(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
-    """One row per face (see :func:`rows`); integer columns are pandas' nullable ``Int64``."""
-    import pandas as pd
-
-    table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=columns(labels))
-    for col in ("frame", "face", "x", "y", "w", "h"):
-        table[col] = table[col].astype("Int64")
-    for col in ("score", *labels):
-        table[col] = table[col].astype("float64")
-    return table
 
 
 class Writer(Protocol):

@@ -1,7 +1,8 @@
 """The fast CPU path: an exported model run by onnxruntime (``pip install 'deepfer[onnx]'``).
 
 Reads the ``.onnx`` files :mod:`deepfer.inference.export` writes: uint8 faces in, probabilities
-out, label names and input size in the metadata.
+out, label names and input size in the metadata. The graph's input and output names are defined
+here, where they are read; the exporter imports them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from deepfer.errors import ModelError
-from deepfer.inference.export import INPUT
 
+INPUT, OUTPUT = "faces", "probs"  # the graph's input (uint8 faces) and output (probabilities)
 THREADS = 2
 
 

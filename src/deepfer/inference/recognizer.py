@@ -11,9 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +22,9 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DataError, DeepferError
 from deepfer.inference.classifier import Classifier, load_classifier
-from deepfer.inference.crop import FRAMINGS, Box, Detection, crop_faces, whole_image
+from deepfer.inference.crop import FRAMINGS, Detection, crop_faces, whole_image
 from deepfer.inference.detect import FaceDetector, create_detector
 from deepfer.inference.images import (
     ColorOrder,
@@ -33,68 +33,17 @@ from deepfer.inference.images import (
     read_image,
     to_picture,
 )
-from deepfer.inference.sources import Source, expand
+from deepfer.inference.inputs import Source, expand
+from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 
 if TYPE_CHECKING:
+    import cv2
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-NO_FACE = "no face found"
 _CHUNK = 32  # images (or frames) whose faces are classified in one batch
-
-
-@dataclass(frozen=True)
-class Face:
-    """One recognised face.
-
-    Attributes:
-        box: (x, y, w, h) of the detector's box in the image's pixels (the whole image with
-            ``detector=None``).
-        scores: probability of each class, in the model's label order.
-        label: the most probable class.
-    """
-
-    box: Box
-    scores: dict[str, float]
-    label: str
-
-    @property
-    def score(self) -> float:
-        """The probability of :attr:`label`."""
-        return self.scores[self.label]
-
-    def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
-        """``{"box": [x, y, w, h], "scores": {...}, "label": ...}`` (scores rounded to ``digits``)."""
-        scores = {k: (round(v, digits) if digits is not None else v) for k, v in self.scores.items()}
-        return {"box": list(self.box), "scores": scores, "label": self.label}
-
-
-@dataclass(frozen=True)
-class Result:
-    """What one image or video frame gave.
-
-    Attributes:
-        path: the input's name (``None`` for in-memory images).
-        frame: the frame index in a video or webcam stream, ``None`` for images.
-        faces: the faces found, largest first.
-        error: why nothing was recognised (unreadable file, ``"no face found"``), else ``None``.
-        decoded: whether the input could be read at all (an image without a face was read).
-        picture: the decoded image, kept only when annotation asks for it.
-    """
-
-    path: str | None
-    frame: int | None
-    faces: list[Face]
-    error: str | None = None
-    decoded: bool = True
-    picture: Picture | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON Lines record of ``deepfer predict --format json``."""
-        return {"path": self.path, "frame": self.frame, "faces": [f.to_dict() for f in self.faces],
-                "error": self.error}
 
 
 class Recognizer:
@@ -146,24 +95,25 @@ class Recognizer:
 
     # -- single images -------------------------------------------------------------------------
 
-    def predict(self, image: str | Path | Image.Image | np.ndarray,
-                color: ColorOrder = "rgb") -> list[Face] | pd.DataFrame:
-        """Faces of one image, or a table for a folder or a video.
+    def predict(self, image: str | Path | Image.Image | np.ndarray, color: ColorOrder = "rgb") -> list[Face]:
+        """Faces of one image.
 
         Args:
             image: an image file, a PIL image or a numpy array (gray, RGB or BGR; uint8 or float
-                in ``[0, 1]`` / ``[0, 255]``); or a folder or video file.
+                in ``[0, 1]`` / ``[0, 255]``).
             color: channel order of a colour numpy array (``"rgb"`` or ``"bgr"``).
 
         Returns:
-            ``list[Face]`` (largest first, empty if no face) for an image;
-            a ``pandas.DataFrame`` (see :meth:`predict_table`) for a folder or a video.
+            The faces found, largest first (empty if none).
 
         Raises:
-            DeepferError: an image file that cannot be read.
+            DeepferError: an image file that cannot be read, or a folder or video (those are
+                :meth:`predict_table`'s).
         """
         if isinstance(image, (str, Path)) and (Path(image).is_dir() or expand([image])[0].kind == "video"):
-            return self.predict_table([image])
+            what = "a folder" if Path(image).is_dir() else "a video"
+            raise DeepferError(f"{image}: {what}; Recognizer.predict reads one image, use "
+                               f"Recognizer.predict_table for folders and videos (a DataFrame)")
         return self.predict_images([to_picture(image, color)])[0]
 
     def predict_images(self, images: Sequence[str | Path | Image.Image | np.ndarray | Picture],
@@ -218,16 +168,17 @@ class Recognizer:
 
     # -- files, folders, videos, webcams -------------------------------------------------------
 
-    def iter_results(self, sources: Iterable[Source | str | Path], every: int = 1, max_frames: int | None = None,
-                     keep_pictures: bool = False, progress: bool = False) -> Iterator[Result]:
+    def iter_results(self, sources: Source | str | Path | Iterable[Source | str | Path], every: int = 1,
+                     max_frames: int | None = None, keep_pictures: bool = False,
+                     progress: bool = False) -> Iterator[Result]:
         """One :class:`Result` per image and per kept video frame, in input order.
 
         Per-input problems (missing, empty, corrupt, unsupported or huge files, videos that do not
         open, images without a face) become results with an ``error``; the iteration goes on.
 
         Args:
-            sources: :class:`~deepfer.inference.sources.Source` objects, or paths (files and
-                folders, expanded with :func:`~deepfer.inference.sources.expand`).
+            sources: :class:`~deepfer.inference.inputs.Source` objects, or paths (files and
+                folders, expanded with :func:`~deepfer.inference.inputs.expand`).
             every: keep one video frame in ``every``.
             max_frames: stop each video or webcam after this many kept frames.
             keep_pictures: attach the decoded image to each result (for annotation).
@@ -260,15 +211,19 @@ class Recognizer:
         finally:
             bar.close()
 
-    def predict_table(self, sources: Iterable[Source | str | Path], every: int = 1,
+    def predict_table(self, sources: Source | str | Path | Iterable[Source | str | Path], every: int = 1,
                       max_frames: int | None = None) -> pd.DataFrame:
-        """A DataFrame with one row per face (and one per image or frame without one).
+        """A DataFrame with one row per face (and one per image or frame without one) of files,
+        folders and videos, e.g. ``Recognizer().predict_table("photos/")``.
 
         Columns: ``path``, ``frame``, ``face`` (index in the image), ``x``, ``y``, ``w``, ``h``,
-        ``label``, ``score``, one column per class, ``error``. See :meth:`iter_results`.
-        """
-        from deepfer.inference.formats import to_dataframe
+        ``label``, ``score``, one column per class, ``error``
+        (:func:`deepfer.inference.results.columns`). Per-input problems are rows with an
+        ``error``, as in :meth:`iter_results`, whose arguments these are.
 
+        Returns:
+            The table; integer columns are pandas' nullable ``Int64``.
+        """
         return to_dataframe(self.iter_results(sources, every, max_frames), self.labels)
 
     def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool) -> Iterator[Result]:
@@ -302,11 +257,39 @@ class Recognizer:
                         raise
                     yield src, None, None, str(exc)
                     continue
-                n = 0
-                for n, (index, frame) in enumerate(iter_frames(cap, every, max_frames), 1):
-                    yield src, index, from_array(frame, "bgr", keep), None
-                if not n:
-                    yield src, None, None, f"{src.name}: no frames could be read"
+                yield from self._frames(src, cap, every, max_frames, keep)
+
+    @staticmethod
+    def _frames(src: Source, cap: cv2.VideoCapture, every: int, max_frames: int | None,
+                keep: bool) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+        """The frames of one video or webcam; a frame that cannot be decoded or converted ends
+        the video with one error (the frames before it are kept) and the run goes on."""
+        frames = iter_frames(cap, every, max_frames, name=src.name if src.kind == "video" else None)
+        n, index = 0, -1
+        with contextlib.closing(frames):  # releases the capture when a frame is refused
+            while True:
+                try:
+                    item = next(frames, None)
+                    if item is None:
+                        break
+                    index, frame = item
+                    pic = from_array(frame, "bgr", keep, where=f"{src.name}: frame {index}")
+                except DataError as exc:
+                    error = str(exc)
+                except DeepferError:  # a usage error (--every < 1), not the video's fault
+                    raise
+                except Exception as exc:  # a decoder bug on one odd file must not end the run
+                    log.debug("reading %s failed after frame %d", src.name, index, exc_info=True)
+                    where = f"{src.name}: cannot read video" + (f" after frame {index}" if index >= 0 else "")
+                    error = f"{where} ({type(exc).__name__}: {exc})"
+                else:
+                    n += 1
+                    yield src, index, pic, None
+                    continue
+                yield src, None, None, error
+                return
+        if not n:
+            yield src, None, None, f"{src.name}: no frames could be read"
 
     @staticmethod
     def _estimate(sources: list[Source], every: int, max_frames: int | None) -> int | None:

@@ -2,6 +2,10 @@
 
 Headless OpenCV (``opencv-python-headless``) has no window: a webcam run prints its results and,
 with ``--annotate``, writes them to a video file instead of showing them.
+
+OpenCV reports a frame its decoder rejects (a corrupt or truncated stream) as the end of the
+stream; :func:`iter_frames` tells the two apart for video files and raises :class:`DataError` for
+the former, so that a broken video is reported rather than silently cut short.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfer.data.imageio import MAX_PIXELS
 from deepfer.errors import DataError, DeepferError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                               ".flv", ".3gp", ".ts"})
 DEFAULT_FPS = 30.0
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+# After a failed grab, how many more grabs look for frames behind it: measured with OpenCV's FFmpeg
+# backend, a frame the decoder rejects fails one grab and the next frame's grab succeeds, while at
+# the real end every grab fails at once (and costs nothing).
+_PROBES = 3
 
 
 @contextlib.contextmanager
@@ -47,7 +56,8 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
     """An opened capture of a video file.
 
     Raises:
-        DataError: the file is missing or no backend can decode it.
+        DataError: the file is missing, no backend can decode it, or its frames are larger than
+            :data:`~deepfer.data.imageio.MAX_PIXELS` (refused before any is decoded).
     """
     path = Path(path)
     if not path.is_file():
@@ -58,6 +68,10 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(f"{path}: cannot open video (unsupported, truncated or corrupt)")
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w * h > MAX_PIXELS:  # 0 x 0 when the backend does not say: each frame is checked then
+        cap.release()
+        raise DataError(f"{path}: video frames of {w}x{h} pixels are too large (limit {MAX_PIXELS:,} pixels)")
     return cap
 
 
@@ -86,15 +100,23 @@ def fps(cap: cv2.VideoCapture) -> float:
     return value if 0 < value < 1000 else DEFAULT_FPS
 
 
-def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = None,
+                name: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(frame index, BGR frame) for frames 0, every, 2 * every, ... until the capture ends.
 
-    Skipped frames are only grabbed, not decoded into images. The capture is released at the end.
+    Skipped frames are only grabbed, not decoded into images. The capture is released at the end
+    (or when the iterator is closed).
 
     Args:
         cap: an opened capture.
         every: keep one frame in ``every``.
         max_frames: stop after this many kept frames.
+        name: the video file's name, for errors. A file's stream is checked for frames that
+            cannot be decoded; without a name (a webcam) a failed read just ends the stream.
+
+    Raises:
+        DataError: (video files) a frame cannot be decoded; the frames before it have been
+            yielded.
     """
     if every < 1:
         raise DeepferError(f"--every must be >= 1, got {every}")
@@ -102,12 +124,17 @@ def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = 
     try:
         while max_frames is None or kept < max_frames:
             if not cap.grab():
+                if name is not None and any(cap.grab() for _ in range(_PROBES)):
+                    raise DataError(f"{name}: frame {index + 1} cannot be decoded (corrupt stream); "
+                                    "the frames after it are not read")
                 return
             index += 1
             if index % every:
                 continue
             ok, frame = cap.retrieve()
             if not ok or frame is None:
+                if name is not None:
+                    raise DataError(f"{name}: frame {index} cannot be decoded")
                 return
             kept += 1
             yield index, frame

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from deepfer.errors import ModelError
 from deepfer.layers import SpatialTransformer
-from deepfer.models import ModelConfig, check_input, complete_config, register_model
+from deepfer.models.registry import ModelConfig, check_input, complete_config, register_model
 
 __all__ = ["DeepEmotion"]
 

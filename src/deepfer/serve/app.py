@@ -29,12 +29,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deepfer import __version__
 from deepfer.errors import DeepferError
 from deepfer.serve.engine import Engine
 from deepfer.serve.errors import public_message, status_for
 from deepfer.serve.settings import ServeSettings
 from deepfer.serve.uploads import FORMATS, receive_upload
+from deepfer.version import __version__
 
 log = logging.getLogger(__name__)
 

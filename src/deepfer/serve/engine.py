@@ -27,7 +27,8 @@ from torch import nn
 from deepfer.errors import DeepferError
 from deepfer.inference.crop import Detection, Framing, crop_square
 from deepfer.inference.detect import create_detector
-from deepfer.inference.recognizer import NO_FACE, Recognizer, Result
+from deepfer.inference.recognizer import Recognizer
+from deepfer.inference.results import NO_FACE, Result
 from deepfer.serve.errors import HTTPError
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
 from deepfer.serve.uploads import Upload, decode

@@ -1,0 +1,123 @@
+"""What recognition gives: a :class:`Face` per face found, a :class:`Result` per image or video
+frame, and their row layout (one row per face, and one row with an empty box for an image or frame
+that gave none) shared by the CSV writer and the pandas DataFrame.
+
+Example:
+    >>> face = Face((10, 20, 48, 48), {"happy": 0.9, "sad": 0.1}, "happy")
+    >>> rows(Result("a.jpg", None, [face]), ["happy", "sad"])[0]["score"]
+    0.9
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from deepfer.inference.crop import Box
+    from deepfer.inference.images import Picture
+
+NO_FACE = "no face found"  # the error of an image or frame that was read but holds no face
+
+
+@dataclass(frozen=True)
+class Face:
+    """One recognised face.
+
+    Attributes:
+        box: (x, y, w, h) of the detector's box in the image's pixels (the whole image with
+            ``detector=None``).
+        scores: probability of each class, in the model's label order.
+        label: the most probable class.
+    """
+
+    box: Box
+    scores: dict[str, float]
+    label: str
+
+    @property
+    def score(self) -> float:
+        """The probability of :attr:`label`."""
+        return self.scores[self.label]
+
+    def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
+        """``{"box": [x, y, w, h], "scores": {...}, "label": ...}`` (scores rounded to ``digits``)."""
+        scores = {k: (round(v, digits) if digits is not None else v) for k, v in self.scores.items()}
+        return {"box": list(self.box), "scores": scores, "label": self.label}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one image or video frame gave.
+
+    Attributes:
+        path: the input's name (``None`` for in-memory images).
+        frame: the frame index in a video or webcam stream, ``None`` for images.
+        faces: the faces found, largest first.
+        error: why nothing was recognised (unreadable file, ``"no face found"``), else ``None``.
+        decoded: whether the input could be read at all (an image without a face was read).
+        picture: the decoded image, kept only when annotation asks for it.
+    """
+
+    path: str | None
+    frame: int | None
+    faces: list[Face]
+    error: str | None = None
+    decoded: bool = True
+    picture: Picture | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON Lines record of ``deepfer predict --format json``."""
+        return {"path": self.path, "frame": self.frame, "faces": [f.to_dict() for f in self.faces],
+                "error": self.error}
+
+
+def columns(labels: list[str]) -> list[str]:
+    """The row layout of :func:`rows`: ``path``, ``frame``, ``face`` (index in the image), the box
+    (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column per class, ``error``."""
+    return ["path", "frame", "face", "x", "y", "w", "h", "label", "score", *labels, "error"]
+
+
+def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
+    """The CSV / DataFrame rows of one result (``None`` where a value does not apply).
+
+    Args:
+        result: one image's or frame's result.
+        labels: the class names, in column order.
+
+    Returns:
+        One dict per face (keys: :func:`columns`), or one with an empty box if there is none.
+    """
+    base = {"path": result.path, "frame": result.frame}
+    if not result.faces:
+        empty = dict.fromkeys(columns(labels)[2:-1])
+        return [{**base, **empty, "error": result.error}]
+    out = []
+    for i, face in enumerate(result.faces):
+        x, y, w, h = face.box
+        out.append({**base, "face": i, "x": x, "y": y, "w": w, "h": h, "label": face.label,
+                    "score": face.score, **{k: face.scores[k] for k in labels}, "error": result.error})
+    return out
+
+
+def to_dataframe(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
+    """One row per face (see :func:`rows`); integer columns are pandas' nullable ``Int64``.
+
+    Args:
+        results: the results, in order.
+        labels: the class names, in column order.
+
+    Returns:
+        A DataFrame with the columns of :func:`columns`.
+    """
+    import pandas as pd  # only the DataFrame API needs pandas
+
+    table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=columns(labels))
+    for col in ("frame", "face", "x", "y", "w", "h"):
+        table[col] = table[col].astype("Int64")
+    for col in ("score", *labels):
+        table[col] = table[col].astype("float64")
+    return table
