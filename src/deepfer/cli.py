@@ -6,6 +6,7 @@ Every :class:`~deepfer.errors.DeepferError` ends as one line on stderr and exit 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deepfer.errors import DeepferError
+from deepfer.version import __version__
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class DataInfoOptions:
 
 def data_info(opts: DataInfoOptions) -> int:
     from deepfer.data import describe, load_dataset, split
+    from deepfer.data.summary import format_summary
 
     extra = {}
     if opts.dataset == "ferplus":
@@ -43,54 +46,40 @@ def data_info(opts: DataInfoOptions) -> int:
     if opts.json:
         print(json.dumps(info))
     else:
-        print(_format_info(info))
+        print(format_summary(info))
     return 0
 
 
-def _format_info(info: dict) -> str:
-    classes = info["classes"]
-    width = max(len(c) for c in [*classes, "split"]) + 1
-    lines = [f"{info['dataset']}: {info['images']} images of {info['image_size'][0]}x"
-             f"{info['image_size'][1]} from {info['source']}"]
-    if info.get("subjects"):
-        lines.append(f"subjects: {info['subjects']}")
-    if info.get("crop") == "face":
-        lines.append(f"faces cropped as predict crops them; no face found in {info['uncropped']} (kept whole)")
-    if "protocol" in info:
-        lines.append(f"protocol {info['protocol']}: {info['description']}")
-    names = list(info["splits"])
-    head = "class".ljust(width) + "".join(n.rjust(12) for n in names)
-    lines += ["", head]
-    for c in classes:
-        lines.append(c.ljust(width) + "".join(str(info["splits"][n][c]).rjust(12) for n in names))
-    lines.append("total".ljust(width) + "".join(str(sum(info["splits"][n].values())).rjust(12) for n in names))
-    for f in info.get("folds", []):
-        sizes = ", ".join(f"{p} {sum(c.values())}" for p, c in f["splits"].items())
-        lines.append(f"{f['name']}: {sizes}; test subjects {', '.join(f['test_subjects'][:12])}"
-                     + (" ..." if len(f["test_subjects"]) > 12 else ""))
-    if "dropped" in info:
-        lines.append(f"images found {info['images_found']}, dropped by label mode "
-                     f"{info['label_mode']!r}: {info['dropped']}")
-    d = info["duplicates"]
-    lines.append(
-        f"\nduplicates: {d['groups']} groups of pixel-identical images ({d['images_in_groups']} "
-        f"images), {d['groups_across_train_test']} across train/test, "
-        f"{d['groups_with_conflicting_labels']} with conflicting labels"
-    )
-    for w in info.get("warnings", []):
-        lines.append(f"warning: {w}")
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class TrainOptions:
+    config: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    data: str | None = None
+    protocol: str | None = None
+    fold: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    augment: str | None = None
+    init: str | None = None
+    teacher: tuple[str, ...] | None = None
+    distill: float | None = None
+    seed: int | None = None
+    threads: int | None = None
+    out: str | None = None
+    resume: bool = False
 
 
-def train(args: argparse.Namespace) -> int:
+def train(opts: TrainOptions) -> int:
     from deepfer.train.config import load_config
     from deepfer.train.loop import fit
 
-    overrides = {k: getattr(args, k) for k in ("model", "dataset", "data", "protocol", "fold", "epochs",
-                                              "batch_size", "lr", "seed", "out", "threads", "init", "augment",
-                                              "teacher", "distill")}
-    cfg = load_config(args.config, **overrides)
-    for summary in fit(cfg, resume=args.resume):
+    overrides = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("config", "resume")}
+    if opts.teacher is not None:
+        overrides["teacher"] = list(opts.teacher)
+    cfg = load_config(opts.config, **overrides)
+    for summary in fit(cfg, resume=opts.resume):
         print(json.dumps(summary))
     return 0
 
@@ -112,6 +101,7 @@ class EvaluateOptions:
 
 def evaluate(opts: EvaluateOptions) -> int:
     from deepfer.train.evaluate import evaluate as run
+    from deepfer.train.metrics import format_report
 
     extra: dict = {"size": opts.size}
     if opts.dataset == "ferplus":
@@ -121,26 +111,23 @@ def evaluate(opts: EvaluateOptions) -> int:
     if opts.json:
         print(json.dumps(report))
         return 0
-    std = f" +- {report['accuracy_std']:.4f} over {report['n_folds']} folds" if "accuracy_std" in report else ""
-    print(f"{report['dataset']}/{report['protocol']} {report['split']}: accuracy {report['accuracy']:.4f}{std}"
-          + (" (TTA: hflip)" if report["tta"] else ""))
-    print(f"weighted precision {report['weighted_precision']:.4f}, weighted recall {report['weighted_recall']:.4f}, "
-          f"unweighted precision {report['unweighted_precision']:.4f}, unweighted recall {report['unweighted_recall']:.4f}")
-    for name, m in report.get("per_class", {}).items():
-        print(f"  {name:<9} precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} n={m['support']}")
-    for w in report["warnings"]:
-        print(f"warning: {w}")
+    print(format_report(report))
     if opts.out:
         print(f"wrote {opts.out}/report.json and {opts.out}/confusion.png")
     return 0
 
 
-def models(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class ModelsOptions:
+    json: bool = False
+
+
+def models(opts: ModelsOptions) -> int:
     from deepfer.models import list_models
     from deepfer.weights import ENSEMBLES, list_pretrained
 
     shipped = list_pretrained()
-    if args.json:
+    if opts.json:
         print(json.dumps({"architectures": list_models(), "weights": [
             {"name": w.name, "architecture": w.architecture, "labels": w.labels,
              "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
@@ -164,7 +151,8 @@ class UsageError(DeepferError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        # main() prints the one "deepfer: error:" prefix; the subcommand is named in the hint.
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 @dataclass(frozen=True)
@@ -194,7 +182,6 @@ def predict(opts: PredictOptions) -> int:
     # Before torch loads OpenMP: threads that spin while they wait make small batches 10-50x slower
     # on a machine whose cores are busy (measured: 84 ms instead of 2 ms for one face).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from deepfer.errors import DeepferError
     from deepfer.inference import Recognizer
     from deepfer.inference.annotate import Annotator
     from deepfer.inference.formats import make_writer
@@ -318,7 +305,21 @@ def explain(opts: ExplainOptions) -> int:
     return 0
 
 
-def serve(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str | None = None
+    backend: str | None = None
+    detector: str = "haar"
+    detect_width: int = 320
+    detect_step: float = 1.2
+    workers: int = 2
+    max_upload_mb: float = 10.0
+    timeout: float = 10.0
+
+
+def serve(opts: ServeOptions) -> int:
     """Run the REST server and web page until Ctrl+C (``pip install 'deepfer[serve]'``)."""
     import importlib.util
     import os
@@ -329,10 +330,10 @@ def serve(args: argparse.Namespace) -> int:
     missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
     if missing:
         raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install 'deepfer[serve]'")
-    settings = ServeSettings(host=args.host, port=args.port, model=args.model, backend=args.backend,
-                             detector=args.detector, detect_width=args.detect_width,
-                             detect_step=args.detect_step, workers=args.workers,
-                             max_upload_bytes=int(args.max_upload_mb * MIB), request_timeout=args.timeout)
+    settings = ServeSettings(host=opts.host, port=opts.port, model=opts.model, backend=opts.backend,
+                             detector=opts.detector, detect_width=opts.detect_width,
+                             detect_step=opts.detect_step, workers=opts.workers,
+                             max_upload_bytes=int(opts.max_upload_mb * MIB), request_timeout=opts.timeout)
     from deepfer.serve import run
 
     run(settings)
@@ -342,6 +343,7 @@ def serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deepfer", description="Facial expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--version", action="version", version=f"deepfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
@@ -377,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     tr.add_argument("--out", help="run folder for checkpoints and logs")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    tr.set_defaults(run=train)
+    tr.set_defaults(run=lambda a: train(_options(TrainOptions, a)))
 
     ev = sub.add_parser("evaluate", help="metrics of trained weights on a protocol's test split")
     ev.add_argument("--weights", nargs="+", required=True,
@@ -462,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     md = sub.add_parser("models", help="list architectures and shipped weights")
     md.add_argument("--json", action="store_true")
-    md.set_defaults(run=models)
+    md.set_defaults(run=lambda a: models(_options(ModelsOptions, a)))
 
     sv = sub.add_parser("serve", help="REST API and web page for photos and the webcam (needs deepfer[serve])",
                         description="Serve POST /v1/predict, POST /v1/explain, GET /v1/models, GET /healthz, "
@@ -480,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=_positive, default=2, help="inference threads (default 2)")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MiB (default 10; 413 above)")
     sv.add_argument("--timeout", type=float, default=10.0, help="seconds per request before 504 (default 10)")
-    sv.set_defaults(run=serve)
+    sv.set_defaults(run=lambda a: serve(_options(ServeOptions, a)))
     return parser
 
 

@@ -88,3 +88,39 @@ def _ordered(splits: np.ndarray) -> list[str]:
     order = ["Training", "PublicTest", "PrivateTest", "Test", "all"]
     present = set(splits.tolist())
     return [s for s in order if s in present] + sorted(present - set(order))
+
+
+def format_summary(info: dict[str, Any]) -> str:
+    """The text ``deepfer data info`` prints for a :func:`describe` summary."""
+    classes = info["classes"]
+    width = max(len(c) for c in [*classes, "split"]) + 1
+    lines = [f"{info['dataset']}: {info['images']} images of {info['image_size'][0]}x"
+             f"{info['image_size'][1]} from {info['source']}"]
+    if info.get("subjects"):
+        lines.append(f"subjects: {info['subjects']}")
+    if info.get("crop") == "face":
+        lines.append(f"faces cropped as predict crops them; no face found in {info['uncropped']} (kept whole)")
+    if "protocol" in info:
+        lines.append(f"protocol {info['protocol']}: {info['description']}")
+    names = list(info["splits"])
+    head = "class".ljust(width) + "".join(n.rjust(12) for n in names)
+    lines += ["", head]
+    for c in classes:
+        lines.append(c.ljust(width) + "".join(str(info["splits"][n][c]).rjust(12) for n in names))
+    lines.append("total".ljust(width) + "".join(str(sum(info["splits"][n].values())).rjust(12) for n in names))
+    for f in info.get("folds", []):
+        sizes = ", ".join(f"{p} {sum(c.values())}" for p, c in f["splits"].items())
+        lines.append(f"{f['name']}: {sizes}; test subjects {', '.join(f['test_subjects'][:12])}"
+                     + (" ..." if len(f["test_subjects"]) > 12 else ""))
+    if "dropped" in info:
+        lines.append(f"images found {info['images_found']}, dropped by label mode "
+                     f"{info['label_mode']!r}: {info['dropped']}")
+    d = info["duplicates"]
+    lines.append(
+        f"\nduplicates: {d['groups']} groups of pixel-identical images ({d['images_in_groups']} "
+        f"images), {d['groups_across_train_test']} across train/test, "
+        f"{d['groups_with_conflicting_labels']} with conflicting labels"
+    )
+    for w in info.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

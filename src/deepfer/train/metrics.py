@@ -60,3 +60,18 @@ def plot_confusion(matrix: list[list[int]], names: list[str], path: str | Path, 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The text ``deepfer evaluate`` prints for an evaluation report."""
+    lines: list[str] = []
+    std = f" +- {report['accuracy_std']:.4f} over {report['n_folds']} folds" if "accuracy_std" in report else ""
+    lines.append(f"{report['dataset']}/{report['protocol']} {report['split']}: accuracy {report['accuracy']:.4f}{std}"
+                 + (" (TTA: hflip)" if report["tta"] else ""))
+    lines.append(f"weighted precision {report['weighted_precision']:.4f}, weighted recall {report['weighted_recall']:.4f}, "
+                 f"unweighted precision {report['unweighted_precision']:.4f}, unweighted recall {report['unweighted_recall']:.4f}")
+    for name, m in report.get("per_class", {}).items():
+        lines.append(f"  {name:<9} precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} n={m['support']}")
+    for w in report["warnings"]:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
