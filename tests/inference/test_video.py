@@ -14,7 +14,7 @@ import pytest
 from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer
 from deepfer.inference.annotate import Annotator
-from deepfer.inference.images import read_image
+from deepfer.vision import read_image
 from deepfer.inference.recognizer import NO_FACE
 from deepfer.inference.sources import expand, webcam
 

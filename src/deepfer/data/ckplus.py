@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from deepfer.data.archives import fingerprint, iter_members, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import CKPLUS_CODES, CKPLUS_FOLDERS, emotion_index
 

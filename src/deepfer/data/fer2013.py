@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfer.data.archives import fingerprint, iter_members, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import FER2013_FOLDERS, emotion_index
 

@@ -11,11 +11,10 @@ from typing import Literal
 
 import numpy as np
 
+from deepfer.data.archives import fingerprint, is_archive, iter_matches, member_path, require
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceCollector, FaceData
+from deepfer.data.faces import FaceCollector, FaceData, decode_stored
 from deepfer.data.fer2013 import load_fer2013
-from deepfer.data.imageio import decode_gray
-from deepfer.data.sources import fingerprint, is_archive, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_EMOTION, emotion_index
 
@@ -144,15 +143,13 @@ def _load(votes_file: Path, image_src: Path, from_csv: bool, size: int, mode: La
     else:
         # The later row wins for the 4 duplicated names: FER+'s generator overwrote the earlier.
         row_of = {(u, n): i for i, (u, n) in enumerate(zip(usages, names)) if n}
-        for name, read in iter_members(image_src, lambda n: bool(_PNG.search(n))):
-            m = _PNG.search(name)
-            assert m is not None
+        for name, m, read in iter_matches(image_src, _PNG):
             usage = FOLDER_USAGE[m.group(1)]
             row = row_of.get((usage, m.group(2)))
             at = member_path(image_src, name)
             if row is None:
                 raise DataError(f"{at}: image has no row in {votes_file}")
-            pixels[row], where[row] = decode_gray(read(), at), at
+            pixels[row], where[row] = decode_stored(read(), at), at
     found = {u: 0 for u in FOLDER_USAGE.values()}
     dropped = {u: 0 for u in FOLDER_USAGE.values()}
     out = FaceCollector("ferplus", size)

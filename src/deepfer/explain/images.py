@@ -1,5 +1,5 @@
 """Explain the faces in photos or face-crop files: detect and crop them exactly as inference does
-(:mod:`deepfer.inference`), run the requested methods, and write one PNG per face (the crop beside
+(:mod:`deepfer.vision`), run the requested methods, and write one PNG per face (the crop beside
 its overlays). What ``deepfer explain IMAGE...`` runs.
 """
 
@@ -100,7 +100,7 @@ def explain_faces(
     Raises:
         DeepferError: an unknown method, model, detector or target (problems of the whole run).
     """
-    from deepfer.inference.detect import create_detector
+    from deepfer.vision import create_detector
 
     methods = _check_methods(methods)
     net, names = load_explainable(model, labels)
@@ -193,8 +193,7 @@ def _explain_crops(net: nn.Module, names: list[str], crops: np.ndarray, boxes: l
 
 def _faces(item: Any, detector: Any, size: int) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
     """Boxes and uint8 (N, size, size) crops of one input, made by the inference package."""
-    from deepfer.inference.crop import crop_faces, whole_image
-    from deepfer.inference.images import to_picture
+    from deepfer.vision import face_crops, to_picture
 
     if isinstance(item, _Failed):
         raise DataError(item.error)
@@ -204,11 +203,8 @@ def _faces(item: Any, detector: Any, size: int) -> tuple[list[tuple[int, int, in
         raise
     except Exception as exc:  # noqa: BLE001  a decoder bug on one odd file must not end the run
         raise DataError(f"cannot read image ({type(exc).__name__}: {exc})") from None
-    h, w = pic.gray.shape
-    if detector is None:
-        return [(0, 0, w, h)], whole_image(pic.gray, size)
-    dets = detector.detect(pic.gray)
-    return [d.box for d in dets], crop_faces(pic.gray, dets, detector.framing, size)
+    dets, crops = face_crops(pic, detector, size)
+    return [d.box for d in dets], crops
 
 
 def _inputs(images: ImageInput | Sequence[ImageInput]) -> Iterator[tuple[str, Path, Any]]:
