@@ -194,24 +194,21 @@ class Engine:
     def _explain(self, upload: Upload, method: str, mode: str) -> tuple[bytes, list[str]]:
         import cv2
 
-        from deepfer.explain import colorize, explain
+        from deepfer.explain import colorize, explain_picture
         from deepfer.explain.overlay import stretch
 
         pic = decode(upload, self.settings, keep_color=mode == "blend")
         rec = self._worker_recognizer()
-        dets, crops = rec.crops(pic)
         h, w = pic.gray.shape
         scale = min(1.0, self.settings.explain_max_side / max(h, w))
         out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
         heat = np.zeros((out_h, out_w), np.float32)
         labels: list[str] = []
-        if dets and self.net is not None:
-            with self._explain_lock:
-                result = explain(self.net, crops, method)
-            names = rec.labels
-            labels = [names[int(i)] for i in result.predictions]
-            for det, face_map in zip(dets, result.heatmaps, strict=True):
-                placed = uncrop(stretch(face_map), det, rec.framing, (out_h, out_w), scale)
+        if self.net is not None:
+            faces = explain_picture(self.net, rec.labels, pic, rec.detector, [method], lock=self._explain_lock)
+            labels = [face.label for face in faces]
+            for face in faces:
+                placed = uncrop(stretch(face.heatmaps[method]), face.detection, rec.framing, (out_h, out_w), scale)
                 np.maximum(heat, placed, out=heat)
         rgb = colorize(heat)  # (H, W, 3)
         weight = ALPHA * heat[..., None]
