@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS
 from deepfer.vision.pictures import from_bytes, resize
 
@@ -181,8 +182,13 @@ class FaceCollector:
         ``original``: the decoded file when ``pixels`` is a crop of it; duplicates are found by
         the hash of the file's pixels, whatever the crop.
         """
+        image = resize(pixels, self.size)
+        if self.images and image.shape != self.images[0].shape:
+            raise DataError(f"{where}: a {image.shape[1]}x{image.shape[0]} image among "
+                            f"{self.images[0].shape[1]}x{self.images[0].shape[0]} ones (like {self.paths[0]}): "
+                            "give a size to resize them all")
         self.hashes.append(pixel_hash(pixels if original is None else original))
-        self.images.append(resize(pixels, self.size))
+        self.images.append(image)
         self.labels.append(int(label))
         self.subjects.append(where if subject is None else subject)
         self.splits.append(split)
