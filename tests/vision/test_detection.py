@@ -20,7 +20,6 @@ from deepfer.vision import (
     crop_faces,
     detect_faces,
     face_crops,
-    framing_of,
     read_image,
     resize,
 )
@@ -70,7 +69,6 @@ def test_without_a_detector_the_whole_image_is_the_face() -> None:
     dets, crops = face_crops(Picture(gray), None, 48)
     assert dets == [Detection((0, 0, 80, 60))] == detect_faces(Picture(gray), None)
     np.testing.assert_array_equal(crops, resize(gray, 48)[None])
-    assert framing_of(None) == FRAMINGS["none"]
 
 
 def test_face_crops_are_the_detector_crops(astronaut: Path) -> None:
@@ -79,7 +77,6 @@ def test_face_crops_are_the_detector_crops(astronaut: Path) -> None:
     dets, crops = face_crops(pic, det, 48)
     assert dets == det.detect(pic.gray) and len(dets) == 1
     np.testing.assert_array_equal(crops, crop_faces(pic.gray, dets, det.framing, 48))
-    assert framing_of(det) == FRAMINGS["haar"]
 
 
 class _LandmarkDetector:

@@ -29,7 +29,7 @@ from deepfer.vision.detect import (
     create_detector,
     list_detectors,
 )
-from deepfer.vision.faces import detect_faces, face_crops, framing_of
+from deepfer.vision.faces import detect_faces, face_crops
 from deepfer.vision.geometry import LANDMARKS, Box, Detection, Point
 from deepfer.vision.pictures import (
     MAX_PIXELS,
@@ -48,7 +48,6 @@ from deepfer.vision.pictures import (
 __all__ = [
     "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
     "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
-    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "framing_of",
-    "from_array", "from_bytes", "from_pil", "list_detectors", "read_image", "resize", "to_picture", "uncrop",
-    "whole_image",
+    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "from_array",
+    "from_bytes", "from_pil", "list_detectors", "read_image", "resize", "to_picture", "uncrop", "whole_image",
 ]

@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfer.vision.crop import FRAMINGS, Framing, crop_faces, whole_image
+from deepfer.vision.crop import crop_faces, whole_image
 from deepfer.vision.detect import FaceDetector
 from deepfer.vision.geometry import Detection
 from deepfer.vision.pictures import Picture
 
-__all__ = ["detect_faces", "face_crops", "framing_of"]
-
-
-def framing_of(detector: FaceDetector | None) -> Framing:
-    """The framing of ``detector``'s boxes; ``FRAMINGS["none"]`` without one (the whole image is
-    the face)."""
-    return detector.framing if detector is not None else FRAMINGS["none"]
+__all__ = ["detect_faces", "face_crops"]
 
 
 def detect_faces(picture: Picture, detector: FaceDetector | None) -> list[Detection]:
