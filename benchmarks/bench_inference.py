@@ -11,7 +11,7 @@
 * fer2013 (``--fer2013``): accuracy of ``predict --no-detect`` on FER2013 PrivateTest against
   what ``deepfer evaluate`` reports for the same checkpoint;
 * framing (``--framing``, ~3 min): the detector-box-to-FER2013-frame ratios behind
-  ``deepfer.inference.crop.FRAMINGS``, and JAFFE accuracy as the crop margin varies.
+  ``deepfer.vision.crop.FRAMINGS``, and JAFFE accuracy as the crop margin varies.
 
     python benchmarks/bench_inference.py --model runs/deep-emotion_fer2013/best.pt [--fer2013] [--framing]
 
@@ -41,13 +41,13 @@ from PIL import Image
 
 from deepfer.classify import predict_proba
 from deepfer.errors import DeepferError, ModelError
-from deepfer.inference import Recognizer, create_detector, read_image
-from deepfer.inference.crop import Framing, crop_faces
+from deepfer.inference import Recognizer
 from deepfer.inference.export import export_onnx_bytes
 from deepfer.inference.onnx_backend import OnnxClassifier
 from deepfer.labels import FER7, JAFFE_CODES
 from deepfer.models import create_model
 from deepfer.models.checkpoint import atomic_save, load_model, model_payload
+from deepfer.vision import Framing, create_detector, crop_faces, read_image
 from deepfer.weights import resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from deepfer.data import load_dataset, split
-from deepfer.data.landmarks import Landmarker, block_boxes_from_points, coverage
+from deepfer.vision.landmarks import Landmarker, block_boxes_from_points, coverage
 from deepfer.errors import DeepferError
 from deepfer.models.prior_attention import PriorAttentionNet
 

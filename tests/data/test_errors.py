@@ -382,6 +382,40 @@ def test_ferg_bad_names(ferg_fx: FergFixture, tmp_path: Path, rel: str, fragment
 
 
 # --------------------------------------------------------------------------------------------
+# malformed input that once escaped as csv.Error, numpy's AxisError, OverflowError or ValueError
+
+
+def test_malformed_csv_names_file_and_line(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, fer2013_line(0, "1 " * 70_000, "Training"))  # past csv's field limit
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} line 4: malformed CSV \\(field larger"):
+        load_fer2013(path)
+
+
+def test_ferplus_votes_without_rows(ferplus_copy: Path) -> None:
+    write_ferplus_votes(ferplus_copy / "fer2013new.csv", [])
+    with pytest.raises(DataError, match=f"^{re.escape(str(ferplus_copy / 'fer2013new.csv'))}: no data rows$"):
+        load_ferplus(ferplus_copy)
+
+
+def test_ckplus_infinite_emotion_code(ck_copy: Path) -> None:
+    label = ck_copy / "Emotion" / "S010" / "002" / "S010_002_00000004_emotion.txt"
+    label.write_text("   inf\n")
+    with pytest.raises(DataError, match=f"^{re.escape(str(label))}: expected one emotion code"):
+        load_ckplus(ck_copy)
+
+
+def test_native_sizes_that_differ_name_the_file(jaffe_fx: JaffeFixture, tmp_path: Path) -> None:
+    folder = tmp_path / "jaffe"
+    shutil.copytree(jaffe_fx.folder, folder)
+    odd = folder / "NA.SU1.99.tiff"
+    save_image(odd, random_image(np.random.default_rng(0), (32, 40)), "TIFF")
+    assert load_jaffe(folder, size=48, crop="none", use_cache=False).images.shape[1:] == (48, 48)
+    with pytest.raises(DataError) as err:
+        load_jaffe(folder, size=None, crop="none", use_cache=False)  # type: ignore[arg-type]
+    assert str(err.value).startswith(f"{odd}: a 40x32 image among 64x64 ones") and "give a size" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
 # the CLI: one line on stderr, exit code 2, no traceback
 
 

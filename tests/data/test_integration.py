@@ -27,7 +27,7 @@ from deepfer.data import (
     load_jaffe,
     split,
 )
-from deepfer.data.imageio import pixel_hash
+from deepfer.data.faces import pixel_hash
 from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS, FER7
 

@@ -39,7 +39,7 @@ from deepfer.data import (
     load_ferplus,
     load_jaffe,
 )
-from deepfer.data.imageio import pixel_hash
+from deepfer.data.faces import pixel_hash
 from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS
 

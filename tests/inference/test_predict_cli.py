@@ -133,7 +133,7 @@ def test_usage_errors_are_one_line(capsys, checkpoint: Path, astronaut: Path) ->
 def test_detect_step_option(capsys, checkpoint: Path, astronaut: Path) -> None:
     """--detect-step reaches the Haar cascade: the box is the detector's at that step."""
     from deepfer.inference import HaarDetector
-    from deepfer.inference.images import read_image
+    from deepfer.vision import read_image
 
     gray = read_image(astronaut).gray
     for step in (1.1, 1.3):

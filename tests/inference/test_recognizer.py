@@ -12,12 +12,12 @@ from infer_helpers import noise
 from PIL import Image
 
 from deepfer.classify import predict_proba
-from deepfer.data.imageio import resize
 from deepfer.errors import DataError, DeepferError, ModelError
 from deepfer.inference import Recognizer, read_image
 from deepfer.inference.results import NO_FACE
 from deepfer.labels import FER7
 from deepfer.models.checkpoint import load_model
+from deepfer.vision import resize
 
 
 def test_one_face_with_box_scores_and_label(recognizer: Recognizer, astronaut: Path) -> None:

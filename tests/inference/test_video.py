@@ -19,7 +19,7 @@ from deepfer.cli import main
 from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer
 from deepfer.inference.annotate import Annotator
-from deepfer.inference.images import read_image
+from deepfer.vision import read_image
 from deepfer.inference.inputs import Source, expand, webcam
 from deepfer.inference.results import NO_FACE
 from deepfer.inference.video import iter_frames, open_video

@@ -15,7 +15,7 @@ from serve_helpers import blank, encode, portrait, read_png
 from deepfer.cli import main
 from deepfer import weights
 from deepfer.errors import DataError
-from deepfer.inference.crop import FRAMINGS, crop_square
+from deepfer.vision import FRAMINGS, crop_square
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
 
 FORMATS = [("PNG", "image/png"), ("WEBP", "image/webp"), ("BMP", "image/bmp"), ("GIF", "image/gif"),

@@ -12,10 +12,10 @@ import pytest
 
 from deepfer.cli import main
 from deepfer.errors import DeepferError
-from deepfer.inference.crop import FRAMINGS, Detection, crop_face
-from deepfer.serve.engine import Engine, place_heatmap
+from deepfer.serve.engine import Engine
 from deepfer.serve.errors import HTTPError
 from deepfer.serve.settings import ServeSettings
+from deepfer.vision import FRAMINGS, Detection, crop_face, uncrop
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_heatmap_lands_where_the_crop_came_from(box: tuple[int, int, int, int], 
     det = Detection(box)
     crop = crop_face(img, det, FRAMINGS["haar"], 48).astype(np.float32) / 255
     out_shape = (round(200 * scale), round(220 * scale))
-    placed = place_heatmap(crop, det, FRAMINGS["haar"], scale, out_shape)
+    placed = uncrop(crop, det, FRAMINGS["haar"], out_shape, scale)
     assert placed.shape == out_shape
     import cv2
 

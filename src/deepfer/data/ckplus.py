@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from deepfer.data.archives import fingerprint, iter_members, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import CKPLUS_CODES, CKPLUS_FOLDERS, emotion_index
 
@@ -97,7 +97,7 @@ def _load(src: Path, size: int, last_frames: int, first_as_neutral: bool) -> Fac
 def _parse_label(text: bytes, where: str) -> str:
     try:
         code = int(round(float(text.decode("ascii").strip())))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, OverflowError):  # OverflowError: "inf"
         raise DataError(f"{where}: expected one emotion code (0-7), got {text[:40]!r}") from None
     if code not in CKPLUS_CODES:
         raise DataError(f"{where}: emotion code {code} is outside 0-7")

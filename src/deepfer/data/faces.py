@@ -7,12 +7,24 @@ training or evaluation loop asks for a subset.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS
+from deepfer.vision.pictures import from_bytes, resize
+
+
+def pixel_hash(image: np.ndarray) -> int:
+    """64-bit hash of an image's shape and pixels: equal pixels give equal hashes (the duplicate
+    and leak checks compare these)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.asarray(image.shape, np.int32).tobytes())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return int.from_bytes(h.digest(), "little")
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,6 @@ class FaceData:
         meta: dict[str, Any] | None = None,
     ) -> "FaceData":
         """Build from per-sample lists (readers collect lists, then call this once)."""
-        from deepfer.data.imageio import pixel_hash
-
         size = images[0].shape if images else (0, 0)
         stacked = np.stack(images).astype(np.uint8) if images else np.zeros((0, *size), np.uint8)
         return FaceData(
@@ -172,10 +182,13 @@ class FaceCollector:
         ``original``: the decoded file when ``pixels`` is a crop of it; duplicates are found by
         the hash of the file's pixels, whatever the crop.
         """
-        from deepfer.data.imageio import pixel_hash, resize
-
+        image = resize(pixels, self.size)
+        if self.images and image.shape != self.images[0].shape:
+            raise DataError(f"{where}: a {image.shape[1]}x{image.shape[0]} image among "
+                            f"{self.images[0].shape[1]}x{self.images[0].shape[0]} ones (like {self.paths[0]}): "
+                            "give a size to resize them all")
         self.hashes.append(pixel_hash(pixels if original is None else original))
-        self.images.append(resize(pixels, self.size))
+        self.images.append(image)
         self.labels.append(int(label))
         self.subjects.append(where if subject is None else subject)
         self.splits.append(split)
@@ -187,12 +200,20 @@ class FaceCollector:
 
     def add_encoded(self, data: bytes, label: int, where: str, **kwargs: Any) -> None:
         """Decode image bytes (DataError naming ``where`` if they are not an image) and add."""
-        from deepfer.data.imageio import decode_gray
-
-        self.add(decode_gray(data, where), label, where, **kwargs)
+        self.add(decode_stored(data, where), label, where, **kwargs)
 
     def build(self, meta: dict[str, Any]) -> FaceData:
         return FaceData.from_lists(
             self.name, self.images, self.labels, self.subjects, self.splits, self.paths,
             hashes=self.hashes, soft_labels=self.soft or None, groups=self.groups or None, meta=meta,
         )
+
+
+def decode_stored(data: bytes, where: str) -> np.ndarray:
+    """A dataset file's grayscale pixels, uint8 (H, W), as the file stores them (no EXIF
+    orientation, transparency ignored): what every dataset cache and published accuracy rests on.
+
+    Raises:
+        DataError: naming ``where``, for bytes that are empty, truncated or not an image.
+    """
+    return from_bytes(data, where, as_stored=True).gray

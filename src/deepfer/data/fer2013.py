@@ -11,14 +11,14 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from deepfer.data.archives import fingerprint, iter_members, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import FER2013_FOLDERS, emotion_index
 
@@ -61,10 +61,11 @@ def _load(src: Path, size: int) -> FaceData:
             if csv_member is None and "fer2013" in name.lower():
                 csv_member = (name, read())
             continue
-        m = _IMAGE.search(name)
-        assert m is not None
-        folder, emotion, filename = m.group(1).lower(), m.group(2).lower(), m.group(3)
         where = member_path(src, name)
+        m = _IMAGE.search(name)
+        if m is None:  # iter_members kept only CSVs and names this pattern finds
+            raise DataError(f"{where}: not a <split>/<emotion>/<image> member")
+        folder, emotion, filename = m.group(1).lower(), m.group(2).lower(), m.group(3)
         if emotion not in FER2013_FOLDERS:
             raise DataError(f"{where}: unknown emotion folder {emotion!r}")
         prefix = filename.split("_", 1)[0]
@@ -92,10 +93,24 @@ def read_fer2013_csv(data: bytes, where: str, size: int = 48) -> FaceData:
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{where}: corrupt gzip data ({exc})") from None
     try:
-        text = io.StringIO(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{where}: not a text CSV file ({exc})") from None
-    return _parse_rows(csv.reader(text), where, size)
+    return _parse_rows(csv_rows(text, where), where, size)
+
+
+def csv_rows(text: str, where: str) -> Iterator[list[str]]:
+    """The rows of a CSV text, header first.
+
+    Raises:
+        DataError: naming the file and line where the CSV is malformed (a NUL byte, a field
+            past the csv module's size limit, ...).
+    """
+    reader = csv.reader(io.StringIO(text))
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise DataError(f"{where} line {reader.line_num}: malformed CSV ({exc})") from None
 
 
 def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from deepfer.data.archives import fingerprint, iter_matches, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.sources import fingerprint, iter_members, member_path, require
 from deepfer.errors import DataError
 from deepfer.labels import FERG_EXPRESSIONS, emotion_index
 
@@ -25,9 +25,7 @@ def load_ferg(path: str | Path, size: int = 48, use_cache: bool = True) -> FaceD
 
 def _load(src: Path, size: int) -> FaceData:
     out = FaceCollector("ferg", size)
-    for name, read in iter_members(src, lambda n: bool(_NAME.search(n))):
-        m = _NAME.search(name)
-        assert m is not None
+    for name, m, read in iter_matches(src, _NAME):
         char, char2, expr, char3, expr2 = m.group(1, 2, 3, 4, 5)
         if char not in CHARACTERS:
             continue

@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from deepfer.data.archives import fingerprint, is_archive, iter_matches, member_path, require
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.fer2013 import load_fer2013
-from deepfer.data.imageio import decode_gray
-from deepfer.data.sources import fingerprint, is_archive, iter_members, member_path, require
+from deepfer.data.faces import FaceCollector, FaceData, decode_stored
+from deepfer.data.fer2013 import csv_rows, load_fer2013
 from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_EMOTION, emotion_index
 
@@ -78,12 +75,17 @@ def _find_images(folder: Path) -> Path:
 
 
 def read_votes(votes_file: Path) -> tuple[list[str], list[str], np.ndarray]:
-    """Usage, image name and the (N, 10) vote counts of every row of ``fer2013new.csv``."""
+    """Usage, image name and the (N, 10) vote counts of every row of ``fer2013new.csv``.
+
+    Raises:
+        DataError: naming the file (and row) for a header that is not FER+'s, a malformed row,
+            vote counts that are not integers, or no rows at all.
+    """
     try:
-        text = io.StringIO(votes_file.read_text(encoding="utf-8-sig"))
+        text = votes_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{votes_file}: not a UTF-8 text CSV ({exc})") from None
-    reader = csv.reader(text)
+    reader = csv_rows(text, str(votes_file))
     header = [h.strip() for h in next(reader, [])]
     expected = ["Usage", "Image name", *FERPLUS_COLUMNS]
     if header != expected:
@@ -100,6 +102,8 @@ def read_votes(votes_file: Path) -> tuple[list[str], list[str], np.ndarray]:
             raise DataError(f"{votes_file} row {row_no}: vote counts must be integers") from None
         usages.append(row[0].strip())
         names.append(row[1].strip())
+    if not votes:
+        raise DataError(f"{votes_file}: no data rows")
     return usages, names, np.asarray(votes, dtype=np.float32)
 
 
@@ -144,15 +148,13 @@ def _load(votes_file: Path, image_src: Path, from_csv: bool, size: int, mode: La
     else:
         # The later row wins for the 4 duplicated names: FER+'s generator overwrote the earlier.
         row_of = {(u, n): i for i, (u, n) in enumerate(zip(usages, names)) if n}
-        for name, read in iter_members(image_src, lambda n: bool(_PNG.search(n))):
-            m = _PNG.search(name)
-            assert m is not None
+        for name, m, read in iter_matches(image_src, _PNG):
             usage = FOLDER_USAGE[m.group(1)]
             row = row_of.get((usage, m.group(2)))
             at = member_path(image_src, name)
             if row is None:
                 raise DataError(f"{at}: image has no row in {votes_file}")
-            pixels[row], where[row] = decode_gray(read(), at), at
+            pixels[row], where[row] = decode_stored(read(), at), at
     found = {u: 0 for u in FOLDER_USAGE.values()}
     dropped = {u: 0 for u in FOLDER_USAGE.values()}
     out = FaceCollector("ferplus", size)

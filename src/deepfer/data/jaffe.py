@@ -7,11 +7,12 @@ import logging
 import re
 from pathlib import Path
 
+from deepfer.data.archives import fingerprint, iter_matches, member_path, require
 from deepfer.data.cache import cached
-from deepfer.data.faces import FaceCollector, FaceData
-from deepfer.data.sources import fingerprint, iter_members, member_path, require
+from deepfer.data.faces import FaceCollector, FaceData, decode_stored
 from deepfer.errors import DataError
 from deepfer.labels import JAFFE_CODES, emotion_index
+from deepfer.vision import HaarDetector, Picture, face_crops
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: s
 
     Args:
         crop: ``face`` (the default) crops each face the way ``deepfer predict`` does, with the
-            Haar detector and the FER2013 framing of :mod:`deepfer.inference.crop`, so training,
+            Haar detector and the FER2013 framing of :mod:`deepfer.vision.crop`, so training,
             evaluation and the product see the same crops (the face fills about 40% of a JAFFE
             frame; resized whole, it is a small face in a 48x48 image). A frame where no face is
             found is kept whole, with a warning, and counted in ``meta["uncropped"]``.
@@ -42,33 +43,25 @@ def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: s
 
 def _face_cropper(size: int):  # type: ignore[no-untyped-def]
     """A function from a decoded frame to its largest face's crop, or ``None`` without a face."""
-    # Imported here: the detector lives with inference, which itself reads deepfer.data.
-    from deepfer.inference.crop import crop_face
-    from deepfer.inference.detect import HaarDetector
-
     detector = HaarDetector()
 
     def crop(gray):  # type: ignore[no-untyped-def]
-        found = detector.detect(gray)
-        return crop_face(gray, found[0], detector.framing, size) if found else None
+        found, crops = face_crops(Picture(gray), detector, size)
+        return crops[0] if found else None
 
     return crop
 
 
 def _load(src: Path, size: int, crop: str) -> FaceData:
-    from deepfer.data.imageio import decode_gray
-
     cropper = _face_cropper(size) if crop == "face" else None
     uncropped: list[str] = []
     out = FaceCollector("jaffe", size)
-    for name, read in iter_members(src, lambda n: bool(_NAME.search(n))):
-        m = _NAME.search(name)
-        assert m is not None
+    for name, m, read in iter_matches(src, _NAME):
         where = member_path(src, name)
         code = m.group(2).upper()
         if code not in JAFFE_CODES:
             raise DataError(f"{where}: unknown JAFFE expression code {code!r}")
-        frame = decode_gray(read(), where)
+        frame = decode_stored(read(), where)
         face = cropper(frame) if cropper is not None else frame
         if face is None:
             uncropped.append(where)

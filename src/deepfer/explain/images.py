@@ -1,6 +1,6 @@
-"""Explain the faces in photos or face-crop files: detect and crop them exactly as inference does
-(:mod:`deepfer.inference`), run the requested methods, and write one PNG per face (the crop beside
-its overlays). What ``deepfer explain IMAGE...`` runs.
+"""Explain the faces in photos or face-crop files: read each input, explain its faces with
+:func:`~deepfer.explain.picture.explain_picture` (detected and cropped exactly as inference does),
+and write one PNG per face (the crop beside its overlays). What ``deepfer explain IMAGE...`` runs.
 """
 
 from __future__ import annotations
@@ -16,42 +16,18 @@ from PIL import Image
 from torch import nn
 
 from deepfer.errors import DataError, DeepferError
-from deepfer.explain.base import Explanation, Fill, load_explainable
-from deepfer.explain.methods import HEATMAP_METHODS, METHODS, explain
+from deepfer.explain.base import Fill, load_explainable
+from deepfer.explain.methods import HEATMAP_METHODS, METHODS
 from deepfer.explain.overlay import Panel, blend, save_panels, stretch
-from deepfer.explain.stn_view import StnView, describe_theta, draw_grid, stn_view
+from deepfer.explain.picture import FaceMaps, explain_picture
+from deepfer.explain.stn_view import describe_theta, draw_grid
+from deepfer.vision import Picture, create_detector, to_picture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FaceMaps", "ImageReport", "explain_faces", "face_panels"]
+__all__ = ["ImageReport", "explain_faces", "face_panels"]
 
 ImageInput = str | Path | Image.Image | np.ndarray
-
-
-@dataclass(frozen=True)
-class FaceMaps:
-    """The explanations of one face.
-
-    Attributes:
-        box: (x, y, w, h) of the detector's box in the image (the whole image without detection).
-        crop: uint8 (H, W), the face exactly as the model saw it.
-        label: the predicted class; ``score`` its probability.
-        target: the class the maps explain (the predicted one unless a target was given).
-        heatmaps: method -> float32 (H, W) map in [0, 1].
-        flips: occlusion's (H, W) fraction of covering patches that changed the prediction, or None.
-        stn: the spatial transformer's view of this face (one-face :class:`StnView`), or None.
-        png: the figure written for this face, or None.
-    """
-
-    box: tuple[int, int, int, int]
-    crop: np.ndarray
-    label: str
-    score: float
-    target: str
-    heatmaps: dict[str, np.ndarray]
-    flips: np.ndarray | None = None
-    stn: StnView | None = None
-    png: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +76,6 @@ def explain_faces(
     Raises:
         DeepferError: an unknown method, model, detector or target (problems of the whole run).
     """
-    from deepfer.inference.detect import create_detector
-
     methods = _check_methods(methods)
     net, names = load_explainable(model, labels)
     target_index = _target_index(target, names)
@@ -114,11 +88,10 @@ def explain_faces(
     reports = []
     for name, rel, item in _inputs(images):
         try:
-            boxes, crops = _faces(item, detector, net.config.input_size)
-            if not len(crops):
+            faces = explain_picture(net, names, _picture(item), detector, methods, target_index, **options)
+            if not faces:
                 reports.append(ImageReport(name, error=f"{name}: no face found"))
                 continue
-            faces = _explain_crops(net, names, crops, boxes, methods, target_index, options)
         except DeepferError as exc:
             reports.append(ImageReport(name, error=str(exc)))
             continue
@@ -164,51 +137,16 @@ def _flip_outline(flips: np.ndarray) -> Any:
     return draw
 
 
-def _explain_crops(net: nn.Module, names: list[str], crops: np.ndarray, boxes: list[tuple[int, int, int, int]],
-                   methods: list[str], target: int | None, options: dict[str, Any]) -> list[FaceMaps]:
-    results: dict[str, Explanation] = {m: explain(net, crops, m, target=target, **options)
-                                       for m in methods if m in HEATMAP_METHODS}
-    view = stn_view(net, crops) if "stn" in methods else None
-    if results:
-        first = next(iter(results.values()))
-        probs, targets = first.probs, first.targets
-    else:
-        from deepfer.classify import predict_proba
-
-        probs = predict_proba(net, crops)
-        targets = probs.argmax(1) if target is None else np.full(len(crops), target)
-    faces = []
-    for i in range(len(crops)):
-        pred = int(probs[i].argmax())
-        occ = results.get("occlusion")
-        faces.append(FaceMaps(
-            box=boxes[i], crop=crops[i], label=names[pred], score=float(probs[i, pred]),
-            target=names[int(targets[i])],
-            heatmaps={m: r.heatmaps[i] for m, r in results.items()},
-            flips=occ.flips[i] if occ is not None and occ.flips is not None else None,
-            stn=None if view is None else StnView(view.theta[i : i + 1], view.warped[i : i + 1], view.grid[i : i + 1]),
-        ))
-    return faces
-
-
-def _faces(item: Any, detector: Any, size: int) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
-    """Boxes and uint8 (N, size, size) crops of one input, made by the inference package."""
-    from deepfer.inference.crop import crop_faces, whole_image
-    from deepfer.inference.images import to_picture
-
+def _picture(item: Any) -> Picture:
+    """One input decoded, every failure a DataError naming it (a batch goes on past bad files)."""
     if isinstance(item, _Failed):
         raise DataError(item.error)
     try:
-        pic = to_picture(item)
+        return to_picture(item)
     except DeepferError:
         raise
     except Exception as exc:  # noqa: BLE001  a decoder bug on one odd file must not end the run
         raise DataError(f"cannot read image ({type(exc).__name__}: {exc})") from None
-    h, w = pic.gray.shape
-    if detector is None:
-        return [(0, 0, w, h)], whole_image(pic.gray, size)
-    dets = detector.detect(pic.gray)
-    return [d.box for d in dets], crop_faces(pic.gray, dets, detector.framing, size)
 
 
 def _inputs(images: ImageInput | Sequence[ImageInput]) -> Iterator[tuple[str, Path, Any]]:

@@ -16,18 +16,27 @@ from importlib import resources
 from pathlib import Path
 
 from deepfer.inference.classifier import Classifier, EnsembleClassifier, TorchClassifier, load_classifier
-from deepfer.inference.crop import FRAMINGS, Detection, Framing, crop_face, crop_faces
-from deepfer.inference.detect import (
-    DlibDetector,
-    FaceDetector,
-    HaarDetector,
-    create_detector,
-    list_detectors,
-)
 from deepfer.inference.export import export_onnx, export_onnx_bytes
-from deepfer.inference.images import Picture, from_array, from_pil, read_image
 from deepfer.inference.recognizer import Recognizer
 from deepfer.inference.results import Face, Result
+
+# Pictures, detectors and crops live in deepfer.vision; re-exported here, where users found them.
+from deepfer.vision import (
+    FRAMINGS,
+    Detection,
+    DlibDetector,
+    FaceDetector,
+    Framing,
+    HaarDetector,
+    Picture,
+    create_detector,
+    crop_face,
+    crop_faces,
+    from_array,
+    from_pil,
+    list_detectors,
+    read_image,
+)
 
 
 def sample_image() -> Path:

@@ -24,18 +24,22 @@ from tqdm import tqdm
 
 from deepfer.errors import DataError, DeepferError
 from deepfer.inference.classifier import Classifier, load_classifier
-from deepfer.inference.crop import FRAMINGS, Detection, crop_faces, whole_image
-from deepfer.inference.detect import FaceDetector, create_detector
-from deepfer.inference.images import (
+from deepfer.inference.inputs import Source, expand
+from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
+from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
+from deepfer.vision import (
+    FRAMINGS,
     ColorOrder,
+    Detection,
+    FaceDetector,
     Picture,
+    create_detector,
+    detect_faces,
+    face_crops,
     from_array,
     read_image,
     to_picture,
 )
-from deepfer.inference.inputs import Source, expand
-from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
-from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 
 if TYPE_CHECKING:
     import cv2
@@ -54,7 +58,7 @@ class Recognizer:
             ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
             list of these is an ensemble whose probabilities are averaged (same labels needed).
         detector: ``"haar"`` (default, OpenCV's cascade), ``"dlib"`` (``pip install
-            'deepfer[dlib]'``), a :class:`~deepfer.inference.detect.FaceDetector`, or ``None`` to
+            'deepfer[dlib]'``), a :class:`~deepfer.vision.detect.FaceDetector`, or ``None`` to
             treat every image as one already-cropped face (``--no-detect``).
         backend: ``"torch"`` or ``"onnx"``; ``None`` follows the model file.
         batch_size: face crops per forward pass.
@@ -135,10 +139,7 @@ class Recognizer:
             image: a :class:`Picture` or a numpy image (colour arrays are RGB).
         """
         pic = image if isinstance(image, Picture) else from_array(image)
-        if self.detector is None:
-            h, w = pic.gray.shape
-            return [Detection((0, 0, w, h))]
-        return self.detector.detect(pic.gray)
+        return detect_faces(pic, self.detector)
 
     def crops(self, image: np.ndarray | Picture) -> tuple[list[Detection], np.ndarray]:
         """Detections and their uint8 (N, size, size) crops, exactly as the model sees them.
@@ -147,10 +148,7 @@ class Recognizer:
             image: a :class:`Picture` or a numpy image (colour arrays are RGB).
         """
         pic = image if isinstance(image, Picture) else from_array(image)
-        if self.detector is None:
-            return self.detect(pic), whole_image(pic.gray, self.size)
-        dets = self.detector.detect(pic.gray)
-        return dets, crop_faces(pic.gray, dets, self.framing, self.size)
+        return face_crops(pic, self.detector, self.size)
 
     def _recognize(self, pictures: Sequence[Picture]) -> list[list[Face]]:
         found = [self.crops(p) for p in pictures]

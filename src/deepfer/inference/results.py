@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from deepfer.inference.crop import Box
-    from deepfer.inference.images import Picture
+    from deepfer.vision import Box, Picture
 
 NO_FACE = "no face found"  # the error of an image or frame that was read but holds no face
 

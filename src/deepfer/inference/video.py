@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfer.data.imageio import MAX_PIXELS
+from deepfer.vision import MAX_PIXELS
 from deepfer.errors import DataError, DeepferError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
@@ -57,7 +57,7 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
 
     Raises:
         DataError: the file is missing, no backend can decode it, or its frames are larger than
-            :data:`~deepfer.data.imageio.MAX_PIXELS` (refused before any is decoded).
+            :data:`~deepfer.vision.pictures.MAX_PIXELS` (refused before any is decoded).
     """
     path = Path(path)
     if not path.is_file():

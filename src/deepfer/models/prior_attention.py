@@ -10,7 +10,7 @@ fixed fractions of the face (the landmark-free fallback), cut inside the model: 
 the usual ``(B, 1, 48, 48)`` face and keeps the common model surface. On the mean of 8,000
 FER2013 training faces the default upper block spans the brows to below the eyes and the lower
 block the mouth with its corners. dlib's landmarks confirm it (``benchmarks/PRIOR_BLOCKS.md``,
-``deepfer.data.landmarks``): on FER2013 training faces where dlib finds the face, 93.7% of the
+``deepfer.vision.landmarks``): on FER2013 training faces where dlib finds the face, 93.7% of the
 eyes-and-brows landmark box and 97.2% of the mouth box (each grown 10%, the project's margin) lie
 inside these blocks on average (CK+48: 99.8% and 98.1%). Faces this model sees
 are FER2013-framed crops (``deepfer predict`` frames detected faces that way), so it needs no

@@ -25,13 +25,12 @@ import numpy as np
 from torch import nn
 
 from deepfer.errors import DeepferError
-from deepfer.inference.crop import Detection, Framing, crop_square
-from deepfer.inference.detect import create_detector
 from deepfer.inference.recognizer import Recognizer
 from deepfer.inference.results import NO_FACE, Result
 from deepfer.serve.errors import HTTPError
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
 from deepfer.serve.uploads import Upload, decode
+from deepfer.vision import create_detector, uncrop
 
 log = logging.getLogger(__name__)
 
@@ -196,24 +195,21 @@ class Engine:
     def _explain(self, upload: Upload, method: str, mode: str) -> tuple[bytes, list[str]]:
         import cv2
 
-        from deepfer.explain import colorize, explain
+        from deepfer.explain import colorize, explain_picture
         from deepfer.explain.overlay import stretch
 
         pic = decode(upload, self.settings, keep_color=mode == "blend")
         rec = self._worker_recognizer()
-        dets, crops = rec.crops(pic)
         h, w = pic.gray.shape
         scale = min(1.0, self.settings.explain_max_side / max(h, w))
         out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
         heat = np.zeros((out_h, out_w), np.float32)
         labels: list[str] = []
-        if dets and self.net is not None:
-            with self._explain_lock:
-                result = explain(self.net, crops, method)
-            names = rec.labels
-            labels = [names[int(i)] for i in result.predictions]
-            for det, face_map in zip(dets, result.heatmaps, strict=True):
-                placed = place_heatmap(stretch(face_map), det, rec.framing, scale, (out_h, out_w))
+        if self.net is not None:
+            faces = explain_picture(self.net, rec.labels, pic, rec.detector, [method], lock=self._explain_lock)
+            labels = [face.label for face in faces]
+            for face in faces:
+                placed = uncrop(stretch(face.heatmaps[method]), face.detection, rec.framing, (out_h, out_w), scale)
                 np.maximum(heat, placed, out=heat)
         rgb = colorize(heat)  # (H, W, 3)
         weight = ALPHA * heat[..., None]
@@ -230,40 +226,6 @@ class Engine:
         if not ok:
             raise DeepferError("PNG encoding failed")
         return png.tobytes(), labels
-
-
-def place_heatmap(face_map: np.ndarray, det: Detection, framing: Framing, scale: float,
-                  shape: tuple[int, int]) -> np.ndarray:
-    """A face's (S, S) heatmap laid where its crop came from, in an image of ``shape`` that is the
-    original scaled by ``scale``: the inverse of :func:`deepfer.inference.crop.crop_face`.
-
-    Shape:
-        - face_map: :math:`(S, S)`, the model's input size
-        - output: ``shape`` (H, W), zero outside the face's crop
-    """
-    import cv2
-
-    size = face_map.shape[0]
-    cx, cy, side = crop_square(det.box, framing)
-    side = max(1, round(side))
-    x0, y0 = round(cx - side / 2), round(cy - side / 2)
-    # image -> crop pixels: crop_face's transform (a rotation when the detector gives eyes).
-    if det.eyes is not None:
-        (lx, ly), (rx, ry) = det.eyes
-        m = cv2.getRotationMatrix2D((cx, cy), float(np.degrees(np.arctan2(ry - ly, rx - lx))), 1.0)
-        m[:, 2] -= (x0, y0)
-    else:
-        m = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
-    rot, shift = m[:, :2], m[:, 2]
-    k = size / side  # crop pixels -> heatmap pixels (pixel centres aligned)
-    # output pixel o -> image pixel (o + 0.5) / scale - 0.5 -> crop -> heatmap
-    c1 = np.full(2, 0.5 / scale - 0.5)
-    lin = (k / scale) * rot
-    off = k * (rot @ c1 + shift) + (0.5 * k - 0.5)
-    out_to_map = np.hstack([lin, off[:, None]]).astype(np.float64)
-    return cv2.warpAffine(face_map.astype(np.float32), out_to_map, (shape[1], shape[0]),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0.0)
 
 
 def _has(module: str) -> bool:

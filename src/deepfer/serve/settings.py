@@ -102,7 +102,7 @@ class ServeSettings:
             return False
 
     def detector_options(self) -> dict[str, object]:
-        """The options of :func:`deepfer.inference.detect.create_detector` for :attr:`detector`."""
+        """The options of :func:`deepfer.vision.detect.create_detector` for :attr:`detector`."""
         options: dict[str, object] = {"work_width": self.detect_width or None}
         if self.detector == "haar":
             options["scale_factor"] = self.detect_step

@@ -12,19 +12,15 @@ server never opens a path a client sends.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import tempfile
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PIL import Image, UnidentifiedImageError
-
 from deepfer.errors import DataError
-from deepfer.inference.images import Picture, from_pil
 from deepfer.serve.errors import HTTPError, too_large, unsupported
 from deepfer.serve.settings import ServeSettings
+from deepfer.vision import Picture, TooLarge, from_bytes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -295,31 +291,22 @@ async def receive_upload(request: Request, settings: ServeSettings) -> Upload:
 
 
 def decode(upload: Upload, settings: ServeSettings, keep_color: bool = False) -> Picture:
-    """The upload's pixels as a :class:`~deepfer.inference.images.Picture`, decoded by the sniffed
+    """The upload's pixels as a :class:`~deepfer.vision.pictures.Picture`, decoded by the sniffed
     format's decoder only, after its width and height were checked against the limits.
 
     Raises:
-        HTTPError: 413 for an image larger than ``max_pixels`` or ``max_side``.
+        HTTPError: 413 for an image larger than ``max_pixels`` or ``max_side`` (or a possible
+            decompression bomb).
         DataError: the bytes are not a valid image of their format (truncated, corrupt).
     """
     where = upload.filename or "upload"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(upload.data), formats=[upload.format]) as im:
-                w, h = im.size
-                if w * h > settings.max_pixels or max(w, h) > settings.max_side:
-                    raise too_large(f"image of {w}x{h} pixels is larger than the limit "
-                                    f"({settings.max_pixels:,} pixels, {settings.max_side} px a side)")
-                return from_pil(im, keep_color, where)
-    except (HTTPError, DataError):
+        return from_bytes(upload.data, where, keep_color, formats=[upload.format],
+                          max_pixels=settings.max_pixels, max_side=settings.max_side)
+    except TooLarge as exc:
+        raise too_large(str(exc)) from None
+    except DataError:
         raise
-    except UnidentifiedImageError:
-        raise DataError(f"{where}: not a valid {upload.format} image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise too_large(f"{where}: image too large, refused as a possible decompression bomb") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise DataError(f"{where}: cannot decode {upload.format} image ({' '.join(str(exc).split())})") from None
     except Exception as exc:  # a decoder bug on one odd file is still the file's fault: 400, not 500
         log.warning("decoding an uploaded %s image failed", upload.format, exc_info=True)
         raise DataError(f"{where}: cannot decode {upload.format} image ({type(exc).__name__})") from None

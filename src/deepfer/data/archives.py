@@ -1,4 +1,5 @@
-"""Read the files of a dataset from a folder, a ``.zip`` or a ``.tar(.gz)`` through one interface.
+"""Archive members: the files of a dataset read from a folder, a ``.zip`` or a ``.tar(.gz)``
+through one interface.
 
 Readers match member names with patterns, so a dataset packed under an extra top-level folder
 (``fer2013/train/...``) is found as well as one packed at the root.
@@ -7,6 +8,7 @@ Readers match member names with patterns, so a dataset packed under an extra top
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 import zipfile
 import zlib
@@ -72,6 +74,17 @@ def iter_members(
                 raise DataError(f"{path}: archive is truncated or corrupt ({exc})") from None
     else:
         raise DataError(f"{path}: expected a folder, .zip, .tar or .tar.gz")
+
+
+def iter_matches(
+    path: Path, pattern: re.Pattern[str]
+) -> Iterator[tuple[str, re.Match[str], Callable[[], bytes]]]:
+    """:func:`iter_members` for the members whose name ``pattern`` finds (``pattern.search``):
+    ``(name, match, read)``, so that a reader parses each name once."""
+    for name, read in iter_members(path, lambda n: pattern.search(n) is not None):
+        m = pattern.search(name)
+        if m is not None:  # always: iter_members kept only these names
+            yield name, m, read
 
 
 def _junk(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Landmark blocks (deepfer.data.landmarks): the box and coverage arithmetic on synthetic points,
+"""Landmark blocks (deepfer.vision.landmarks): the box and coverage arithmetic on synthetic points,
 the errors, and dlib's predictor on real CK+48 faces when both dlib and ../shared are there."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from data_fixtures import SHARED
+from vision_helpers import SHARED
 
-from deepfer.data.landmarks import (
+from deepfer.vision.landmarks import (
     BLOCK_POINTS,
     Landmarker,
     block_boxes_from_points,

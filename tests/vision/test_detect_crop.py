@@ -8,19 +8,18 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfer.data.imageio import resize
 from deepfer.errors import DeepferError
-from deepfer.inference.crop import (
+from deepfer.vision.crop import (
     FRAMINGS,
-    Detection,
     Framing,
     crop_face,
     crop_faces,
     crop_square,
     whole_image,
 )
-from deepfer.inference.detect import HaarDetector, create_detector, list_detectors
-from deepfer.inference.images import read_image
+from deepfer.vision.detect import HaarDetector, create_detector, list_detectors
+from deepfer.vision.geometry import Detection
+from deepfer.vision.pictures import read_image, resize
 
 # Eileen Collins' face in the 512x512 astronaut photo, measured once by eye and by both detectors.
 FACE = (174, 64, 98, 98)
@@ -95,7 +94,7 @@ def test_eye_landmarks_level_a_tilted_face() -> None:
     left, right = (70.0, 83.0), (130.0, 117.6)
     for x, y in (left, right):
         cv2.circle(gray, (round(x), round(y)), 6, 255, -1)
-    crop = crop_face(gray, Detection((50, 50, 100, 100), eyes=(left, right)), Framing(1.0), 100)
+    crop = crop_face(gray, Detection((50, 50, 100, 100), landmarks=(left, right)), Framing(1.0), 100)
     ys, xs = np.nonzero(crop > 128)
     lhs, rhs = ys[xs < 50].mean(), ys[xs >= 50].mean()
     assert abs(lhs - rhs) < 1.5  # level after alignment

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from infer_helpers import noise
+from vision_helpers import noise
 from PIL import Image
 
-from deepfer.data.imageio import decode_gray
+from deepfer.data.faces import decode_stored
 from deepfer.errors import DataError
-from deepfer.inference.images import from_array, from_pil, read_image, to_picture
+from deepfer.vision.pictures import TooLarge, from_array, from_bytes, from_pil, read_image, to_picture
 
 
 def _save(path: Path, im: Image.Image, **kw) -> Path:
@@ -36,7 +36,7 @@ def test_gray_pixels_equal_the_training_reader(tmp_path: Path, mode: str, fmt: s
         im = rgb.convert(mode)
     path = _save(tmp_path / f"x.{fmt.lower()}", im, format=fmt)
     pic = read_image(path, keep_color=True)
-    np.testing.assert_array_equal(pic.gray, decode_gray(path.read_bytes(), str(path)))
+    np.testing.assert_array_equal(pic.gray, decode_stored(path.read_bytes(), str(path)))
     assert pic.gray.dtype == np.uint8 and pic.gray.shape == (40, 30)
     assert pic.color().shape == (40, 30, 3)
 
@@ -153,3 +153,65 @@ def test_bad_arrays_raise(bad: np.ndarray, message: str) -> None:
 def test_unsupported_object() -> None:
     with pytest.raises(DataError, match="expected an image path"):
         to_picture(42)  # type: ignore[arg-type]
+
+
+# -- one decoder: bytes, the readers' as-stored pixels, the server's limits -----------------------------
+
+def _encoded(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_bytes_decode_like_the_file(tmp_path: Path) -> None:
+    im = Image.fromarray(noise((12, 9, 3)))
+    path = _save(tmp_path / "x.png", im)
+    data = path.read_bytes()
+    np.testing.assert_array_equal(from_bytes(data, "x.png").gray, read_image(path).gray)
+    np.testing.assert_array_equal(to_picture(data, keep_color=True).bgr, read_image(path, keep_color=True).bgr)
+
+
+def test_as_stored_keeps_what_the_dataset_readers_always_read(tmp_path: Path) -> None:
+    a = np.zeros((10, 20, 4), np.uint8)
+    a[..., 0] = 200  # red everywhere, transparent on the right half
+    a[:, :10, 3] = 255
+    rgba = _encoded(Image.fromarray(a, "RGBA"), "PNG")
+    assert (from_bytes(rgba).gray[:, 10:] == 255).all()  # a photo: over white
+    assert (from_bytes(rgba, as_stored=True).gray == 60).all()  # stored: convert('L'), alpha ignored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = _encoded(Image.fromarray(np.zeros((10, 20), np.uint8)), "PNG", exif=exif)
+    assert from_bytes(rotated).gray.shape == (20, 10)
+    assert from_bytes(rotated, as_stored=True).gray.shape == (10, 20)
+    assert read_image(_save(tmp_path / "r.png", Image.open(io.BytesIO(rotated))), as_stored=True).gray.shape == (10, 20)
+
+
+def test_limits_raise_too_large_before_decoding() -> None:
+    png = _encoded(Image.new("L", (300, 20)), "PNG")
+    with pytest.raises(TooLarge, match=r"up.png: image of 300x20 pixels is too large \(limit 5,000 pixels, 400 px a side\)"):
+        from_bytes(png, "up.png", max_pixels=5_000, max_side=400)
+    with pytest.raises(TooLarge, match="300x20"):
+        from_bytes(png, max_side=200)
+    assert from_bytes(png, max_pixels=6_000, max_side=300).size == (300, 20)
+    with pytest.raises(TooLarge, match="decompression bomb"):
+        from_bytes(_png_header_only(100_000, 100_000), "bomb.png")
+    assert issubclass(TooLarge, DataError)
+
+
+def test_formats_allow_only_the_named_decoder() -> None:
+    png = _encoded(Image.new("L", (4, 4)), "PNG")
+    assert from_bytes(png, formats=["PNG"]).size == (4, 4)
+    with pytest.raises(DataError, match="^x.jpg: not a valid JPEG image$"):
+        from_bytes(png, "x.jpg", formats=["JPEG"])
+    big = _encoded(Image.fromarray(noise((64, 64))), "PNG")
+    with pytest.raises(DataError, match=r"^cut.png: cannot decode PNG image \("):
+        from_bytes(big[: len(big) // 2], "cut.png", formats=["PNG"])
+
+
+def test_one_message_for_what_is_not_an_image() -> None:
+    with pytest.raises(DataError) as err:
+        from_bytes(b"hello, not an image", "notes.txt")
+    # both what the readers said ("cannot decode image") and what predict said ("not an image")
+    assert str(err.value) == "notes.txt: cannot decode image (not an image, or an unsupported image format)"
+    with pytest.raises(DataError, match="^e.png: empty file$"):
+        from_bytes(b"", "e.png")

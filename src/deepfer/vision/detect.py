@@ -1,17 +1,22 @@
-"""Face detectors that work offline from what pip packages ship.
+"""Face detectors behind one protocol, and the registry that names them.
 
-``haar`` (the default) is OpenCV's frontal-face Haar cascade, which ``opencv-python-headless``
-ships in ``cv2.data.haarcascades``. ``dlib`` is dlib's HOG + linear SVM detector, whose model is
-compiled into the ``dlib`` module (``pip install 'deepfer[dlib]'``, which installs ``dlib-bin``).
-Neither gives eye landmarks, so crops are not rotated (:class:`~deepfer.inference.crop.Detection`
-carries eyes for detectors that do).
+A detector returns :class:`~deepfer.vision.geometry.Detection` objects: a box, a score where it has
+one, and landmark points where it gives them (the eyes first, then nose and mouth corners, in the
+order of :data:`~deepfer.vision.geometry.LANDMARKS`); :mod:`deepfer.vision.crop` levels the eyes
+of a face that has them. Each detector carries the :class:`~deepfer.vision.crop.Framing` that turns
+its boxes into FER2013-like crops.
+
+Two ship, both offline from what pip packages install. ``haar`` (the default) is OpenCV's
+frontal-face Haar cascade, which ``opencv-python-headless`` ships in ``cv2.data.haarcascades``.
+``dlib`` is dlib's HOG + linear SVM detector, whose model is compiled into the ``dlib`` module
+(``pip install 'deepfer[dlib]'``, which installs ``dlib-bin``). Neither gives landmarks or scores,
+so their crops are not rotated.
 
 Both run on a grayscale copy shrunk to ``work_width`` pixels wide (320 by default; smaller
 images are not enlarged) and map the boxes back: a 640x480 photo is searched at 320x240, which is
 what keeps detection at a few milliseconds. ``benchmarks/bench_inference.py`` measures recall and
 speed of each on JAFFE.
 """
-
 from __future__ import annotations
 
 import logging
@@ -23,21 +28,29 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
-from deepfer.inference.crop import FRAMINGS, Detection, Framing
+from deepfer.vision.crop import FRAMINGS, Framing
+from deepfer.vision.geometry import Detection
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DETECTORS", "DlibDetector", "FaceDetector", "HaarDetector", "create_detector", "list_detectors"]
+__all__ = ["DETECTORS", "Detection", "DlibDetector", "FaceDetector", "HaarDetector", "create_detector",
+           "list_detectors"]
 
 
 class FaceDetector(Protocol):
-    """What the recognizer needs from a detector."""
+    """What predict, explain, the server and the JAFFE reader need from a detector.
+
+    Attributes:
+        name: the registry name (``haar``, ``dlib``).
+        framing: how its boxes relate to a FER2013 frame (:data:`~deepfer.vision.crop.FRAMINGS`).
+    """
 
     name: str
     framing: Framing
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
-        """Faces in a uint8 (H, W) image, largest first, boxes in the image's pixels."""
+        """Faces in a uint8 (H, W) image, largest first; boxes (and landmarks, where the detector
+        gives them) in the image's pixels."""
         ...
 
 
@@ -93,6 +106,7 @@ class HaarDetector:
         self.min_size = min_size
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
+        """Faces in a uint8 (H, W) image, largest first."""
         small, back = _shrink(gray, self.work_width)
         boxes = self.classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
                                                  minNeighbors=self.min_neighbors,
@@ -126,6 +140,7 @@ class DlibDetector:
         self.upsample = upsample
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
+        """Faces in a uint8 (H, W) image, largest first."""
         small, back = _shrink(gray, self.work_width)
         h, w = small.shape
         boxes = []
@@ -147,7 +162,22 @@ def list_detectors() -> list[str]:
 
 
 def create_detector(name: str = "haar", **options: Any) -> FaceDetector:
-    """Build a detector by name (``haar`` or ``dlib``) with its options."""
+    """Build a detector by name with its options.
+
+    Args:
+        name: ``haar`` or ``dlib`` (see :func:`list_detectors`).
+        options: the detector's keyword arguments (``work_width``, ``min_size``, ...).
+
+    Returns:
+        The detector.
+
+    Raises:
+        DeepferError: an unknown name, or a detector whose package is missing.
+
+    Example:
+        >>> create_detector("haar", work_width=None).framing
+        Framing(scale=1.03, dx=0.0, dy=0.0)
+    """
     try:
         factory = DETECTORS[name]
     except KeyError:

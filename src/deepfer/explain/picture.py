@@ -1,0 +1,109 @@
+"""Explain one picture: find and crop its faces with :mod:`deepfer.vision` exactly as inference
+does, run the requested methods on the crops, and give one :class:`FaceMaps` per face. Both
+``deepfer explain`` (:func:`~deepfer.explain.images.explain_faces`) and the server's
+``/v1/explain`` call :func:`explain_picture`; :func:`deepfer.vision.crop.uncrop` lays a face's map
+back onto the photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from deepfer.explain.base import Explanation
+from deepfer.explain.methods import HEATMAP_METHODS, explain
+from deepfer.explain.stn_view import StnView, stn_view
+from deepfer.vision import Box, Detection, FaceDetector, Picture, face_crops
+
+__all__ = ["FaceMaps", "explain_picture"]
+
+
+@dataclass(frozen=True)
+class FaceMaps:
+    """The explanations of one face.
+
+    Attributes:
+        detection: the detector's find (box, landmarks); the whole image without detection.
+        crop: uint8 (H, W), the face exactly as the model saw it.
+        label: the predicted class; ``score`` its probability.
+        target: the class the maps explain (the predicted one unless a target was given).
+        heatmaps: method -> float32 (H, W) map in [0, 1].
+        flips: occlusion's (H, W) fraction of covering patches that changed the prediction, or None.
+        stn: the spatial transformer's view of this face (one-face :class:`StnView`), or None.
+        png: the figure written for this face, or None.
+    """
+
+    detection: Detection
+    crop: np.ndarray
+    label: str
+    score: float
+    target: str
+    heatmaps: dict[str, np.ndarray]
+    flips: np.ndarray | None = None
+    stn: StnView | None = None
+    png: Path | None = None
+
+    @property
+    def box(self) -> Box:
+        """(x, y, w, h) of the detector's box in the image (the whole image without detection)."""
+        return self.detection.box
+
+
+def explain_picture(net: nn.Module, names: Sequence[str], picture: Picture, detector: FaceDetector | None,
+                    methods: Sequence[str] = ("occlusion",), target: int | None = None,
+                    lock: AbstractContextManager[Any] | None = None, **options: Any) -> list[FaceMaps]:
+    """Explain every face of one picture.
+
+    Args:
+        net: a deepfer model (see :func:`~deepfer.explain.load_explainable`).
+        names: its class names.
+        picture: the image.
+        detector: finds the faces (its framing crops them); ``None``: the whole image is one face
+            crop, resized like the datasets' images.
+        methods: any of ``occlusion``, ``saliency``, ``gradcam``, ``stn`` (checked by the caller).
+        target: explain this class index instead of each face's predicted class.
+        lock: held while the model runs (the server's guard: Grad-CAM hooks the shared module);
+            detection and cropping run outside it.
+        options: occlusion settings (``patch``, ``stride``, ``fill``).
+
+    Returns:
+        One :class:`FaceMaps` per face, largest first; empty when no face is found.
+    """
+    dets, crops = face_crops(picture, detector, net.config.input_size)
+    if not len(crops):
+        return []
+    with lock if lock is not None else nullcontext():
+        return _explain_crops(net, names, crops, dets, methods, target, **options)
+
+
+def _explain_crops(net: nn.Module, names: Sequence[str], crops: np.ndarray, detections: Sequence[Detection],
+                   methods: Sequence[str], target: int | None = None, **options: Any) -> list[FaceMaps]:
+    results: dict[str, Explanation] = {m: explain(net, crops, m, target=target, **options)
+                                       for m in methods if m in HEATMAP_METHODS}
+    view = stn_view(net, crops) if "stn" in methods else None
+    if results:
+        first = next(iter(results.values()))
+        probs, targets = first.probs, first.targets
+    else:
+        from deepfer.classify import predict_proba
+
+        probs = predict_proba(net, crops)
+        targets = probs.argmax(1) if target is None else np.full(len(crops), target)
+    faces = []
+    occ = results.get("occlusion")
+    for i in range(len(crops)):
+        pred = int(probs[i].argmax())
+        faces.append(FaceMaps(
+            detection=detections[i], crop=crops[i], label=names[pred], score=float(probs[i, pred]),
+            target=names[int(targets[i])],
+            heatmaps={m: r.heatmaps[i] for m, r in results.items()},
+            flips=occ.flips[i] if occ is not None and occ.flips is not None else None,
+            stn=None if view is None else StnView(view.theta[i : i + 1], view.warped[i : i + 1], view.grid[i : i + 1]),
+        ))
+    return faces

@@ -1,0 +1,53 @@
+"""Pictures and faces, below both the dataset readers and the product: decode any image into a
+:class:`Picture`, find faces (boxes, scores, landmarks), crop them framed like FER2013 faces and
+lay a crop's map back onto the photo. Never imports :mod:`deepfer.inference`, :mod:`deepfer.explain`,
+:mod:`deepfer.serve`, :mod:`deepfer.train` or the CLI.
+
+Example:
+    >>> from deepfer.vision import create_detector, face_crops, read_image
+    >>> pic = read_image("photo.jpg")  # doctest: +SKIP
+    >>> detections, crops = face_crops(pic, create_detector("haar"), 48)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from deepfer.vision.crop import (
+    FRAMINGS,
+    Framing,
+    crop_face,
+    crop_faces,
+    crop_square,
+    crop_transform,
+    uncrop,
+    whole_image,
+)
+from deepfer.vision.detect import (
+    DETECTORS,
+    DlibDetector,
+    FaceDetector,
+    HaarDetector,
+    create_detector,
+    list_detectors,
+)
+from deepfer.vision.faces import detect_faces, face_crops
+from deepfer.vision.geometry import LANDMARKS, Box, Detection, Point
+from deepfer.vision.pictures import (
+    MAX_PIXELS,
+    ColorOrder,
+    ImageInput,
+    Picture,
+    TooLarge,
+    from_array,
+    from_bytes,
+    from_pil,
+    read_image,
+    resize,
+    to_picture,
+)
+
+__all__ = [
+    "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
+    "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
+    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "from_array",
+    "from_bytes", "from_pil", "list_detectors", "read_image", "resize", "to_picture", "uncrop", "whole_image",
+]

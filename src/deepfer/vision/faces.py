@@ -1,0 +1,47 @@
+"""From a picture to the model's face crops: detect, then crop with the detector's framing. The one
+path that ``deepfer predict``, ``deepfer explain``, the server and the JAFFE reader share, so a
+face is cropped the same way wherever it is read."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepfer.vision.crop import crop_faces, whole_image
+from deepfer.vision.detect import FaceDetector
+from deepfer.vision.geometry import Detection
+from deepfer.vision.pictures import Picture
+
+__all__ = ["detect_faces", "face_crops"]
+
+
+def detect_faces(picture: Picture, detector: FaceDetector | None) -> list[Detection]:
+    """The faces of a picture, largest first; without a detector, one face: the whole image."""
+    if detector is None:
+        w, h = picture.size
+        return [Detection((0, 0, w, h))]
+    return detector.detect(picture.gray)
+
+
+def face_crops(picture: Picture, detector: FaceDetector | None, size: int) -> tuple[list[Detection], np.ndarray]:
+    """The detections of a picture and their uint8 (N, size, size) crops, exactly as the model sees
+    them.
+
+    Args:
+        picture: the image.
+        detector: finds the faces; ``None``: the whole image is one face, resized like the
+            datasets' images (``--no-detect``).
+        size: the model's input side.
+
+    Returns:
+        The detections (largest first) and their crops, in the same order.
+
+    Example:
+        >>> pic = Picture(np.zeros((60, 80), np.uint8))
+        >>> dets, crops = face_crops(pic, None, 48)
+        >>> dets[0].box, crops.shape
+        ((0, 0, 80, 60), (1, 48, 48))
+    """
+    dets = detect_faces(picture, detector)
+    if detector is None:
+        return dets, whole_image(picture.gray, size)
+    return dets, crop_faces(picture.gray, dets, detector.framing, size)
