@@ -173,7 +173,7 @@ def _explain_crops(net: nn.Module, names: list[str], crops: np.ndarray, boxes: l
         first = next(iter(results.values()))
         probs, targets = first.probs, first.targets
     else:
-        from deepfer.classify import predict_proba
+        from deepfer.models.predict import predict_proba
 
         probs = predict_proba(net, crops)
         targets = probs.argmax(1) if target is None else np.full(len(crops), target)

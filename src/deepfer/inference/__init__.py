@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from deepfer.inference.classifier import Classifier, EnsembleClassifier, TorchClassifier, load_classifier
+from deepfer.inference.classifier import load_classifier
 from deepfer.inference.crop import FRAMINGS, Detection, Framing, crop_face, crop_faces
 from deepfer.inference.detect import (
     DlibDetector,
@@ -27,6 +27,7 @@ from deepfer.inference.detect import (
 from deepfer.inference.export import export_onnx, export_onnx_bytes
 from deepfer.inference.images import Picture, from_array, from_pil, read_image
 from deepfer.inference.recognizer import Face, Recognizer, Result
+from deepfer.models.classifier import Classifier, EnsembleClassifier, TorchClassifier
 
 
 def sample_image() -> Path:

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from deepfer.errors import DeepferError
-from deepfer.inference.classifier import Classifier, load_classifier
+from deepfer.inference.classifier import load_classifier
 from deepfer.inference.crop import FRAMINGS, Box, Detection, crop_faces, whole_image
 from deepfer.inference.detect import FaceDetector, create_detector
 from deepfer.inference.images import (
@@ -35,6 +35,7 @@ from deepfer.inference.images import (
 )
 from deepfer.inference.sources import Source, expand
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
+from deepfer.models.classifier import Classifier
 
 if TYPE_CHECKING:
     import pandas as pd
