@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from deepfer.models import create_model
-from deepfer.models.checkpoint import read_checkpoint
 from deepfer.train.augment import Augment
 from deepfer.train.config import TrainConfig, load_config
 from deepfer.train.eac import ErasingAttentionConsistency
 from deepfer.train.evaluate import evaluate
 from deepfer.train.loop import _loss, _optimizer, prepare_batch
 from deepfer.train.mix import BatchMixer
+from deepfer.weights import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name  # noqa: E402
@@ -143,8 +143,8 @@ def assess(v: Variant, runs_root: Path, cache: dict[str, dict[str, Any]] | None 
         if hit is not None and hit["fingerprint"] == fp:
             row["seeds"].append({**hit, "epochs_run": epochs, "train_images_per_s": speed})
             continue
-        ckpt = read_checkpoint(run / "best.pt")
-        info = ckpt["info"]
+        ckpt = load_checkpoint(run / "best.pt")
+        info = ckpt.info
         seed = int(info["train_config"]["seed"])
         rep = evaluate([str(run / "best.pt")], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol, "test",
                        seed=seed, dataset_options=_eval_options(v.cfg))
@@ -152,7 +152,7 @@ def assess(v: Variant, runs_root: Path, cache: dict[str, dict[str, Any]] | None 
         # chosen on validation is chosen on one yardstick whatever labels it trained on.
         val_rep = evaluate([str(run / "best.pt")], v.cfg.dataset, _data_path(v.cfg), v.cfg.protocol, "val",
                        seed=seed, dataset_options=_eval_options(v.cfg))
-        model = create_model(ckpt["model"]["name"], **{k: val for k, val in ckpt["model"].items() if k != "name"})
+        model = ckpt.build()
         seed_row = {"seed": seed, "run": str(run), "fingerprint": fp, "epochs_run": epochs,
                     "best_epoch": info["best_epoch"], "val_accuracy": val_rep["accuracy"],
                     "val_accuracy_as_trained": info["val_accuracy"],

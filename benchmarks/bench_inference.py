@@ -39,16 +39,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepfer.classify import predict_proba
 from deepfer.errors import DeepferError, ModelError
 from deepfer.inference import Recognizer
 from deepfer.inference.export import export_onnx_bytes
 from deepfer.inference.onnx_backend import OnnxClassifier
 from deepfer.labels import FER7, JAFFE_CODES
 from deepfer.models import create_model
-from deepfer.models.checkpoint import atomic_save, load_model, model_payload
+from deepfer.models.checkpoint import Checkpoint
+from deepfer.models.predict import predict_proba
 from deepfer.vision import Framing, create_detector, crop_faces, read_image
-from deepfer.weights import resolve
+from deepfer.weights import load_pretrained, resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name  # noqa: E402
@@ -238,7 +238,7 @@ def bench_framing(checkpoint: Path | None, photos: list[np.ndarray], y: np.ndarr
             print(f"framing {name} {side}px: {rows[f'face_{side}px']}")
         out["fer2013_redetection"][name] = rows
     if checkpoint is not None:
-        model, _ = load_model(checkpoint)
+        model = Checkpoint.load(checkpoint).build()
         for name in ("haar", "dlib"):
             try:
                 det = create_detector(name)
@@ -276,8 +276,8 @@ def main() -> None:
         trained = False
         checkpoint = tmp / "random.pt"
         torch.manual_seed(0)
-        atomic_save(model_payload(create_model("deep-emotion").eval(), list(FER7)), checkpoint)
-    model, ckpt = load_model(checkpoint)
+        Checkpoint.from_model(create_model("deep-emotion").eval(), FER7).save(checkpoint)
+    model, ckpt = load_pretrained(checkpoint)
     onnx = export_onnx_bytes(model, ckpt)
     _, photos, y = jaffe_photos(Path(args.jaffe))
 
@@ -287,9 +287,9 @@ def main() -> None:
                     "python": platform.python_version(), "torch": torch.__version__,
                     "onnxruntime": __import__("onnxruntime").__version__, "opencv": cv2.__version__,
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-        "model": {"checkpoint": str(checkpoint), "architecture": ckpt["model"]["name"], "trained": trained,
-                  "epoch": ckpt.get("info", {}).get("epoch"),
-                  "val_accuracy": ckpt.get("info", {}).get("val_accuracy")},
+        "model": {"checkpoint": str(checkpoint), "architecture": ckpt.config.name, "trained": trained,
+                  "epoch": ckpt.info.get("epoch"),
+                  "val_accuracy": ckpt.info.get("val_accuracy")},
         "detectors": bench_detectors(photos),
         "end_to_end": bench_end_to_end(checkpoint, photos, onnx, tmp),
         "throughput": bench_throughput(model, onnx),

@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfer.classify import predict_proba
 from deepfer.data import load_dataset, split
-from deepfer.labels import EMOTION_INDEX
-from deepfer.models.checkpoint import load_model, read_checkpoint
+from deepfer.labels import map_to_model
+from deepfer.models.classifier import TorchClassifier, weighted_mean
 from deepfer.train.ensemble import greedy_selection, weights_of
 from deepfer.train.metrics import classification_report
-from deepfer.weights import _shipped
+from deepfer.weights import _shipped, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name, write_report  # noqa: E402
@@ -53,10 +52,10 @@ def candidates(dataset: str, runs: Path, exclude: Sequence[str] = ()) -> dict[st
     whose folder under ``runs`` matches a pattern of ``exclude`` (``fnmatch``) are left out."""
     found: dict[str, Path] = {}
     for name, p in _shipped().items():
-        if p.is_file() and read_checkpoint(p)["info"].get("dataset") == dataset:
+        if p.is_file() and load_checkpoint(p).info.get("dataset") == dataset:
             found[name] = p
     for p in sorted(runs.glob("**/best.pt")):
-        info = read_checkpoint(p)["info"]
+        info = load_checkpoint(p).info
         if info.get("dataset") != dataset or p.parent.name.startswith("fold"):
             continue
         name = str(p.parent.relative_to(runs))
@@ -70,14 +69,14 @@ def candidates(dataset: str, runs: Path, exclude: Sequence[str] = ()) -> dict[st
 
 def latency_ms(path: Path, size: int, calls: int = 100) -> float:
     """Median single-face latency of one model (batch 1), in ms."""
-    model, _ = load_model(path)
+    clf = TorchClassifier.from_checkpoint(load_checkpoint(path), batch_size=512)
     face = np.random.default_rng(0).integers(0, 256, (1, size, size), dtype=np.uint8)
     for _ in range(10):
-        predict_proba(model, face)
+        clf.predict_proba(face)
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        predict_proba(model, face)
+        clf.predict_proba(face)
         times.append(1000 * (time.perf_counter() - t0))
     return float(np.median(times))
 
@@ -93,22 +92,27 @@ def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int,
     fold = split(data, "official", 0).folds[0]
     names, probs, labels = list(cands), {}, None
     for name in names:
-        model, ckpt = load_model(cands[name])
+        ckpt = load_checkpoint(cands[name])
         if labels is None:
-            labels = ckpt["labels"]
-        elif ckpt["labels"] != labels:
-            print(f"{name}: labels {ckpt['labels']} differ from {labels}; left out", file=sys.stderr)
+            labels = list(ckpt.labels)
+        elif list(ckpt.labels) != labels:
+            print(f"{name}: labels {list(ckpt.labels)} differ from {labels}; left out", file=sys.stderr)
             continue
-        probs[name] = {"val": {False: predict_proba(model, data.images[fold.val])},  # selection: no TTA
-                       "test": {tta: predict_proba(model, data.images[fold.test], tta=tta) for tta in (False, True)}}
+        # The classifiers `deepfer predict` and `deepfer evaluate` use, with and without flip TTA.
+        model = ckpt.build()
+        clf = {tta: TorchClassifier(model, labels, batch_size=512, tta=tta) for tta in (False, True)}
+        probs[name] = {"val": {False: clf[False].predict_proba(data.images[fold.val])},  # selection: no TTA
+                       "test": {tta: clf[tta].predict_proba(data.images[fold.test]) for tta in (False, True)}}
         print(f"{dataset}: {name} scored", file=sys.stderr)
     names = list(probs)
-    assert labels is not None
-    lut = {EMOTION_INDEX[n]: i for i, n in enumerate(labels)}
-    y = {part: np.array([lut[int(c)] for c in data.labels[idx]]) for part, idx in (("val", fold.val), ("test", fold.test))}
+    if labels is None:
+        print(f"{dataset}: no candidate could be scored", file=sys.stderr)
+        return None
+    y = {part: map_to_model(data.labels[idx], labels) for part, idx in (("val", fold.val), ("test", fold.test))}
 
     def report(w: np.ndarray, part: str, tta: bool) -> dict[str, Any]:
-        mean = sum(wi * probs[n][part][tta] for wi, n in zip(w, names) if wi > 0)
+        # Averaged as EnsembleClassifier averages (the members' probabilities are computed once, above).
+        mean = weighted_mean([probs[n][part][tta] for n in names], w)
         return classification_report(y[part], mean.argmax(1), labels)
 
     singles = []
@@ -119,7 +123,7 @@ def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int,
     chosen = greedy_selection([probs[n]["val"][False] for n in names], y["val"], max_size)
     w = weights_of(chosen, len(names))
     members = [n for n, wi in zip(names, w) if wi > 0]
-    size = read_checkpoint(cands[members[0]])["preprocess"]["size"]
+    size = load_checkpoint(cands[members[0]]).preprocess.size
     lat = {n: latency_ms(cands[n], size) for n in members}
     best_single = max(singles, key=lambda s: s["val"])
     return {

@@ -27,8 +27,7 @@ from deepfer.data import load_dataset, split
 from deepfer.errors import DeepferError
 from deepfer.explain import compare_deletion, explain, load_explainable
 from deepfer.labels import EMOTION_INDEX
-from deepfer.models.checkpoint import read_checkpoint
-from deepfer.weights import resolve
+from deepfer.weights import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model, names = load_explainable(args.weights)
-        info = read_checkpoint(resolve(args.weights)).get("info", {})
+        info = load_checkpoint(args.weights).info
     except DeepferError as exc:
         print(f"faithfulness: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,8 @@ model card written from the checkpoint's own metadata and a fresh evaluation.
 
 RUN_DIR holds best.pt (or fold<i>/best.pt for k-fold protocols). The card records the training
 data, protocol, the validation accuracy the epoch was selected on, the test accuracy measured
-here, the command that trained it and the training time on this machine.
+here, the command that trained it and the training time on this machine. The package's
+``weights/SHA256SUMS`` is rewritten to list the new files' digests.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from deepfer.models.checkpoint import inference_copy, read_checkpoint
+from deepfer.models.checkpoint import Checkpoint
 from deepfer.train.evaluate import evaluate
+from deepfer.weights import write_sums
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "deepfer" / "weights"
 REPORTS = Path(__file__).resolve().parents[1] / "benchmarks" / "reports"
@@ -37,10 +39,10 @@ def keep_logs(run: Path, name: str, fold_ckpts: list[Path]) -> None:
             shutil.copyfile(log, dst / (f"{ckpt.parent.name}.csv" if fold_ckpts else "log.csv"))
 
 
-def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
-    info = ckpt["info"]
+def card(name: str, ckpt: Checkpoint, report: dict, config: str, folds: int) -> str:
+    info = ckpt.info
     cfg = info["train_config"]
-    params = sum(v.numel() for k, v in ckpt["state_dict"].items() if "running" not in k and "num_batches" not in k)
+    params = sum(v.numel() for k, v in ckpt.state_dict.items() if "running" not in k and "num_batches" not in k)
     acc = f"{100 * report['accuracy']:.2f}%"
     if folds > 1:
         acc += f" ± {100 * report['accuracy_std']:.2f} (mean ± std over {folds} folds)"
@@ -54,9 +56,9 @@ def card(name: str, ckpt: dict, report: dict, config: str, folds: int) -> str:
     lines = [
         f"# {name}",
         "",
-        f"- architecture: `{ckpt['model']['name']}` ({params:,} parameters), input {ckpt['preprocess']['size']}x"
-        f"{ckpt['preprocess']['size']} grayscale, normalised (x/255 - {ckpt['model']['mean']}) / {ckpt['model']['std']}",
-        f"- labels (output order): {', '.join(ckpt['labels'])}",
+        f"- architecture: `{ckpt.config.name}` ({params:,} parameters), input {ckpt.preprocess.size}x"
+        f"{ckpt.preprocess.size} grayscale, normalised (x/255 - {ckpt.config.mean}) / {ckpt.config.std}",
+        f"- labels (output order): {', '.join(ckpt.labels)}",
         f"- training data: `{cfg['dataset']}` from `{cfg['data']}`, protocol `{cfg['protocol']}`; {init}",
         f"- model selection: the epoch with the best validation accuracy ({100 * info['val_accuracy']:.2f}% at epoch "
         f"{info['best_epoch']}" + (", fold 0" if folds > 1 else "") + "); the test split was never used for selection",
@@ -91,20 +93,23 @@ def main() -> None:
     fold_ckpts = sorted(run.glob("fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
     if args.report_only:
         target = run
-        first = read_checkpoint(fold_ckpts[0] if fold_ckpts else run / "best.pt")
+        first = Checkpoint.load(fold_ckpts[0] if fold_ckpts else run / "best.pt")
     elif fold_ckpts:
         dst_dir = WEIGHTS / args.name
         if dst_dir.exists():
             shutil.rmtree(dst_dir)
         for p in fold_ckpts:
             (dst_dir / p.parent.name).mkdir(parents=True)
-            inference_copy(p, dst_dir / p.parent.name / "best.pt", half=not args.float32)
+            Checkpoint.load(p).for_inference(half=not args.float32).save(dst_dir / p.parent.name / "best.pt")
         target = dst_dir
-        first = read_checkpoint(fold_ckpts[0])
+        first = Checkpoint.load(fold_ckpts[0])
+        write_sums(WEIGHTS)
     else:
         target = WEIGHTS / f"{args.name}.pt"
-        first = inference_copy(run / "best.pt", target, half=not args.float32)  # what was written
-    cfg = first["info"]["train_config"]
+        first = Checkpoint.load(run / "best.pt").for_inference(half=not args.float32)  # what is written
+        first.save(target)
+        write_sums(WEIGHTS)
+    cfg = first.info["train_config"]
     options = {**cfg.get("dataset_options", {})}
     if cfg["dataset"] == "ferplus":
         options["labels"] = "majority"  # FER+ is tested on its majority-vote labels, whatever it trained on
@@ -120,7 +125,7 @@ def main() -> None:
         tta = evaluate([str(target)], cfg["dataset"], cfg["data"], cfg["protocol"], seed=cfg["seed"],
                        dataset_options=options, tta=True)
         (REPORTS / f"{args.name}.json").write_text(json.dumps({"name": args.name, "config": args.config,
-                                                               "train_info": first["info"], "report": report,
+                                                               "train_info": first.info, "report": report,
                                                                "report_tta": tta}, indent=1))
         print(f"wrote {REPORTS / args.name}.json")
     else:

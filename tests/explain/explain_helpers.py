@@ -42,7 +42,7 @@ def train_region_model(name: str = "deep-emotion", use_stn: bool = False, steps:
     fast the spatial transformer locks on depends on the CPU's kernels (seed 0 needed ~100 steps on one
     machine, 60 on another), and the tests are about the maps of a model that has learned the block.
     """
-    from deepfer.classify import to_input
+    from deepfer.models.predict import to_input
 
     torch.manual_seed(seed)
     model = create_model(name, num_classes=2, dropout=0.0, use_stn=use_stn)
@@ -67,7 +67,7 @@ def train_region_model(name: str = "deep-emotion", use_stn: bool = False, steps:
 
 
 def accuracy(model: nn.Module, faces: np.ndarray, labels: np.ndarray) -> float:
-    from deepfer.classify import predict_proba
+    from deepfer.models.predict import predict_proba
 
     return float((predict_proba(model, faces).argmax(1) == labels).mean())
 
@@ -82,10 +82,10 @@ def inside_outside(heatmaps: np.ndarray) -> tuple[float, float]:
 def save_checkpoint(model: nn.Module, path, labels: list[str] | None = None):  # type: ignore[no-untyped-def]
     """Write ``model`` as a deepfer checkpoint (labels: FER2013's first ``num_classes``)."""
     from deepfer.labels import FER7
-    from deepfer.models.checkpoint import atomic_save, model_payload
+    from deepfer.models.checkpoint import Checkpoint
 
     names = labels if labels is not None else list(FER7[: model.config.num_classes])
-    atomic_save(model_payload(model, names, dataset="fixture"), path)
+    Checkpoint.from_model(model, names, dataset="fixture").save(path)
     return path
 
 

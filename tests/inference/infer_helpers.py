@@ -10,7 +10,7 @@ import torch
 
 from deepfer.labels import FER7
 from deepfer.models import create_model
-from deepfer.models.checkpoint import atomic_save, model_payload
+from deepfer.models.checkpoint import Checkpoint
 
 # ../shared/data relative to the repository root (tests/inference/ -> parents[3] = /work).
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -25,7 +25,7 @@ def make_checkpoint(path: Path, seed: int = 0) -> Path:
         model.fc2.weight.mul_(20.0)
         # A non-identity spatial transformer, so that the ONNX GridSample path is exercised.
         model.stn.fc_loc[-1].weight.normal_(0.0, 0.05)
-    atomic_save(model_payload(model, list(FER7), dataset="random"), path)
+    Checkpoint.from_model(model, list(FER7), dataset="random").save(path)
     return path
 
 

@@ -16,7 +16,7 @@ from deepfer.errors import ModelError
 from deepfer.inference import EnsembleClassifier, Recognizer, load_classifier
 from deepfer.labels import FER7
 from deepfer.models import create_model
-from deepfer.models.checkpoint import atomic_save, model_payload
+from deepfer.models.checkpoint import Checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,16 @@ def test_ensemble_probabilities_are_the_members_mean(members: list[Path]) -> Non
 def test_members_must_share_labels_and_size(members: list[Path], tmp_path: Path) -> None:
     six = create_model("deep-emotion", num_classes=6).eval()
     other_labels = tmp_path / "six.pt"
-    atomic_save(model_payload(six, list(FER7[:6])), other_labels)
+    Checkpoint.from_model(six, list(FER7[:6])).save(other_labels)
     with pytest.raises(ModelError, match="cannot ensemble: model 2 predicts"):
         load_classifier([members[0], other_labels])
     reordered = tmp_path / "reordered.pt"
     seven = create_model("deep-emotion", num_classes=7).eval()
-    atomic_save(model_payload(seven, list(reversed(FER7))), reordered)
+    Checkpoint.from_model(seven, list(reversed(FER7))).save(reordered)
     with pytest.raises(ModelError, match="order must match"):
         load_classifier([members[0], reordered])
     bigger = tmp_path / "64.pt"
-    atomic_save(model_payload(create_model("deepfer", input_size=64, use_stn=False).eval(), list(FER7)), bigger)
+    Checkpoint.from_model(create_model("deepfer", input_size=64, use_stn=False).eval(), list(FER7)).save(bigger)
     with pytest.raises(ModelError, match="takes 64x64 faces"):
         load_classifier([members[0], bigger])
     with pytest.raises(ModelError, match="at least one"):

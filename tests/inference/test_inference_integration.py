@@ -11,10 +11,10 @@ import pytest
 from infer_helpers import SHARED
 from PIL import Image
 
-from deepfer.classify import predict_proba
+from deepfer.models.predict import predict_proba
 from deepfer.cli import main
 from deepfer.inference import Recognizer
-from deepfer.models.checkpoint import load_model
+from deepfer.models.checkpoint import Checkpoint
 
 FER2013 = SHARED / "fer2013" / "fer2013_images.tar.gz"
 JAFFE = SHARED / "jaffe" / "jaffe"
@@ -37,12 +37,13 @@ def private_test():
 def test_no_detect_equals_evaluation_on_fer2013_private_test(private_test, checkpoint: Path,
                                                              tmp_path: Path, capsys) -> None:
     data, idx = private_test
-    model, ckpt = load_model(checkpoint)
+    ckpt = Checkpoint.load(checkpoint)
+    model = ckpt.build()
     expect = predict_proba(model, data.images[idx])
     # The Python API on the decoded arrays ...
     rec = Recognizer(checkpoint, detector=None)
     faces = rec.predict_images(list(data.images[idx]))
-    got = np.array([[f[0].scores[k] for k in ckpt["labels"]] for f in faces])
+    got = np.array([[f[0].scores[k] for k in ckpt.labels] for f in faces])
     np.testing.assert_array_equal(got.argmax(1), expect.argmax(1))
     assert np.abs(got - expect).max() < 1e-5
     # ... and the CLI on the same crops written as lossless files.
@@ -52,7 +53,7 @@ def test_no_detect_equals_evaluation_on_fer2013_private_test(private_test, check
                  "--model", str(checkpoint)]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     labels = [r["faces"][0]["label"] for r in records]
-    assert labels == [ckpt["labels"][k] for k in expect.argmax(1)]
+    assert labels == [ckpt.labels[k] for k in expect.argmax(1)]
 
 
 def test_haar_finds_the_face_in_jaffe_photos(checkpoint: Path) -> None:

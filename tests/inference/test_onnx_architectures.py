@@ -8,11 +8,11 @@ import pytest
 import torch
 from infer_helpers import noise
 
-from deepfer.inference.classifier import TorchClassifier
+from deepfer.models.classifier import TorchClassifier
 from deepfer.inference.export import export_onnx_bytes
 from deepfer.labels import FER7
 from deepfer.models import create_model, list_models
-from deepfer.models.checkpoint import model_payload
+from deepfer.models.checkpoint import Checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -33,6 +33,6 @@ def test_onnx_matches_torch(name: str, options: dict) -> None:
             if type(m).__name__ == "NonLocalBlock":
                 m.out.weight.normal_(0.0, 0.1)
     faces = noise((10, 48, 48), seed=4)
-    onnx = OnnxClassifier(export_onnx_bytes(model, model_payload(model, list(FER7))))
+    onnx = OnnxClassifier(export_onnx_bytes(model, Checkpoint.from_model(model, list(FER7))))
     ref = TorchClassifier(model, list(FER7)).predict_proba(faces)
     assert np.abs(onnx.predict_proba(faces) - ref).max() < 1e-5

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from infer_helpers import noise
 
-from deepfer.classify import predict_proba
+from deepfer.models.predict import predict_proba
 from deepfer.cli import main
 from deepfer.errors import ModelError
 from deepfer.inference import Recognizer, export_onnx
 from deepfer.inference.onnx_backend import OnnxClassifier
 from deepfer.labels import FER7
-from deepfer.models.checkpoint import load_model
+from deepfer.models.checkpoint import Checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -30,7 +30,7 @@ def onnx_file(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_onnx_matches_torch_on_a_random_batch(checkpoint: Path, onnx_file: Path) -> None:
-    model, _ = load_model(checkpoint)
+    model = Checkpoint.load(checkpoint).build()
     faces = noise((300, 48, 48), seed=3)  # not a multiple of the batch size: a ragged last batch
     ref = predict_proba(model, faces)
     clf = OnnxClassifier(onnx_file, batch_size=128)

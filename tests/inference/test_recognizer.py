@@ -11,12 +11,12 @@ import pytest
 from infer_helpers import noise
 from PIL import Image
 
-from deepfer.classify import predict_proba
+from deepfer.models.predict import predict_proba
 from deepfer.errors import DataError, DeepferError, ModelError
 from deepfer.inference import Recognizer, read_image
 from deepfer.inference.results import NO_FACE
 from deepfer.labels import FER7
-from deepfer.models.checkpoint import load_model
+from deepfer.models.checkpoint import Checkpoint
 from deepfer.vision import resize
 
 
@@ -47,7 +47,7 @@ def test_path_pil_and_arrays_agree(recognizer: Recognizer, astronaut: Path) -> N
 
 
 def test_no_detect_is_exactly_the_evaluation_preprocessing(checkpoint: Path) -> None:
-    model, _ = load_model(checkpoint)
+    model = Checkpoint.load(checkpoint).build()
     rec = Recognizer(checkpoint, detector=None)
     images = [noise((48, 48), seed=i) for i in range(5)] + [noise((60, 90), seed=9)]
     faces = rec.predict_images(images)
@@ -133,8 +133,9 @@ def test_empty_folder_is_an_error_record(recognizer: Recognizer, tmp_path: Path)
 
 
 def test_model_object_and_labels(checkpoint: Path, astronaut: Path) -> None:
-    model, ckpt = load_model(checkpoint)
-    rec = Recognizer(model, labels=ckpt["labels"])
+    ckpt = Checkpoint.load(checkpoint)
+    model = ckpt.build()
+    rec = Recognizer(model, labels=list(ckpt.labels))
     assert rec.labels == list(FER7) and rec.size == 48
     assert rec.predict(astronaut)[0].label in FER7
     with pytest.raises(ModelError, match="label names"):

@@ -11,7 +11,7 @@ from torch import nn
 from deepfer.errors import ModelError
 from deepfer.layers import GridAttention, NonLocalBlock, RegionAttention, SqueezeExcite
 from deepfer.models import DeepFERNet, create_model
-from deepfer.models.checkpoint import build_from_checkpoint, model_payload
+from deepfer.models.checkpoint import Checkpoint
 
 KINDS = {"se": SqueezeExcite, "grid": GridAttention, "region": RegionAttention, "nonlocal": NonLocalBlock}
 
@@ -83,9 +83,9 @@ def test_nonlocal_model_starts_as_the_plain_model() -> None:
 def test_checkpoint_without_the_option_still_loads() -> None:
     torch.manual_seed(0)
     model = create_model("deepfer").eval()
-    ckpt = model_payload(model, [f"c{i}" for i in range(7)])
+    ckpt = Checkpoint.from_model(model, [f"c{i}" for i in range(7)]).to_dict()
     del ckpt["model"]["extra"]["attention"]  # as written before the option existed
-    rebuilt = build_from_checkpoint(ckpt)
+    rebuilt = Checkpoint.from_dict(ckpt).build()
     assert rebuilt.config.extra["attention"] == "none"
     x = _faces(2)
     with torch.no_grad():

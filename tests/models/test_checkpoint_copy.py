@@ -1,4 +1,4 @@
-"""``inference_copy``: what ``scripts/ship_weights.py`` puts in the package."""
+"""``Checkpoint.for_inference``: what ``scripts/ship_weights.py`` puts in the package."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from deepfer.models import create_model
-from deepfer.models.checkpoint import atomic_save, inference_copy, load_model, model_payload, read_checkpoint
+from deepfer.models.checkpoint import Checkpoint, TrainingState
 
 
 def _trained_like(tmp_path: Path) -> Path:
@@ -18,23 +18,24 @@ def _trained_like(tmp_path: Path) -> Path:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
-    payload = model_payload(model, ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"], epoch=3)
-    payload["optimizer"] = {"state": {}, "param_groups": []}
+    training = TrainingState({"state": {}, "param_groups": []}, torch.get_rng_state(), {"epoch": 3})
+    payload = Checkpoint.from_model(model, ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                                    training=training, epoch=3)
     path = tmp_path / "best.pt"
-    atomic_save(payload, path)
+    payload.save(path)
     return path
 
 
 def test_half_copy_is_half_the_size_and_predicts_the_same(tmp_path: Path) -> None:
     src = _trained_like(tmp_path)
     full, half = tmp_path / "full.pt", tmp_path / "half.pt"
-    inference_copy(src, full, half=False)
-    inference_copy(src, half)
-    assert "optimizer" not in read_checkpoint(half)
-    assert read_checkpoint(half)["info"] == {"epoch": 3, "stored_dtype": "float16"}
+    Checkpoint.load(src).for_inference(half=False).save(full)
+    Checkpoint.load(src).for_inference().save(half)
+    assert Checkpoint.load(half).training is None
+    assert Checkpoint.load(half).info == {"epoch": 3, "stored_dtype": "float16"}
     assert half.stat().st_size < 0.55 * full.stat().st_size
-    m_full, _ = load_model(full)
-    m_half, _ = load_model(half)
+    m_full = Checkpoint.load(full).build()
+    m_half = Checkpoint.load(half).build()
     assert all(p.dtype == torch.float32 for p in m_half.parameters())  # runs in float32
     x = torch.randn(64, 1, 48, 48)
     with torch.no_grad():

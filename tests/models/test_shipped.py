@@ -10,7 +10,6 @@ import pytest
 
 from deepfer import weights
 from deepfer.errors import ModelError
-from deepfer.models.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {n: p for n, p in weights._shipped().items() if p.is_file()}
@@ -20,7 +19,7 @@ def test_default_and_bare_names_are_shipped() -> None:
     assert weights.DEFAULT in SHIPPED
     for arch, name in weights.BEST.items():
         assert name in SHIPPED and weights.resolve(arch) == SHIPPED[name]
-        assert read_checkpoint(SHIPPED[name])["model"]["name"] == arch
+        assert weights.load_checkpoint(SHIPPED[name]).config.name == arch
     assert weights.resolve(None) == SHIPPED[weights.DEFAULT]
     with pytest.raises(ModelError, match="no shipped weights named 'nope'; available: .*deepfer_fer2013"):
         weights.resolve("nope")
@@ -28,12 +27,12 @@ def test_default_and_bare_names_are_shipped() -> None:
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_every_checkpoint_has_a_card_naming_its_recipe(name: str) -> None:
-    ckpt = read_checkpoint(SHIPPED[name])
+    ckpt = weights.load_checkpoint(SHIPPED[name])
     card = SHIPPED[name].with_suffix(".md").read_text()
     assert card.startswith(f"# {name}\n")
     recipe = re.search(r"deepfer train --config (configs/\S+\.yaml)", card)
     assert recipe and (ROOT / recipe.group(1)).is_file(), "the card names a recipe that is in configs/"
     acc = float(re.search(r"test accuracy [^:]*: ([\d.]+)%", card).group(1))
     assert 0 < acc <= 100
-    assert ckpt["info"]["train_config"]["dataset"] in card
+    assert ckpt.info["train_config"]["dataset"] in card
     assert "never used for selection" in card

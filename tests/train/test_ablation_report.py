@@ -58,7 +58,7 @@ def test_unchanged_checkpoints_are_not_evaluated_again(ablation, tmp_path: Path,
         raise AssertionError("evaluated a checkpoint the cache holds")
 
     monkeypatch.setattr(ablation, "evaluate", no_evaluation)
-    monkeypatch.setattr(ablation, "read_checkpoint", no_evaluation)
+    monkeypatch.setattr(ablation, "load_checkpoint", no_evaluation)
     row = ablation.assess(variant, tmp_path, ablation._cached({"rows": [{"seeds": [cached]}]}))
     assert row["accuracy"] == 0.5 and row["seeds"][0]["epochs_run"] == 2
     assert row["train_images_per_s"] == pytest.approx(110)

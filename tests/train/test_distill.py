@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepfer.classify import predict_proba
+from deepfer.models.predict import predict_proba
 from deepfer.data import load_dataset
 from deepfer.errors import DeepferError
 from deepfer.labels import EMOTIONS
-from deepfer.models.checkpoint import load_model, read_checkpoint
+from deepfer.models.checkpoint import Checkpoint
 from deepfer.train import distill
 from deepfer.train.config import TrainConfig
 from deepfer.train.loop import fit
@@ -48,9 +48,9 @@ def test_targets_mix_the_label_and_the_teacher() -> None:
 
 def test_teacher_classes_are_matched_by_name(teacher: Path, pattern_jaffe: Path) -> None:
     faces = load_dataset("jaffe", pattern_jaffe).images[:10]
-    model, meta = load_model(teacher)
-    full = predict_proba(model, faces, tta=True)
-    cols = [meta["labels"].index("surprise"), meta["labels"].index("angry")]
+    meta = Checkpoint.load(teacher)
+    full = predict_proba(meta.build(), faces, tta=True)
+    cols = [meta.labels.index("surprise"), meta.labels.index("angry")]
     got = distill.teacher_probs([str(teacher)], faces, ["surprise", "angry"])
     want = full[:, cols] / full[:, cols].sum(1, keepdims=True)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -99,21 +99,22 @@ def test_student_learns_the_teachers_labels_and_resume_reuses_them(
     assert calls == [[teacher]] and (out / "teacher.npz").is_file()
     (summary,) = fit(cfg, resume=True)
     assert calls == [[teacher]]  # resumed from the cached targets
-    first = read_checkpoint(out / "best.pt")["info"]["teacher_seconds"]
-    labels = read_checkpoint(out / "best.pt")["labels"]
+    first = Checkpoint.load(out / "best.pt").info["teacher_seconds"]
+    labels = list(Checkpoint.load(out / "best.pt").labels)
     faces = data_faces(pattern_jaffe)[:20]
     _, seconds = distill.cached_teacher_probs([teacher], faces, labels, out / "teacher.npz")
     assert calls == [[teacher], [teacher]]  # another key (other faces): computed again ...
     _, again = distill.cached_teacher_probs([teacher], faces, labels, out / "teacher.npz")
     assert calls == [[teacher], [teacher]] and again == seconds >= 0  # ... and its cost kept with the cache
     assert first >= 0
-    info = read_checkpoint(out / "last.pt")["info"]
+    info = Checkpoint.load(out / "last.pt").info
     assert info["epoch"] == 12 and info["train_config"]["teacher"] == [teacher]
-    student, meta = load_model(out / "last.pt")  # best.pt is chosen on the true validation labels
+    meta = Checkpoint.load(out / "last.pt")  # best.pt is chosen on the true validation labels
+    student = meta.build()
     data = load_dataset("jaffe", pattern_jaffe)
     pred = predict_proba(student, data.images).argmax(1)
-    truth = _fixture_class(data.images, meta["labels"])
-    assert [meta["labels"][i] for i in truth] == [EMOTIONS[c] for c in data.labels]
+    truth = _fixture_class(data.images, list(meta.labels))
+    assert [meta.labels[i] for i in truth] == [EMOTIONS[c] for c in data.labels]
     assert (pred == (truth + 1) % 7).mean() >= 0.7  # it learnt what the teacher said,
     assert (pred == truth).mean() <= 0.2  # not the dataset's labels
 
@@ -126,7 +127,7 @@ def test_cli_takes_teachers_and_their_weight(teacher: Path, pattern_jaffe: Path,
             "random", "--epochs", "1", "--batch-size", "16", "--out", str(out), "--teacher", str(teacher),
             str(teacher), "--distill", "0.4"]
     assert main(args) == 0
-    cfg = read_checkpoint(out / "last.pt")["info"]["train_config"]
+    cfg = Checkpoint.load(out / "last.pt").info["train_config"]
     assert cfg["teacher"] == [str(teacher)] * 2 and cfg["distill"] == 0.4
     assert main(args[:-2]) != 0  # teachers without a weight
     assert "distill" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from deepfer.errors import DeepferError
-from deepfer.models.checkpoint import load_model, read_checkpoint
+from deepfer.models.checkpoint import Checkpoint
 from deepfer.train import loop
 from deepfer.train.config import TrainConfig, load_config
 from deepfer.train.loop import fit
@@ -45,13 +45,13 @@ def test_learns_the_fixture_and_selects_on_validation(pattern_jaffe: Path, tmp_p
     assert summary["best_epoch"] == 1 + val.index(max(val))  # best val acc, ties to the lower val loss
     val = [acc for acc, _ in val]
     assert max(val) >= 0.8 and summary["test_acc"] >= 0.7
-    ckpt = read_checkpoint(out / "best.pt")
-    assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    assert ckpt["info"]["epoch"] == summary["best_epoch"]
-    assert ckpt["info"]["train_config"]["protocol"] == "random"
-    assert ckpt["info"]["device"] == (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
-    assert "optimizer" not in ckpt  # best.pt is the model alone
-    model, _ = load_model(out / "best.pt")
+    ckpt = Checkpoint.load(out / "best.pt")
+    assert list(ckpt.labels) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert ckpt.info["epoch"] == summary["best_epoch"]
+    assert ckpt.info["train_config"]["protocol"] == "random"
+    assert ckpt.info["device"] == (torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")
+    assert ckpt.training is None  # best.pt is the model alone
+    model = ckpt.build()
     assert not model.training
 
 
@@ -73,14 +73,14 @@ def test_resume_after_a_kill_continues_exactly(pattern_jaffe: Path, tmp_path: Pa
     with pytest.raises(KeyboardInterrupt):
         fit(_cfg(pattern_jaffe, killed, epochs=3, augment="basic"))
     monkeypatch.setattr(loop, "_write_log", real_write)
-    assert read_checkpoint(killed / "last.pt")["state"]["epoch"] == 2
+    assert Checkpoint.load(killed / "last.pt").training.loop["epoch"] == 2
     fit(_cfg(pattern_jaffe, killed, epochs=3, augment="basic"), resume=True)
 
-    a = torch.load(straight / "last.pt", weights_only=True)
-    b = torch.load(killed / "last.pt", weights_only=True)
-    for key, value in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6)
-    assert [r["val_acc"] for r in a["state"]["history"]] == [r["val_acc"] for r in b["state"]["history"]]
+    a = Checkpoint.load(straight / "last.pt")
+    b = Checkpoint.load(killed / "last.pt")
+    for key, value in a.state_dict.items():
+        torch.testing.assert_close(b.state_dict[key], value, rtol=0, atol=1e-6)
+    assert [r["val_acc"] for r in a.training.loop["history"]] == [r["val_acc"] for r in b.training.loop["history"]]
 
 
 def test_kfold_protocol_trains_one_folder_per_fold(pattern_jaffe: Path, tmp_path: Path) -> None:
@@ -129,15 +129,13 @@ def test_torchrun_two_cpu_processes(pattern_jaffe: Path, tmp_path: Path) -> None
     assert len(rows) == 4
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert summary["best_epoch"] >= 1
-    load_model(out / "best.pt")
+    Checkpoint.load(out / "best.pt").build()
 
 
 def test_init_maps_classifier_rows_by_label_name(pattern_jaffe: Path, tmp_path: Path) -> None:
     from deepfer.models import create_model
-    from deepfer.models.checkpoint import atomic_save, model_payload
-
     src = create_model("deep-emotion", num_classes=3)
-    atomic_save(model_payload(src, ["happy", "contempt", "angry"]), tmp_path / "src.pt")
+    Checkpoint.from_model(src, ["happy", "contempt", "angry"]).save(tmp_path / "src.pt")
     model = loop._build(TrainConfig(init=str(tmp_path / "src.pt")), 7,
                         ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"])
     torch.testing.assert_close(model.fc2.weight[0], src.fc2.weight[2])  # angry

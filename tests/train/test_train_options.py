@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepfer.classify import predict_proba
+from deepfer.models.predict import predict_proba
 from deepfer.data import load_dataset
-from deepfer.models.checkpoint import load_model, read_checkpoint
+from deepfer.models.checkpoint import Checkpoint
 from deepfer.train import loop
 from deepfer.train.config import TrainConfig, load_config
 from deepfer.train.loop import fit
@@ -46,9 +46,9 @@ def test_variant_trains_and_its_checkpoint_reloads(name: str, pattern_jaffe: Pat
     cfg = _cfg(pattern_jaffe, out, **VARIANTS[name])
     (summary,) = fit(cfg)
     assert summary["epochs_run"] == 2 and np.isfinite(summary["best_val"])
-    ckpt = read_checkpoint(out / "best.pt")
-    assert ckpt["info"]["train_config"] == cfg.to_dict()  # the recipe, new options included
-    model, _ = load_model(out / "best.pt")
+    ckpt = Checkpoint.load(out / "best.pt")
+    assert ckpt.info["train_config"] == cfg.to_dict()  # the recipe, new options included
+    model = ckpt.build()
     assert model.config.name == cfg.model
     for key, value in cfg.model_options.items():
         assert model.config.extra[key] == value
@@ -56,7 +56,7 @@ def test_variant_trains_and_its_checkpoint_reloads(name: str, pattern_jaffe: Pat
     probs = predict_proba(model, faces)
     assert probs.shape == (5, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     # The reloaded model is the trained one: same outputs as the weights in the checkpoint.
-    state = torch.load(out / "best.pt", weights_only=True)["state_dict"]
+    state = Checkpoint.load(out / "best.pt").state_dict
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key])
 
@@ -81,8 +81,8 @@ def test_mixing_and_eac_resume_exactly(pattern_jaffe: Path, tmp_path: Path, monk
         fit(_cfg(pattern_jaffe, killed, **opts))
     monkeypatch.setattr(loop, "_write_log", real_write)
     fit(_cfg(pattern_jaffe, killed, **opts), resume=True)
-    a = torch.load(straight / "last.pt", weights_only=True)["state_dict"]
-    b = torch.load(killed / "last.pt", weights_only=True)["state_dict"]
+    a = Checkpoint.load(straight / "last.pt").state_dict
+    b = Checkpoint.load(killed / "last.pt").state_dict
     for key, value in a.items():
         torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
 

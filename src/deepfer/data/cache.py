@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from deepfer.data.faces import FaceData
+from deepfer.files import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,10 @@ def cache_key(**parts: Any) -> str:
 
 
 def save(data: FaceData, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: getattr(data, k) for k in _ARRAYS if getattr(data, k) is not None}
     arrays["meta"] = np.asarray(json.dumps({"name": data.name, **data.meta}, default=str))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def load(path: Path) -> FaceData:

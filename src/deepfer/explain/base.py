@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deepfer.classify import to_input
 from deepfer.errors import DataError, ModelError
 from deepfer.labels import FER7
+from deepfer.models.predict import to_input
 
 __all__ = ["Explanation", "Fill", "blank_value", "eval_mode", "load_explainable", "normalize_maps",
            "prepare", "resolve_targets", "unwrap"]
@@ -87,7 +87,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def prepare(faces: np.ndarray | Tensor, config: Any) -> Tensor:
     """uint8 faces (N, H, W) or one face (H, W) -> the normalised float batch (N, C, H, W).
 
-    The same preprocessing as evaluation and inference (:func:`deepfer.classify.to_input`).
+    The same preprocessing as evaluation and inference (:func:`deepfer.models.predict.to_input`).
     """
     t = torch.as_tensor(np.asarray(faces) if not isinstance(faces, Tensor) else faces)
     if t.ndim == 2:
@@ -152,7 +152,7 @@ def load_explainable(model: str | Path | nn.Module | None = None,
         from deepfer.weights import load_pretrained
 
         net, ckpt = load_pretrained(model)
-        names = list(labels) if labels is not None else list(ckpt["labels"])
+        names = list(labels) if labels is not None else list(ckpt.labels)
     if len(names) != net.config.num_classes:
         raise ModelError(f"{net.config.name}: {len(names)} label names for {net.config.num_classes} outputs")
     return net.eval(), names

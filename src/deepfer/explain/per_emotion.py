@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from deepfer.classify import predict_proba
 from deepfer.errors import DeepferError
 from deepfer.explain.base import load_explainable, unwrap
 from deepfer.explain.methods import HEATMAP_METHODS, explain
 from deepfer.explain.overlay import Panel, blend, save_panels
+from deepfer.labels import map_to_model
+from deepfer.models.predict import predict_proba
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,6 @@ def per_emotion_report(
         **options: passed to the method.
     """
     from deepfer.data import load_dataset, split
-    from deepfer.labels import EMOTION_INDEX
 
     net, names = load_explainable(model)
     options_ds = {"size": net.config.input_size, **(dataset_options or {})}
@@ -188,14 +188,12 @@ def per_emotion_report(
     index = chosen_fold.parts().get(part)
     if index is None:
         raise DeepferError(f"unknown split {part!r}: choose train, val or test")
-    if faces_data.image_size != (net.config.input_size,) * 2:
-        raise DeepferError(f"the model expects {net.config.input_size}px faces, the data is {faces_data.image_size}")
-    model_index = {EMOTION_INDEX[n]: i for i, n in enumerate(names) if n in EMOTION_INDEX}
-    known = np.array([int(c) in model_index for c in faces_data.labels[index]], bool)
+    y = map_to_model(faces_data.labels[index], names, image_size=faces_data.image_size,
+                     input_size=net.config.input_size, where="the model")
+    known = y >= 0
     if not known.all():
         log.warning("%d faces have classes the model does not predict; skipped", int((~known).sum()))
-    index = index[known]
-    labels = np.array([model_index[int(c)] for c in faces_data.labels[index]], np.int64)
+    index, labels = index[known], y[known]
     result = per_emotion_maps(net, faces_data.images[index], labels, method, names, max_per_class, seed, **options)
 
     out = Path(out)

@@ -91,7 +91,7 @@ def _explain_crops(net: nn.Module, names: Sequence[str], crops: np.ndarray, dete
         first = next(iter(results.values()))
         probs, targets = first.probs, first.targets
     else:
-        from deepfer.classify import predict_proba
+        from deepfer.models.predict import predict_proba
 
         probs = predict_proba(net, crops)
         targets = probs.argmax(1) if target is None else np.full(len(crops), target)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from deepfer.inference.classifier import Classifier, EnsembleClassifier, TorchClassifier, load_classifier
+from deepfer.inference.classifier import load_classifier
 from deepfer.inference.export import export_onnx, export_onnx_bytes
 from deepfer.inference.recognizer import Recognizer
 from deepfer.inference.results import Face, Result
+from deepfer.models.classifier import Classifier, EnsembleClassifier, TorchClassifier
 
 # Pictures, detectors and crops live in deepfer.vision; re-exported here, where users found them.
 from deepfer.vision import (

@@ -1,6 +1,6 @@
 """Export a deepfer model to ONNX: uint8 faces in, class probabilities out.
 
-The exported graph holds the whole of :func:`deepfer.classify.predict_proba` for one batch:
+The exported graph holds the whole of :func:`deepfer.models.predict.predict_proba` for one batch:
 ``faces`` uint8 ``(N, H, W)`` -> ``(pixel / 255 - mean) / std`` -> the network -> softmax ->
 ``probs`` float32 ``(N, num_classes)``; the batch axis is dynamic. The label names, input size and
 normalisation are stored in the file's metadata (``deepfer.labels`` as JSON, ...), so an ``.onnx``
@@ -11,6 +11,7 @@ exporter (``dynamo=False``) is used: it needs no extra packages and gives the sa
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -22,9 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deepfer.classify import predict_proba, to_input
 from deepfer.errors import ModelError
 from deepfer.inference.onnx_backend import INPUT, OUTPUT, OnnxClassifier
+from deepfer.models.checkpoint import Checkpoint
+from deepfer.models.predict import predict_proba, to_input
 from deepfer.version import __version__
 from deepfer.weights import load_pretrained
 
@@ -34,7 +36,7 @@ OPSET = 20
 
 
 class ProbabilityModel(nn.Module):
-    """``model`` with :func:`deepfer.classify.to_input` in front and a softmax behind it.
+    """``model`` with :func:`deepfer.models.predict.to_input` in front and a softmax behind it.
 
     Shape:
         - input: uint8 :math:`(N, H, W)`
@@ -49,23 +51,23 @@ class ProbabilityModel(nn.Module):
         return self.model(to_input(faces, self.model.config)).softmax(1)
 
 
-def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
+def metadata(ckpt: Checkpoint) -> dict[str, str]:
     """The ONNX metadata properties that describe a checkpoint's model."""
     return {
         "deepfer.format": "deepfer-onnx",
         "deepfer.version": __version__,
-        "deepfer.labels": json.dumps(list(ckpt["labels"])),
-        "deepfer.preprocess": json.dumps(ckpt["preprocess"]),
-        "deepfer.model": json.dumps(ckpt["model"]),
+        "deepfer.labels": json.dumps(list(ckpt.labels)),
+        "deepfer.preprocess": json.dumps(ckpt.preprocess.to_dict()),
+        "deepfer.model": json.dumps(dataclasses.asdict(ckpt.config)),
     }
 
 
-def export_onnx_bytes(model: nn.Module, ckpt: dict[str, Any], opset: int = OPSET) -> bytes:
+def export_onnx_bytes(model: nn.Module, ckpt: Checkpoint, opset: int = OPSET) -> bytes:
     """The serialised ONNX model of a deepfer model (see the module docstring).
 
     Args:
         model: the model (its weights are exported as they are).
-        ckpt: its checkpoint metadata (``labels``, ``preprocess``, ``model``).
+        ckpt: its checkpoint (``labels``, ``preprocess``, ``config``).
         opset: ONNX opset, >= 20 for the spatial transformer's ``AffineGrid``.
 
     Returns:
@@ -75,7 +77,7 @@ def export_onnx_bytes(model: nn.Module, ckpt: dict[str, Any], opset: int = OPSET
 
     if opset < 20:
         raise ModelError(f"ONNX opset {opset} has no AffineGrid (the spatial transformer): use >= 20")
-    size = int(ckpt["preprocess"]["size"])
+    size = int(ckpt.preprocess.size)
     wrapper = ProbabilityModel(model).eval()
     dummy = torch.zeros(2, size, size, dtype=torch.uint8)
     buf = io.BytesIO()
@@ -87,12 +89,12 @@ def export_onnx_bytes(model: nn.Module, ckpt: dict[str, Any], opset: int = OPSET
                               opset_version=opset, dynamo=False)
     except Exception as exc:  # the exporter raises many types; report them as one model error
         first = (str(exc).strip().splitlines() or [""])[-1]
-        raise ModelError(f"{ckpt['model']['name']}: ONNX export failed ({type(exc).__name__}: {first})") from None
+        raise ModelError(f"{ckpt.config.name}: ONNX export failed ({type(exc).__name__}: {first})") from None
     proto = onnx.load_from_string(buf.getvalue())
     for key, value in metadata(ckpt).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = f"deepfer {ckpt['model']['name']}: uint8 faces (N, {size}, {size}) -> probabilities"
+    proto.doc_string = f"deepfer {ckpt.config.name}: uint8 faces (N, {size}, {size}) -> probabilities"
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -118,9 +120,9 @@ def export_onnx(model: str | Path | None, out: str | Path, opset: int = OPSET, c
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
-    diff = parity(net, data, int(ckpt["preprocess"]["size"])) if check else None
+    diff = parity(net, data, int(ckpt.preprocess.size)) if check else None
     log.info("wrote %s (max |torch - onnx| = %s)", out, diff)
-    return {"path": str(out), "opset": opset, "labels": list(ckpt["labels"]), "max_abs_diff": diff}
+    return {"path": str(out), "opset": opset, "labels": list(ckpt.labels), "max_abs_diff": diff}
 
 
 def parity(model: nn.Module, onnx_model: bytes | str | Path, size: int, n: int = 64, seed: int = 0) -> float:

@@ -23,10 +23,11 @@ from torch import nn
 from tqdm import tqdm
 
 from deepfer.errors import DataError, DeepferError
-from deepfer.inference.classifier import Classifier, load_classifier
+from deepfer.inference.classifier import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
+from deepfer.models.classifier import Classifier
 from deepfer.vision import (
     FRAMINGS,
     ColorOrder,

@@ -1,107 +1,336 @@
-"""Self-describing checkpoints: weights + model config + label names + preprocessing, so a model
-is rebuilt from the file alone. Loaded with ``weights_only=True`` (no pickle code runs)."""
+"""Self-describing checkpoints: weights + model config + label names + preprocessing (+ the training
+state of a run's ``last.pt``), so a model is rebuilt from the file alone.
+
+:class:`Checkpoint` is the only code that reads or writes checkpoint files. Files are loaded with
+``weights_only=True`` (no pickle code runs) and validated field by field, so a damaged or foreign
+file is one :class:`~deepfer.errors.ModelError` naming the file and the field. Integrity is checked
+three ways: the zip container's CRC-32s (any torch file), the sha256 digest of the tensors that
+deepfer writes into every checkpoint, and, for the weights shipped in the package, the sha256 of the
+whole file (``deepfer.weights``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from deepfer.errors import ModelError
+from deepfer.files import atomic_open, sha256_bytes
+from deepfer.models import ModelConfig, create_model, list_models
+
+__all__ = ["DIGEST_KEY", "FORMAT", "FORMAT_VERSION", "Checkpoint", "Preprocess", "TrainingState", "tensor_digest"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "deepfer-checkpoint"
 FORMAT_VERSION = 1
+# The sha256 of the state dict's tensors (see tensor_digest). An optional key, so the format
+# version is unchanged and older deepfer versions still read the files.
+DIGEST_KEY = "tensors_sha256"
+_INT_FIELDS = ("num_classes", "in_chans", "input_size")
+_FLOAT_FIELDS = ("dropout", "mean", "std")
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+_noticed: set[str] = set()  # files whose missing digest was already reported
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a kill mid-write never
-    leaves a truncated checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; checkpoints are shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@dataclass(frozen=True)
+class Preprocess:
+    """What a face goes through before the model: resized to ``size`` x ``size``, grey if
+    ``grayscale``, then ``(pixel / 255 - mean) / std``."""
+
+    size: int
+    mean: float
+    std: float
+    grayscale: bool
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> Preprocess:
+        """The preprocessing a model built from ``config`` expects."""
+        return cls(config.input_size, config.mean, config.std, config.in_chans == 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored in the file (and in an ONNX export's ``deepfer.preprocess``)."""
+        return dataclasses.asdict(self)
 
 
-def model_payload(model: nn.Module, labels: list[str], **info: Any) -> dict[str, Any]:
-    """What a checkpoint holds about the model itself (no optimizer state)."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    config = model.config
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": dataclasses.asdict(config),
-        "labels": list(labels),
-        "preprocess": {"size": config.input_size, "mean": config.mean, "std": config.std,
-                       "grayscale": config.in_chans == 1},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "info": info,
-    }
+@dataclass(frozen=True, eq=False)
+class TrainingState:
+    """What ``--resume`` needs besides the weights: the optimizer's state, torch's CPU random
+    generator state and the loop's own state (epoch, history, best validation score, ...)."""
+
+    optimizer: dict[str, Any]
+    rng: Tensor
+    loop: dict[str, Any]
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and validate a checkpoint dict (weights only, no code execution)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ModelError(f"{path}: not a readable deepfer checkpoint ({type(exc).__name__}: {first})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ModelError(f"{path}: not a deepfer checkpoint (no '{FORMAT}' marker)")
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this deepfer")
-    return ckpt
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """One checkpoint: everything needed to rebuild the model, and optionally to resume training.
 
+    Attributes:
+        config: the model's configuration (``create_model`` rebuilds it from this).
+        labels: class names in output order.
+        state_dict: the weights (CPU tensors).
+        preprocess: the face preprocessing the weights expect.
+        info: free-form metadata (dataset, protocol, epoch, validation accuracy, train config, ...).
+        training: the training state (``last.pt``), or ``None`` (``best.pt``, shipped weights).
+        format_version: the file format version it was read from.
+        source: the file it was read from (named in errors), or ``None``.
 
-def build_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights; returned in eval mode."""
-    from deepfer.models import create_model
-
-    cfg = dict(ckpt["model"])
-    name = cfg.pop("name")
-    model = create_model(name, **cfg)
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise ModelError(f"{where}: weights do not fit model {name!r} ({exc})") from None
-    return model.eval()
-
-
-def inference_copy(src: str | Path, dst: str | Path, half: bool = True) -> dict[str, Any]:
-    """Write the part of checkpoint ``src`` that inference needs (no optimizer, no RNG) to ``dst``.
-
-    ``half`` stores the floating-point weights as float16, halving the file; loading copies them
-    into the float32 model (``load_state_dict`` casts), so the model still runs in float32. The
-    stored dtype is recorded in ``info["stored_dtype"]``.
+    Example:
+        >>> ckpt = Checkpoint.from_model(model, FER7, dataset="fer2013")  # doctest: +SKIP
+        >>> ckpt.save("runs/x/best.pt")  # doctest: +SKIP
+        >>> Checkpoint.load("runs/x/best.pt").build()  # doctest: +SKIP
     """
-    ckpt = read_checkpoint(src)
-    keep = {k: ckpt[k] for k in ("format", "format_version", "model", "labels", "preprocess", "state_dict", "info")}
-    if half:
-        keep["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in keep["state_dict"].items()}
-    keep["info"] = {**keep["info"], "stored_dtype": "float16" if half else "float32"}
-    atomic_save(keep, dst)
-    return keep
+
+    config: ModelConfig
+    labels: tuple[str, ...]
+    state_dict: dict[str, Tensor] = field(repr=False)
+    preprocess: Preprocess
+    info: dict[str, Any] = field(default_factory=dict)
+    training: TrainingState | None = field(default=None, repr=False)
+    format_version: int = FORMAT_VERSION
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if len(self.labels) != self.config.num_classes:
+            raise ModelError(f"{self.where}: field 'labels' has {len(self.labels)} names for the model's "
+                             f"{self.config.num_classes} outputs")
+
+    @property
+    def where(self) -> str:
+        """How errors name this checkpoint: its file, else ``checkpoint``."""
+        return self.source or "checkpoint"
+
+    @classmethod
+    def from_model(cls, model: nn.Module, labels: Sequence[str], *, training: TrainingState | None = None,
+                   **info: Any) -> Checkpoint:
+        """The checkpoint of a deepfer model (unwrapped from ``DistributedDataParallel``).
+
+        Args:
+            model: a deepfer model (it has a ``config``).
+            labels: its class names, in output order.
+            training: the training state to keep with it (``last.pt``).
+            **info: metadata stored as ``info``.
+        """
+        model = getattr(model, "module", model)
+        config = getattr(model, "config", None)
+        if not isinstance(config, ModelConfig):
+            raise ModelError(f"{type(model).__name__} is not a deepfer model (no `config`)")
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        return cls(config, tuple(labels), state, Preprocess.from_config(config), dict(info), training)
+
+    @classmethod
+    def load(cls, path: str | Path, *, sha256: str | None = None) -> Checkpoint:
+        """Read and validate a checkpoint file (weights only: no pickled code runs).
+
+        Args:
+            path: the ``.pt`` file.
+            sha256: the digest the whole file must have (the shipped weights' ``SHA256SUMS``).
+
+        Raises:
+            ModelError: a missing, unreadable, damaged or altered file, or one whose fields are
+                missing or of the wrong type; the message names the file and the field.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such checkpoint file")
+        data = path.read_bytes()
+        if sha256 is not None and sha256_bytes(data) != sha256:
+            raise ModelError(f"{path}: the file's sha256 differs from the one shipped with deepfer (SHA256SUMS): "
+                             "it is damaged or was changed; reinstall deepfer")
+        _check_crcs(data, path)
+        try:
+            raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for damaged or foreign files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelError(f"{path}: not a readable deepfer checkpoint ({type(exc).__name__}: {first})") from None
+        ckpt = cls.from_dict(raw, str(path))
+        if DIGEST_KEY not in raw and sha256 is None and str(path.resolve()) not in _noticed:
+            _noticed.add(str(path.resolve()))
+            log.warning("%s: no %s digest (written by an older deepfer): its weights cannot be checked for damage",
+                        path, DIGEST_KEY)
+        return ckpt
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "checkpoint") -> Checkpoint:
+        """Validate what ``torch.load`` returned for a checkpoint file and type it.
+
+        Raises:
+            ModelError: not a deepfer checkpoint, a missing or ill-typed field, or tensors that do not
+                match the checkpoint's digest; the message names ``where`` and the field.
+        """
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise ModelError(f"{where}: not a deepfer checkpoint (no '{FORMAT}' marker)")
+        version = raw.get("format_version", 0)
+        if type(version) is not int:  # bool is an int subclass, and no version
+            raise ModelError(f"{where}: field 'format_version' must be an integer, got {_kind(version)}")
+        if version > FORMAT_VERSION:
+            raise ModelError(f"{where}: checkpoint format {version} is newer than this deepfer")
+        config = _config(_field(raw, "model", dict, where), where)
+        labels = _field(raw, "labels", list, where)
+        if not all(isinstance(name, str) for name in labels):
+            raise ModelError(f"{where}: field 'labels' must be a list of str, got "
+                             f"{', '.join(sorted({_kind(n) for n in labels if not isinstance(n, str)}))} in it")
+        state = _field(raw, "state_dict", dict, where)
+        for key, value in state.items():
+            if not isinstance(key, str) or not isinstance(value, Tensor):
+                raise ModelError(f"{where}: field 'state_dict' must map names to tensors, got "
+                                 f"{_kind(key)} -> {_kind(value)}")
+        preprocess = _preprocess(raw["preprocess"], where) if "preprocess" in raw else Preprocess.from_config(config)
+        info = _field(raw, "info", dict, where) if "info" in raw else {}
+        training = None
+        if any(k in raw for k in ("optimizer", "rng", "state")):
+            training = TrainingState(_field(raw, "optimizer", dict, where), _field(raw, "rng", Tensor, where),
+                                     _field(raw, "state", dict, where))
+        if DIGEST_KEY in raw:
+            stored = raw[DIGEST_KEY]
+            if not isinstance(stored, str):
+                raise ModelError(f"{where}: field '{DIGEST_KEY}' must be a hex string, got {_kind(stored)}")
+            if tensor_digest(state) != stored:
+                raise ModelError(f"{where}: the weights do not match the checkpoint's sha256 digest: the file is "
+                                 "damaged or was changed")
+        return cls(config, tuple(labels), state, preprocess, info, training, version, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the file holds (``torch.save`` of this dict), with the digest of the tensors."""
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": dataclasses.asdict(self.config),
+            "labels": list(self.labels),
+            "preprocess": self.preprocess.to_dict(),
+            "state_dict": dict(self.state_dict),
+            "info": self.info,
+            DIGEST_KEY: tensor_digest(self.state_dict),
+        }
+        if self.training is not None:
+            out.update(optimizer=self.training.optimizer, rng=self.training.rng, state=self.training.loop)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Write the checkpoint to ``path`` atomically: a kill mid-write never leaves a truncated file."""
+        with atomic_open(path) as f:
+            torch.save(self.to_dict(), f)
+
+    def build(self) -> nn.Module:
+        """The model this checkpoint describes, with its weights, in eval mode.
+
+        Raises:
+            ModelError: the weights do not fit the architecture.
+        """
+        cfg = dataclasses.asdict(self.config)
+        name = cfg.pop("name")
+        model = create_model(name, **cfg)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            raise ModelError(f"{self.where}: weights do not fit model {name!r} ({exc})") from None
+        return model.eval()
+
+    def for_inference(self, half: bool = True) -> Checkpoint:
+        """The part of the checkpoint that inference needs: no training state.
+
+        ``half`` stores the floating-point weights as float16, halving the file; loading copies them
+        into the float32 model (``load_state_dict`` casts), so the model still runs in float32. The
+        stored dtype is recorded in ``info["stored_dtype"]``.
+        """
+        state = dict(self.state_dict)
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        info = {**self.info, "stored_dtype": "float16" if half else "float32"}
+        return dataclasses.replace(self, state_dict=state, info=info, training=None)
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Model (eval mode) and checkpoint metadata from a checkpoint file."""
-    ckpt = read_checkpoint(path)
-    return build_from_checkpoint(ckpt, str(path)), ckpt
+def tensor_digest(state_dict: dict[str, Tensor]) -> str:
+    """The sha256 of a state dict: each tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the raw bytes; their count follows from the header
+    return h.hexdigest()
+
+
+def _check_crcs(data: bytes, path: Path) -> None:
+    """Refuse a zip-format torch file whose members fail their CRC-32: torch itself does not check
+    them, so damaged weights would load silently."""
+    if not data.startswith(b"PK"):
+        return  # not a zip (an old torch format or not torch at all): torch.load decides
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports it
+    with archive:
+        for member in archive.infolist():
+            # torch stores members uncompressed; a CRC of 0 means it was written without CRC-32s
+            # (torch.serialization.set_crc32_options(False)).
+            if member.compress_type != zipfile.ZIP_STORED or (member.CRC == 0 and member.file_size):
+                continue
+            try:
+                archive.read(member)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                raise ModelError(f"{path}: damaged checkpoint: {member.filename} fails its integrity check "
+                                 f"({' '.join(str(exc).split())})") from None
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _field(raw: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in raw:
+        raise ModelError(f"{where}: field '{key}' is missing")
+    value = raw[key]
+    if not isinstance(value, kind):
+        raise ModelError(f"{where}: field '{key}' must be a {kind.__name__}, got {_kind(value)}")
+    return value
+
+
+def _config(model: dict[str, Any], where: str) -> ModelConfig:
+    """The ``model`` field as a ModelConfig; fields missing from older files take their defaults."""
+    unknown = sorted(str(k) for k in model if k not in _CONFIG_FIELDS)
+    if unknown:
+        raise ModelError(f"{where}: field 'model' has unknown key(s) {', '.join(unknown)}")
+    name = model.get("name")
+    if not isinstance(name, str):
+        raise ModelError(f"{where}: field 'model.name' must be a str, got {_kind(name)}")
+    if name not in list_models():
+        raise ModelError(f"{where}: field 'model.name': unknown model {name!r}; available: {', '.join(list_models())}")
+    for key in _INT_FIELDS:
+        if key in model and type(model[key]) is not int:
+            raise ModelError(f"{where}: field 'model.{key}' must be an integer, got {_kind(model[key])}")
+    for key in _FLOAT_FIELDS:
+        if key in model and (type(model[key]) not in (int, float)):
+            raise ModelError(f"{where}: field 'model.{key}' must be a number, got {_kind(model[key])}")
+    extra = model.get("extra", {})
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise ModelError(f"{where}: field 'model.extra' must be a dict of options, got {_kind(extra)}")
+    try:
+        return ModelConfig(**model)
+    except ModelError as exc:  # out of range (num_classes < 2, std <= 0, ...)
+        raise ModelError(f"{where}: field 'model': {exc}") from None
+
+
+def _preprocess(value: Any, where: str) -> Preprocess:
+    if not isinstance(value, dict):
+        raise ModelError(f"{where}: field 'preprocess' must be a dict, got {_kind(value)}")
+    kinds = {"size": (int,), "mean": (int, float), "std": (int, float), "grayscale": (bool,)}
+    for key, types in kinds.items():
+        if key not in value:
+            raise ModelError(f"{where}: field 'preprocess.{key}' is missing")
+        if type(value[key]) not in types:
+            raise ModelError(f"{where}: field 'preprocess.{key}' must be a {types[-1].__name__}, got {_kind(value[key])}")
+    return Preprocess(value["size"], value["mean"], value["std"], value["grayscale"])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from deepfer.classify import predict_proba
 from deepfer.errors import DeepferError
-from deepfer.models.checkpoint import load_model
+from deepfer.files import atomic_open
+from deepfer.labels import map_to_model
+from deepfer.models.classifier import Classifier, Relabelled, Source, build_classifier, torch_classifier
 from deepfer.train.mix import soft_targets
 from deepfer.weights import resolve
 
@@ -38,19 +38,20 @@ log = logging.getLogger(__name__)
 
 def teacher_probs(teachers: Sequence[str], faces: np.ndarray, labels: Sequence[str], batch_size: int = 512) -> np.ndarray:
     """Mean flip-averaged probabilities (N, len(labels)) of ``teachers`` on uint8 faces (N, H, W),
-    columns in the order of ``labels`` (matched by name, then renormalised)."""
-    total = np.zeros((len(faces), len(labels)), np.float64)
-    for name in teachers:
-        model, meta = load_model(resolve(name))
-        missing = [lab for lab in labels if lab not in meta["labels"]]
+    columns in the order of ``labels`` (matched by name, then renormalised, per teacher): the
+    weighted ensemble of :func:`deepfer.models.classifier.build_classifier` (a teacher listed twice
+    weighs twice)."""
+
+    def teacher(name: Source | None) -> Classifier:
+        clf = torch_classifier(name, batch_size=batch_size, tta=True)
+        columns = map_to_model(list(labels), clf.labels, image_size=faces.shape[1:], input_size=clf.size,
+                               where=f"teacher {name}")
+        missing = [lab for lab, c in zip(labels, columns) if c < 0]
         if missing:
             raise DeepferError(f"teacher {name} has no class {', '.join(map(repr, missing))}: it cannot label this data")
-        size = model.config.input_size
-        if faces.shape[1:] != (size, size):
-            raise DeepferError(f"teacher {name} expects {size}x{size} faces, the data is {faces.shape[1]}x{faces.shape[2]}")
-        p = predict_proba(model, faces, batch_size, tta=True)[:, [meta["labels"].index(lab) for lab in labels]]
-        total += p / np.maximum(p.sum(1, keepdims=True), 1e-12)
-    return (total / len(teachers)).astype(np.float32)
+        return Relabelled(clf, labels, columns)
+
+    return build_classifier(list(teachers), teacher).predict_proba(faces).astype(np.float32)
 
 
 def distill_targets(
@@ -77,10 +78,8 @@ def cached_teacher_probs(
     t0 = time.time()
     probs = teacher_probs(teachers, faces, labels, batch_size)
     seconds = time.time() - t0
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")  # one per DDP rank
-    np.savez(tmp, probs=probs, key=np.array(key), seconds=np.array(seconds))
-    tmp.replace(cache)
+    with atomic_open(cache) as f:  # each DDP rank writes its own temporary file
+        np.savez(f, probs=probs, key=np.array(key), seconds=np.array(seconds))
     log.info("teacher targets from %s on %d faces in %.0f s", ", ".join(teachers), len(faces), seconds)
     return probs, seconds
 

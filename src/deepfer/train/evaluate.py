@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepfer.classify import predict_proba
 from deepfer.data import FaceData, load_dataset, split
 from deepfer.errors import DeepferError, ModelError
-from deepfer.labels import EMOTION_INDEX
-from deepfer.models.checkpoint import load_model
+from deepfer.labels import map_to_model
+from deepfer.models.classifier import build_classifier, torch_classifier
 from deepfer.train.metrics import classification_report, plot_confusion
 from deepfer.weights import ensemble_members, resolve
 
@@ -52,35 +52,19 @@ def resolve_weights(weights: list[str], n_folds: int) -> list[list[Path]]:
     return per_fold
 
 
-def ensemble_proba(paths: list[Path], images: np.ndarray, tta: bool) -> tuple[np.ndarray, list[str]]:
-    """Average the probabilities of several checkpoints with the same label names."""
-    total, labels = None, None
-    for p in paths:
-        model, ckpt = load_model(p)
-        if labels is not None and ckpt["labels"] != labels:
-            raise ModelError(f"{p}: labels {ckpt['labels']} differ from {labels}: cannot ensemble")
-        labels = ckpt["labels"]
-        probs = predict_proba(model, images, tta=tta)
-        total = probs if total is None else total + probs
-    assert total is not None and labels is not None
-    return total / len(paths), labels
-
-
 def evaluate_indices(paths: list[Path], data: FaceData, index: np.ndarray, tta: bool) -> dict[str, Any]:
-    """Metrics of the (ensembled) checkpoints on ``data[index]``."""
-    _, ckpt = load_model(paths[0])
-    labels = ckpt["labels"]
-    size = ckpt["preprocess"]["size"]
-    if data.image_size != (size, size):
-        raise DeepferError(f"{paths[0]} expects {size}x{size} faces, the data is {data.image_size}: pass --size {size}")
-    model_index = {EMOTION_INDEX[name]: i for i, name in enumerate(labels)}
-    known = np.array([int(c) in model_index for c in data.labels[index]], bool)
+    """Metrics of the checkpoints on ``data[index]``: one model, or the weighted ensemble of several
+    (the classifier that ``deepfer predict`` uses; a checkpoint listed twice weighs twice)."""
+    if not paths:
+        raise ModelError("no checkpoint to evaluate")
+    clf = build_classifier(paths, partial(torch_classifier, batch_size=512, tta=tta))
+    y = map_to_model(data.labels[index], clf.labels, image_size=data.image_size, input_size=clf.size,
+                     where=str(paths[0]), hint=f"pass --size {clf.size}")
+    known = y >= 0
     if not known.all():
         log.warning("%d test images have classes the model does not predict; they are skipped", int((~known).sum()))
-    index = index[known]
-    probs, _ = ensemble_proba(paths, data.images[index], tta)
-    y_true = np.array([model_index[int(c)] for c in data.labels[index]], np.int64)
-    report = classification_report(y_true, probs.argmax(1), labels)
+    probs = clf.predict_proba(data.images[index[known]])
+    report = classification_report(y[known], probs.argmax(1), clf.labels)
     report["skipped_unknown_class"] = int((~known).sum())
     return report
 

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from deepfer.classify import predict_proba
 from deepfer.data import FaceData, Fold, load_dataset, split
-from deepfer.errors import DeepferError
-from deepfer.labels import EMOTIONS
+from deepfer.errors import DeepferError, ModelError
+from deepfer.files import atomic_open
+from deepfer.labels import EMOTIONS, map_to_model
 from deepfer.models import create_model
-from deepfer.models.checkpoint import atomic_save, model_payload, read_checkpoint
+from deepfer.models.checkpoint import Checkpoint, TrainingState
+from deepfer.models.predict import predict_proba
 from deepfer.train.augment import Augment
 from deepfer.train.config import TrainConfig
 from deepfer.train.distill import cached_teacher_probs, distill_targets
@@ -93,20 +94,21 @@ def fit(cfg: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
     return summaries
 
 
-def _targets(data: FaceData, index: np.ndarray, classes: list[int], soft: bool) -> Tensor:
+def _targets(data: FaceData, index: np.ndarray, classes: list[int], soft: bool, input_size: int, model: str) -> Tensor:
+    labels = [EMOTIONS[c] for c in classes]
+    hard = map_to_model(data.labels[index], labels, image_size=data.image_size, input_size=input_size,
+                        where=model, hint="set dataset_options.size")
     if soft and data.soft_labels is not None:
         s = data.soft_labels[index][:, classes]
         return torch.from_numpy(s / np.maximum(s.sum(1, keepdims=True), 1e-8)).float()
-    lut = np.full(len(EMOTIONS), -1, np.int64)
-    lut[classes] = np.arange(len(classes))
-    return torch.from_numpy(lut[data.labels[index]])
+    return torch.from_numpy(hard)
 
 
 def _build(cfg: TrainConfig, n_classes: int, labels: list[str]) -> nn.Module:
     model = create_model(cfg.model, num_classes=n_classes, **cfg.model_options)
     if cfg.init:
-        ckpt = read_checkpoint(cfg.init)
-        state = dict(ckpt["state_dict"])
+        ckpt = Checkpoint.load(cfg.init)
+        state = dict(ckpt.state_dict)
         head = _head_prefix(model)
         own = model.state_dict()
         # The classifier's rows follow label names, not positions: copy the rows of the classes
@@ -115,13 +117,13 @@ def _build(cfg: TrainConfig, n_classes: int, labels: list[str]) -> nn.Module:
             if key in state:
                 rows = own[key].clone()
                 for i, name in enumerate(labels):
-                    if name in ckpt["labels"]:
-                        rows[i] = state[key][ckpt["labels"].index(name)]
+                    if name in ckpt.labels:
+                        rows[i] = state[key][ckpt.labels.index(name)]
                 state[key] = rows
         kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(kept, strict=False)
         log.info("initialised from %s (%d/%d tensors; labels %s -> %s)", cfg.init, len(kept),
-                 len(own), ckpt.get("labels"), labels)
+                 len(own), list(ckpt.labels), labels)
     return model
 
 
@@ -189,20 +191,15 @@ def train_fold(
     labels = [EMOTIONS[c] for c in classes]
     model = _build(cfg, len(classes), labels).to(env.device).to(memory_format=torch.channels_last)
     config = model.config
-    if data.image_size != (config.input_size, config.input_size):
-        raise DeepferError(
-            f"data is {data.image_size[0]}x{data.image_size[1]} but {cfg.model} expects "
-            f"{config.input_size}x{config.input_size}: set dataset_options.size"
-        )
+    y_train = _targets(data, fold.train, classes, cfg.soft_labels, config.input_size, cfg.model)
     x_train = torch.from_numpy(data.images[fold.train]).unsqueeze(1)  # (N, 1, H, W) uint8
-    y_train = _targets(data, fold.train, classes, cfg.soft_labels)
     teacher_seconds = 0.0
     if cfg.distill:
         probs, teacher_seconds = cached_teacher_probs(cfg.teacher, data.images[fold.train], labels, out / "teacher.npz",
                                                       cfg.eval_batch_size)
         y_train = distill_targets(y_train, probs, cfg.distill, cfg.label_smoothing)
     val_index = fold.val if len(fold.val) else fold.train[:0]
-    y_val = _targets(data, val_index, classes, False).numpy()
+    y_val = _targets(data, val_index, classes, False, config.input_size, cfg.model).numpy()
     augment = Augment(cfg.augment, config.input_size).to(env.device)
     mixer = BatchMixer(len(classes), cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.label_smoothing)
     eac = ErasingAttentionConsistency(cfg.eac) if cfg.eac else None
@@ -216,11 +213,13 @@ def train_fold(
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.is_file():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"])
-        state = ckpt["state"]
+        last = Checkpoint.load(last_path)
+        if last.training is None:
+            raise ModelError(f"{last_path}: no training state to resume from")
+        model.load_state_dict(last.state_dict)
+        opt.load_state_dict(last.training.optimizer)
+        torch.set_rng_state(last.training.rng)
+        state = last.training.loop
         log.info("resumed %s at epoch %d", last_path, state["epoch"])
     elif resume:
         log.info("--resume: no checkpoint at %s, starting fresh", last_path)
@@ -291,12 +290,9 @@ def train_fold(
         if env.main:
             info = _info(cfg, state, data, fold, warnings)
             if improved:
-                atomic_save(model_payload(model, labels, **info), best_path)
-            atomic_save(
-                {**model_payload(model, labels, **info), "optimizer": opt.state_dict(),
-                 "rng": torch.get_rng_state(), "state": state},
-                last_path,
-            )
+                Checkpoint.from_model(model, labels, **info).save(best_path)
+            training = TrainingState(opt.state_dict(), torch.get_rng_state(), state)
+            Checkpoint.from_model(model, labels, training=training, **info).save(last_path)
             _write_log(out / "log.csv", state["history"])
             if tb is not None:
                 for key, value in row.items():
@@ -307,10 +303,8 @@ def train_fold(
     summary = {"out": str(out), "best_epoch": state["best_epoch"], "best_val": state["best_val"],
                "epochs_run": state["epoch"]}
     if env.main and best_path.is_file() and len(fold.test):
-        from deepfer.models.checkpoint import load_model
-
-        best, _ = load_model(best_path)
-        y_test = _targets(data, fold.test, classes, False).numpy()
+        best = Checkpoint.load(best_path).build()
+        y_test = _targets(data, fold.test, classes, False, config.input_size, cfg.model).numpy()
         p = predict_proba(best, data.images[fold.test], cfg.eval_batch_size)
         summary["test_acc"] = float((p.argmax(1) == y_test).mean())
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -352,9 +346,7 @@ def _tensorboard(out: Path) -> Any:
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, path)

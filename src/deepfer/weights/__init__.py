@@ -1,7 +1,9 @@
 """Pretrained weights that ship inside the package, named ``<architecture>_<dataset>``
 (``deep-emotion_fer2013``), each a self-describing checkpoint with a model card beside it.
 
-Nothing is downloaded: a name that is not shipped is an error that lists what is.
+Nothing is downloaded: a name that is not shipped is an error that lists what is. ``SHA256SUMS``
+beside the files holds each one's sha256 (written by ``scripts/ship_weights.py``); a shipped file
+whose bytes differ is refused when loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from torch import nn
 
 from deepfer.errors import ModelError
-from deepfer.models.checkpoint import load_model, read_checkpoint
+from deepfer.files import atomic_open, sha256_file
+from deepfer.models.checkpoint import Checkpoint
 
 DEFAULT = "deepfer_fer2013-kd"
 # What a bare architecture name loads: its best FER2013 weights (chosen on validation; see the cards).
@@ -23,6 +26,7 @@ BEST = {"deepfer": DEFAULT, "deep-emotion": "deep-emotion_fer2013-kd"}
 # on validation by benchmarks/ensemble.py (ENSEMBLE.md) and kept only where its accuracy is worth
 # its cost in speed; its card states the trade-off.
 ENSEMBLES: dict[str, list[str]] = {}
+SUMS = "SHA256SUMS"  # `sha256sum` format: "<hex>  <path relative to this folder>" per line
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,10 @@ def list_pretrained() -> list[Pretrained]:
     out = []
     for name, p in _shipped().items():
         first = p if p.is_file() else sorted(p.glob("fold*/best.pt"))[0]
-        ckpt = read_checkpoint(first)
+        ckpt = load_checkpoint(first)
         card = p.parent / f"{name}.md"
-        out.append(Pretrained(name, p, card if card.is_file() else None, ckpt["model"]["name"],
-                              ckpt["labels"], ckpt.get("info", {})))
+        out.append(Pretrained(name, p, card if card.is_file() else None, ckpt.config.name,
+                              list(ckpt.labels), ckpt.info))
     return out
 
 
@@ -92,9 +96,62 @@ def ensemble_members(name: str | Path | None) -> list[str] | None:
     return list(members) if members is not None else None
 
 
-def load_pretrained(name_or_path: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Model (eval mode) and checkpoint metadata for shipped weights or a checkpoint file."""
+def shipped_sha256(path: str | Path) -> str | None:
+    """The sha256 a file in the package's weights folder must have (from ``SHA256SUMS``), or ``None``
+    for a file elsewhere.
+
+    Raises:
+        ModelError: a file in the weights folder that ``SHA256SUMS`` does not list.
+    """
+    root = _folder().resolve()
+    try:
+        rel = Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return None
+    sums = _read_sums(root / SUMS)
+    if rel not in sums:
+        raise ModelError(f"{path}: shipped weights not listed in {root / SUMS}, so their integrity cannot be "
+                         "checked (ship weights with scripts/ship_weights.py, which lists them)")
+    return sums[rel]
+
+
+def load_checkpoint(name_or_path: str | Path | None = None) -> Checkpoint:
+    """The checkpoint of shipped weights (checked against ``SHA256SUMS``) or of a checkpoint file.
+
+    Raises:
+        ModelError: an unknown name, a k-fold set (load one of its folds), or a file that is
+            missing, damaged, altered or malformed.
+    """
     path = resolve(name_or_path)
     if path.is_dir():
         raise ModelError(f"{path.name} is a set of k-fold evaluation models; load one of {path}/fold*/best.pt")
-    return load_model(path)
+    return Checkpoint.load(path, sha256=shipped_sha256(path))
+
+
+def load_pretrained(name_or_path: str | Path | None = None) -> tuple[nn.Module, Checkpoint]:
+    """Model (eval mode) and checkpoint for shipped weights or a checkpoint file."""
+    ckpt = load_checkpoint(name_or_path)
+    return ckpt.build(), ckpt
+
+
+def write_sums(folder: str | Path | None = None) -> Path:
+    """(Re)write ``SHA256SUMS`` for every checkpoint in the weights folder (``*.pt`` and the k-fold
+    sets' ``*/fold*/best.pt``); returns its path."""
+    root = Path(folder) if folder is not None else _folder()
+    files = sorted([*root.glob("*.pt"), *root.glob("*/fold*/best.pt")], key=lambda p: p.relative_to(root).as_posix())
+    with atomic_open(root / SUMS, "w") as f:
+        for p in files:
+            f.write(f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n")
+    return root / SUMS
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise ModelError(f"{path}: missing, so the shipped weights cannot be checked (reinstall deepfer)")
+    sums = {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise ModelError(f"{path} line {i}: expected '<sha256>  <file>', got {line[:80]!r}")
+        sums[name] = digest
+    return sums
