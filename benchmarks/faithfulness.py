@@ -26,7 +26,7 @@ import torch
 from deepfer.data import load_dataset, split
 from deepfer.errors import DeepferError
 from deepfer.explain import compare_deletion, explain, load_explainable
-from deepfer.labels import EMOTION_INDEX
+from deepfer.labels import map_to_model
 from deepfer.weights import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data = load_dataset("fer2013", args.data, size=model.config.input_size)
     test = split(data, "official").folds[0].test
-    index_of = {EMOTION_INDEX[n]: i for i, n in enumerate(names)}
-    test = np.array([i for i in test if int(data.labels[i]) in index_of])
+    model_index = map_to_model(data.labels, names)
+    test = test[model_index[test] >= 0]
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(test, min(args.n, len(test)), replace=False))
     faces = data.images[pick]
-    labels = np.array([index_of[int(c)] for c in data.labels[pick]], np.int64)
+    labels = model_index[pick]
 
     timings = {m: per_face_ms(model, faces[:64], m, repeats=20) for m in METHODS}
     runs = []
