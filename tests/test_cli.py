@@ -18,7 +18,7 @@ COMMANDS = {
     ("export", "--out", "m.onnx"): cli.ExportOptions,
     ("explain", "photo.jpg", "--out", "o"): cli.ExplainOptions,
     ("models", "--json"): cli.ModelsOptions,
-    ("serve", "--port", "9"): cli.ServeOptions,
+    ("serve", "--port", "9", "--max-upload-mb", "2"): cli.ServeSettings,
 }
 
 
@@ -41,11 +41,12 @@ def test_usage_errors_are_one_prefixed_line(argv: list[str], capsys: pytest.Capt
 @pytest.mark.parametrize("argv", list(COMMANDS), ids=lambda a: a[0])
 def test_every_subcommand_parses_into_its_frozen_options(argv: tuple[str, ...]) -> None:
     args = cli.build_parser().parse_args(list(argv))
-    opts = cli._options(COMMANDS[argv], args)
+    opts = cli.serve_settings(args) if argv[0] == "serve" else cli._options(COMMANDS[argv], args)
+    assert type(opts) is COMMANDS[argv]
     assert dataclasses.is_dataclass(opts) and type(opts).__dataclass_params__.frozen
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.__setattr__(dataclasses.fields(opts)[0].name, None)
     if isinstance(opts, cli.TrainOptions):
         assert opts.epochs == 3 and opts.teacher == ("a", "b") and opts.config is None
-    if isinstance(opts, cli.ServeOptions):
-        assert opts.port == 9 and opts.host == "127.0.0.1"
+    if isinstance(opts, cli.ServeSettings):
+        assert opts.port == 9 and opts.host == "127.0.0.1" and opts.max_upload_bytes == 2 * 1024 * 1024

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deepfer.errors import DeepferError
+from deepfer.serve.settings import MIB, ServeSettings
 from deepfer.version import __version__
 
 
@@ -305,35 +306,23 @@ def explain(opts: ExplainOptions) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    model: str | None = None
-    backend: str | None = None
-    detector: str = "haar"
-    detect_width: int = 320
-    detect_step: float = 1.2
-    workers: int = 2
-    max_upload_mb: float = 10.0
-    timeout: float = 10.0
+def serve_settings(args: argparse.Namespace) -> ServeSettings:
+    """``deepfer serve``'s options are the server's own frozen settings (sizes in MiB on the command line)."""
+    return ServeSettings(host=args.host, port=args.port, model=args.model, backend=args.backend,
+                         detector=args.detector, detect_width=args.detect_width, detect_step=args.detect_step,
+                         workers=args.workers, max_upload_bytes=int(args.max_upload_mb * MIB),
+                         request_timeout=args.timeout)
 
 
-def serve(opts: ServeOptions) -> int:
+def serve(settings: ServeSettings) -> int:
     """Run the REST server and web page until Ctrl+C (``pip install 'deepfer[serve]'``)."""
     import importlib.util
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as in predict
-    from deepfer.serve.settings import MIB, ServeSettings
-
     missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
     if missing:
         raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install 'deepfer[serve]'")
-    settings = ServeSettings(host=opts.host, port=opts.port, model=opts.model, backend=opts.backend,
-                             detector=opts.detector, detect_width=opts.detect_width,
-                             detect_step=opts.detect_step, workers=opts.workers,
-                             max_upload_bytes=int(opts.max_upload_mb * MIB), request_timeout=opts.timeout)
     from deepfer.serve import run
 
     run(settings)
@@ -482,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=_positive, default=2, help="inference threads (default 2)")
     sv.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MiB (default 10; 413 above)")
     sv.add_argument("--timeout", type=float, default=10.0, help="seconds per request before 504 (default 10)")
-    sv.set_defaults(run=lambda a: serve(_options(ServeOptions, a)))
+    sv.set_defaults(run=lambda a: serve(serve_settings(a)))
     return parser
 
 
