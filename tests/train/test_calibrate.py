@@ -16,7 +16,7 @@ from deepfer.data import load_dataset, split
 from deepfer.errors import DeepferError
 from deepfer.models.checkpoint import Checkpoint, tensor_digest
 from deepfer.models.predict import predict_logits, predict_proba
-from deepfer.train.calibrate import calibrate, fit_temperature, tempered_softmax
+from deepfer.train.calibrate import NotIdentifiable, calibrate, fit_temperature, tempered_softmax
 from deepfer.train.config import TrainConfig
 from deepfer.train.distill import teacher_probs
 from deepfer.train.evaluate import evaluate
@@ -59,6 +59,24 @@ def test_fit_rejects_bad_input() -> None:
         fit_temperature(np.zeros((0, 7)), np.zeros(0, int))
     with pytest.raises(DeepferError, match="labels must be in"):
         fit_temperature(np.zeros((2, 3)), np.array([0, 3]))
+
+
+def test_a_perfect_validation_split_fits_nothing(trained: Path, pattern_jaffe: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    logits = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 0.5]])
+    with pytest.raises(NotIdentifiable, match="all 3 validation faces are classified correctly"):
+        fit_temperature(logits, np.array([0, 1, 0]))
+    # calibrate() keeps T = 1 and says why in the checkpoint.
+    import deepfer.train.calibrate as module
+
+    def perfect(logits: np.ndarray, y: np.ndarray) -> float:
+        raise NotIdentifiable("every face right")
+
+    monkeypatch.setattr(module, "fit_temperature", perfect)
+    report = calibrate(trained, "jaffe", str(pattern_jaffe), "random", tmp_path / "kept.pt")
+    back = Checkpoint.load(tmp_path / "kept.pt")
+    assert report["temperature"] == 1.0 and back.temperature == 1.0
+    assert back.calibration.fitted_on.endswith("(all classified correctly: no temperature can be fitted, kept 1)")
 
 
 def test_ece_and_bins_by_hand() -> None:

@@ -6,7 +6,10 @@ applied wherever probabilities come out.
 The temperature minimises the negative log-likelihood of the validation labels under
 ``softmax(logits / T)``. That NLL is convex in ``1 / T`` (a log-sum-exp of a linear function minus a
 linear one), so a bounded one-dimensional search (scipy's ``minimize_scalar``) finds the one
-minimum; no learning rate or iteration count to tune. The test split is never read here.
+minimum; no learning rate or iteration count to tune. The test split is never read here. One case
+has no minimum: when the model classifies every validation face correctly (small CK+ splits), the
+NLL keeps falling as T -> 0 and the "fit" would make every score 1.0; then T stays 1 and the
+checkpoint says why.
 Measured on the shipped default (``deepfer_fer2013-kd``, FER2013 official protocol): T = 0.93 on
 PublicTest, PrivateTest ECE 0.0292 -> 0.0257 (``benchmarks/RESULTS.md`` has every shipped model).
 """
@@ -30,13 +33,17 @@ from deepfer.models.predict import predict_logits
 from deepfer.train.metrics import calibration_report
 from deepfer.weights import load_checkpoint
 
-__all__ = ["calibrate", "calibrated", "fit_temperature", "tempered_softmax"]
+__all__ = ["NotIdentifiable", "calibrate", "calibrated", "fit_temperature", "tempered_softmax"]
 
 log = logging.getLogger(__name__)
 
 # The search range of T. Trained networks land near 1 (0.9-1.5 in Guo et al.; 0.7-1.3 for ours); a
 # fit at either end means the logits carry no usable signal, which is reported.
 T_MIN, T_MAX = 0.05, 20.0
+
+
+class NotIdentifiable(DeepferError):
+    """The validation faces do not determine a temperature (every one is classified correctly)."""
 
 
 def tempered_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -57,6 +64,8 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
 
     Raises:
         DeepferError: no faces, or shapes that do not match.
+        NotIdentifiable: every face is classified correctly, so the NLL has no minimum (it falls
+            towards 0 as T -> 0).
     """
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
@@ -64,6 +73,9 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
         raise DeepferError(f"fit_temperature: expected logits (N, C) and N labels with N > 0, got {z.shape} and {y.shape}")
     if (y < 0).any() or (y >= z.shape[1]).any():
         raise DeepferError(f"fit_temperature: labels must be in [0, {z.shape[1]}), got {y.min()}..{y.max()}")
+    if (z.argmax(1) == y).all():
+        raise NotIdentifiable(f"all {len(y)} validation faces are classified correctly: the NLL falls as the "
+                              "temperature goes to 0, so none can be fitted")
     true = z[np.arange(len(z)), y]
 
     def nll(beta: float) -> float:  # beta = 1 / T: the NLL is convex in it
@@ -115,8 +127,14 @@ def calibrate(weights: str | Path, dataset: str, data_path: str, protocol: str, 
     known = y >= 0
     logits = predict_logits(ckpt.build(), data.images[index[known]])
     y = y[known]
-    temperature = fit_temperature(logits, y)
     fitted_on = f"{dataset}/{protocol} val, {len(y)} faces"
+    try:
+        temperature = fit_temperature(logits, y)
+    except NotIdentifiable:
+        temperature = 1.0
+        fitted_on += " (all classified correctly: no temperature can be fitted, kept 1)"
+        log.warning("%s: every one of the %d validation faces is classified correctly; temperature kept at 1",
+                    weights, len(y))
     report: dict[str, Any] = {
         "weights": str(weights), "out": str(out) if out is not None else None, "temperature": temperature,
         "fitted_on": fitted_on, "n": int(len(y)), "skipped_unknown_class": int((~known).sum()),
