@@ -85,10 +85,10 @@ class Calibration:
     fitted_on: str = ""
 
     def __post_init__(self) -> None:
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise ModelError(f"calibration: temperature must be a finite number > 0, got {t!r}")
-        object.__setattr__(self, "temperature", float(t))
+        problem = _temperature_problem(self.temperature)
+        if problem:
+            raise ModelError(f"calibration: {problem}")
+        object.__setattr__(self, "temperature", float(self.temperature))
 
     def to_dict(self) -> dict[str, Any]:
         """As stored in the file (and in an ONNX export's ``deepfer.calibration``)."""
@@ -397,7 +397,14 @@ def _calibration(value: Any, where: str) -> Calibration:
     fitted_on = value.get("fitted_on", "")
     if not isinstance(fitted_on, str):
         raise ModelError(f"{where}: field '{CALIBRATION_KEY}.fitted_on' must be a str, got {_kind(fitted_on)}")
-    try:
-        return Calibration(value["temperature"], fitted_on)
-    except ModelError as exc:
-        raise ModelError(f"{where}: field '{CALIBRATION_KEY}.temperature': {str(exc).split(': ', 1)[1]}") from None
+    problem = _temperature_problem(value["temperature"])
+    if problem:
+        raise ModelError(f"{where}: field '{CALIBRATION_KEY}.temperature': {problem}")
+    return Calibration(value["temperature"], fitted_on)
+
+
+def _temperature_problem(t: Any) -> str:
+    """What is wrong with ``t`` as a temperature ("" if nothing)."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        return f"temperature must be a finite number > 0, got {t!r}"
+    return ""
