@@ -39,13 +39,20 @@ RECIPES ?= deep-emotion_fer2013 deep-emotion_ckplus-10fold deep-emotion_ckplus-r
 	deepfer_ckplus-10fold deepfer_ckplus-random deepfer_fer2013-balanced
 REPORT_ONLY ?= deep-emotion_ckplus-10fold deep-emotion_jaffe-loso deepfer_jaffe-loso deepfer_ckplus-10fold \
 	deepfer_fer2013-balanced
+# Recipes that need a GPU: deepfer-l (4.7M parameters) trains at ~15 images/s on the 2-core CPU, so
+# its 160 epochs would take days there (benchmarks/MODELS_SPEED.md; the 48-wide variant ~26 images/s);
+# minutes on one H100/H200.
+# `make reproduce` lists and skips them; `make reproduce GPU=1` trains them after the CPU recipes.
+GPU_RECIPES ?= deepfer-l_fer2013 deepfer-l_fer2013-w48
 
+# ship_weights.py fits each shipped model's temperature on its validation split (calibrated scores).
 reproduce: $(STAMP)
-	for n in $(RECIPES); do \
+	for n in $(RECIPES) $(if $(GPU),$(GPU_RECIPES)); do \
 		$(BIN)/deepfer -v train --config configs/$$n.yaml --resume && \
 		$(BIN)/python scripts/ship_weights.py runs/$$n $$n --config configs/$$n.yaml \
 			$$(case " $(REPORT_ONLY) " in *" $$n "*) echo --report-only;; esac) || exit 1; \
 	done
+	$(if $(GPU),,@echo "skipped, they need a GPU (make reproduce GPU=1): $(GPU_RECIPES)")
 	$(BIN)/python benchmarks/results.py
 
 # Trains the "NAME SEED" lines on stdin, $(1) at a time: configs/$(2)/NAME.yaml into

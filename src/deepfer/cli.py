@@ -119,6 +119,37 @@ def evaluate(opts: EvaluateOptions) -> int:
 
 
 @dataclass(frozen=True)
+class CalibrateOptions:
+    weights: str
+    dataset: str
+    data: str
+    protocol: str
+    out: str
+    seed: int = 0
+    size: int = 48
+    labels: str = "majority"
+    json: bool = False
+
+
+def calibrate(opts: CalibrateOptions) -> int:
+    from deepfer.train.calibrate import calibrate as run
+
+    extra: dict = {"size": opts.size}
+    if opts.dataset == "ferplus":
+        extra["labels"] = opts.labels
+    report = run(opts.weights, opts.dataset, opts.data, opts.protocol, opts.out, opts.seed, extra)
+    if opts.json:
+        print(json.dumps(report))
+        return 0
+    before, after = report["before"], report["after"]
+    print(f"temperature {report['temperature']:.4f}, fitted on {report['fitted_on']} (minimum NLL)")
+    print(f"on that split: NLL {before['nll']:.4f} -> {after['nll']:.4f}, expected calibration error (15 bins) "
+          f"{before['ece']:.4f} -> {after['ece']:.4f}, accuracy {after['accuracy']:.4f} (unchanged)")
+    print(f"wrote {report['out']}")
+    return 0
+
+
+@dataclass(frozen=True)
 class ModelsOptions:
     json: bool = False
 
@@ -132,14 +163,16 @@ def models(opts: ModelsOptions) -> int:
         print(json.dumps({"architectures": list_models(), "weights": [
             {"name": w.name, "architecture": w.architecture, "labels": w.labels,
              "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
-             "val_accuracy": w.info.get("val_accuracy"), "card": str(w.card) if w.card else None}
+             "val_accuracy": w.info.get("val_accuracy"), "temperature": w.temperature,
+             "card": str(w.card) if w.card else None}
             for w in shipped], "ensembles": ENSEMBLES}))
         return 0
     print("architectures: " + ", ".join(list_models()))
     print("shipped weights:" if shipped else "shipped weights: none")
     for w in shipped:
         print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
-              f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}")
+              f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}"
+              f"  temperature {w.temperature:.3g}")
     for name, members in ENSEMBLES.items():
         counts = ", ".join(f"{m} x{n}" if n > 1 else m for m, n in Counter(members).items())
         print(f"  {name:<28} ensemble       {counts}")
@@ -173,6 +206,7 @@ class PredictOptions:
     batch_size: int = 256
     threads: int | None = None
     tta: bool = False
+    uncalibrated: bool = False
     no_progress: bool = False
 
 
@@ -201,7 +235,7 @@ def predict(opts: PredictOptions) -> int:
     model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
     rec = Recognizer(model, None if opts.no_detect else opts.detector, opts.backend, opts.batch_size,
                      opts.tta, threads=opts.threads,
-                     detector_options=None if opts.no_detect else detector_options)
+                     detector_options=None if opts.no_detect else detector_options, calibrated=not opts.uncalibrated)
     annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
     writer = make_writer(opts.format, sys.stdout, rec.labels, max(len(s.name) for s in sources))
     read = 0
@@ -230,14 +264,15 @@ class ExportOptions:
     model: str | None = None
     format: str = "onnx"
     opset: int = 20
+    uncalibrated: bool = False
 
 
 def export(opts: ExportOptions) -> int:
     from deepfer.inference.export import export_onnx
 
-    info = export_onnx(opts.model, opts.out, opts.opset)
-    print(f"wrote {info['path']} (opset {info['opset']}, classes {', '.join(info['labels'])}; "
-          f"max |torch - onnxruntime| on 64 random faces: {info['max_abs_diff']:.2e})")
+    info = export_onnx(opts.model, opts.out, opts.opset, calibrated=not opts.uncalibrated)
+    print(f"wrote {info['path']} (opset {info['opset']}, classes {', '.join(info['labels'])}, temperature "
+          f"{info['temperature']:.4g}; max |torch - onnxruntime| on 64 random faces: {info['max_abs_diff']:.2e})")
     return 0
 
 
@@ -385,6 +420,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the JSON report")
     ev.set_defaults(run=lambda a: evaluate(_options(EvaluateOptions, a)))
 
+    ca = sub.add_parser("calibrate", help="fit a checkpoint's temperature on the validation split and store it",
+                        description="Temperature scaling: fit the temperature T that minimises the negative "
+                        "log-likelihood of softmax(logits / T) on the protocol's validation split (never the "
+                        "test split) and write the checkpoint with it. predict, evaluate, export and serve apply "
+                        "it; it never changes the predicted class.")
+    ca.add_argument("--weights", required=True, help="shipped weights name or checkpoint")
+    ca.add_argument("--dataset", required=True)
+    ca.add_argument("--data", required=True)
+    ca.add_argument("--protocol", required=True, help="the protocol it was trained under (its val split is used)")
+    ca.add_argument("--out", required=True, help="the calibrated checkpoint to write")
+    ca.add_argument("--seed", type=int, default=0, help="the protocol's seed (must match training)")
+    ca.add_argument("--size", type=_positive, default=48)
+    ca.add_argument("--labels", choices=["majority", "soft"], default="majority", help="FER+ label mode")
+    ca.add_argument("--json", action="store_true", help="print the JSON report")
+    ca.set_defaults(run=lambda a: calibrate(_options(CalibrateOptions, a)))
+
     pr = sub.add_parser("predict", help="recognise expressions in images, folders, videos or a webcam",
                         description="Recognise facial expressions. Output: a table (default), JSON Lines "
                         "(one object per image or frame) or CSV (one row per face) on stdout. Headless "
@@ -414,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=256, help="face crops per forward pass")
     pr.add_argument("--threads", type=int, help="backend threads (default: torch's own, 2 for onnxruntime)")
     pr.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    pr.add_argument("--uncalibrated", action="store_true",
+                    help="scores from the plain softmax, without the weights' fitted temperature")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     pr.set_defaults(run=lambda a: predict(_options(PredictOptions, a)))
 
@@ -422,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=["onnx"], default="onnx")
     ex.add_argument("--out", required=True, help="the .onnx file to write")
     ex.add_argument("--opset", type=int, default=20, help="ONNX opset (>= 20: AffineGrid, GridSample)")
+    ex.add_argument("--uncalibrated", action="store_true",
+                    help="export the plain softmax, without the weights' fitted temperature")
     ex.set_defaults(run=lambda a: export(_options(ExportOptions, a)))
 
     xp = sub.add_parser("explain", help="maps of the face regions that drive each prediction",

@@ -36,9 +36,11 @@ def test_gradcam_equals_the_hand_computation(name: str) -> None:
     (g,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), feats)
     cam = (g.mean((2, 3), keepdim=True) * feats).sum(1).relu().detach().numpy()  # (B, h, w)
     # Cell centres on the face: Deep-Emotion's unpadded convs put its 9 cells at 8, 12, ..., 40;
-    # DeepFER's padded ones tile the face (4, 12, ..., 44); prior-attention's half-resolution face
-    # canvas tiles it in 2 px cells (1, 3, ..., 47). Beyond the outer centres: the edge value.
-    first, step = {"deep-emotion": (8.0, 4.0), "deepfer": (4.0, 8.0), "prior-attention": (1.0, 2.0)}[name]
+    # DeepFER's (and DeepFER-L's) padded ones tile the face (4, 12, ..., 44); prior-attention's
+    # half-resolution face canvas tiles it in 2 px cells (1, 3, ..., 47). Beyond the outer centres:
+    # the edge value.
+    first, step = {"deep-emotion": (8.0, 4.0), "deepfer": (4.0, 8.0), "deepfer-l": (4.0, 8.0),
+                   "prior-attention": (1.0, 2.0)}[name]
     assert cam_centres(model.config, cam.shape[1:]) == (first, step)
     centres, pixels = first + step * np.arange(cam.shape[1]), np.arange(48) + 0.5
     rows = np.stack([[np.interp(pixels, centres, r) for r in c] for c in cam])  # (B, h, 48)

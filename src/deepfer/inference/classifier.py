@@ -19,7 +19,7 @@ BACKENDS = ("torch", "onnx")
 
 def load_classifier(model: Source | Sequence[Source] | None = None, backend: str | None = None,
                     batch_size: int = 256, tta: bool = False, labels: list[str] | None = None,
-                    threads: int | None = None) -> Classifier:
+                    threads: int | None = None, calibrated: bool = True) -> Classifier:
     """Build the classifier for shipped weights, a checkpoint, an ``.onnx`` file or a model object.
 
     Args:
@@ -33,6 +33,8 @@ def load_classifier(model: Source | Sequence[Source] | None = None, backend: str
         labels: class names for an ``nn.Module`` (default: the first ``num_classes`` of FER2013's).
         threads: intra-op threads: torch's while classifying (default: torch's setting),
             onnxruntime's (default 2).
+        calibrated: apply each checkpoint's temperature (default); ``False``: the plain softmax
+            (an ``.onnx`` file must then have been exported without one).
 
     Returns:
         A :class:`~deepfer.models.classifier.Classifier`.
@@ -42,7 +44,7 @@ def load_classifier(model: Source | Sequence[Source] | None = None, backend: str
     """
     if backend not in (None, *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    onnx_kw: dict[str, Any] = {"batch_size": batch_size, "tta": tta}
+    onnx_kw: dict[str, Any] = {"batch_size": batch_size, "tta": tta, "calibrated": calibrated}
     if threads is not None:
         onnx_kw["threads"] = threads
 
@@ -53,12 +55,14 @@ def load_classifier(model: Source | Sequence[Source] | None = None, backend: str
             from deepfer.inference.onnx_backend import OnnxClassifier
 
             return OnnxClassifier(source, **onnx_kw)
-        torch_clf = torch_classifier(source, batch_size=batch_size, tta=tta, labels=labels, threads=threads)
+        torch_clf = torch_classifier(source, batch_size=batch_size, tta=tta, labels=labels, threads=threads,
+                                     calibrated=calibrated)
         if backend != "onnx":
             return torch_clf
         from deepfer.inference.export import export_onnx_bytes
         from deepfer.inference.onnx_backend import OnnxClassifier
 
-        return OnnxClassifier(export_onnx_bytes(torch_clf.model, torch_clf.checkpoint), **onnx_kw)
+        return OnnxClassifier(export_onnx_bytes(torch_clf.model, torch_clf.checkpoint, calibrated=calibrated),
+                              **onnx_kw)
 
     return build_classifier(model, one)

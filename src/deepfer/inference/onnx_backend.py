@@ -1,7 +1,8 @@
 """The fast CPU path: an exported model run by onnxruntime (``pip install 'deepfer[onnx]'``).
 
 Reads the ``.onnx`` files :mod:`deepfer.inference.export` writes: uint8 faces in, probabilities
-out, label names and input size in the metadata. The graph's input and output names are defined
+out (calibrated by the temperature the export baked in), label names, input size and temperature
+in the metadata. The graph's input and output names are defined
 here, where they are read; the exporter imports them.
 """
 
@@ -26,15 +27,18 @@ class OnnxClassifier:
         batch_size: faces per run of the session.
         tta: average each face's probabilities with its mirror image's.
         threads: onnxruntime's intra-op threads.
+        calibrated: ``False`` asks for the plain softmax, which only an export without a
+            temperature (``deepfer export --uncalibrated``) gives.
 
     Raises:
-        ModelError: onnxruntime is missing, or the file is not a deepfer ONNX export.
+        ModelError: onnxruntime is missing, the file is not a deepfer ONNX export, or
+            ``calibrated=False`` for an export with a temperature baked in.
     """
 
     backend = "onnx"
 
     def __init__(self, model: bytes | str | Path, batch_size: int = 256, tta: bool = False,
-                 threads: int = THREADS) -> None:
+                 threads: int = THREADS, calibrated: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -61,6 +65,11 @@ class OnnxClassifier:
                              "make one with `deepfer export --format onnx`")
         self.labels: list[str] = json.loads(meta["deepfer.labels"])
         self.size = int(json.loads(meta["deepfer.preprocess"])["size"])
+        # Exports older than calibration have no entry: their graph is the plain softmax.
+        self.temperature = float(json.loads(meta.get("deepfer.calibration", "{}")).get("temperature", 1.0))
+        if not calibrated and self.temperature != 1.0:
+            raise ModelError(f"{where}: its probabilities are calibrated (temperature {self.temperature:g} is part of "
+                             "the graph); for the plain softmax export it again with `deepfer export --uncalibrated`")
         self.batch_size = batch_size
         self.tta = tta
 

@@ -70,6 +70,7 @@ class Recognizer:
             10-50x slower: pass ``threads=1`` or set ``OMP_WAIT_POLICY=PASSIVE`` before importing
             torch (``deepfer predict`` does the latter).
         detector_options: options of the named detector (``work_width``, ``min_size``, ...).
+        calibrated: scores with each checkpoint's temperature (default); ``False``: the plain softmax.
 
     Raises:
         DeepferError: an unknown model, backend or detector.
@@ -79,10 +80,10 @@ class Recognizer:
                  detector: str | FaceDetector | None = "haar",
                  backend: str | None = None, batch_size: int = 256, tta: bool = False,
                  labels: list[str] | None = None, threads: int | None = None,
-                 detector_options: dict[str, Any] | None = None) -> None:
+                 detector_options: dict[str, Any] | None = None, calibrated: bool = True) -> None:
         if batch_size < 1:
             raise DeepferError(f"batch_size must be >= 1, got {batch_size}")
-        self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads)
+        self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads, calibrated)
         if isinstance(detector, str):
             detector = create_detector(detector, **(detector_options or {}))
         self.detector: FaceDetector | None = detector

@@ -7,6 +7,7 @@ Importing this package registers every architecture, so ``create_model(name)`` a
 from __future__ import annotations
 
 from deepfer.models.deep_emotion import DeepEmotion
+from deepfer.models.deepfer_large import DeepFERLarge
 from deepfer.models.deepfer_net import DeepFERNet
 from deepfer.models.prior_attention import PriorAttentionNet
 from deepfer.models.registry import (
@@ -21,6 +22,7 @@ from deepfer.models.registry import (
 
 __all__ = [
     "DeepEmotion",
+    "DeepFERLarge",
     "DeepFERNet",
     "ModelConfig",
     "PriorAttentionNet",

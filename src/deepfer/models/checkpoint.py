@@ -1,5 +1,5 @@
-"""Self-describing checkpoints: weights + model config + label names + preprocessing (+ the training
-state of a run's ``last.pt``), so a model is rebuilt from the file alone.
+"""Self-describing checkpoints: weights + model config + label names + preprocessing + calibration
+(+ the training state of a run's ``last.pt``), so a model is rebuilt from the file alone.
 
 :class:`Checkpoint` is the only code that reads or writes checkpoint files. Files are loaded with
 ``weights_only=True`` (no pickle code runs) and validated field by field, so a damaged or foreign
@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from deepfer.errors import ModelError
 from deepfer.files import atomic_open, sha256_bytes
 from deepfer.models import ModelConfig, create_model, list_models
 
-__all__ = ["DIGEST_KEY", "FORMAT", "FORMAT_VERSION", "Checkpoint", "Preprocess", "TrainingState", "tensor_digest"]
+__all__ = ["DIGEST_KEY", "FORMAT", "FORMAT_VERSION", "Calibration", "Checkpoint", "Preprocess", "TrainingState",
+           "tensor_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ FORMAT_VERSION = 1
 # The sha256 of the state dict's tensors (see tensor_digest). An optional key, so the format
 # version is unchanged and older deepfer versions still read the files.
 DIGEST_KEY = "tensors_sha256"
+# Optional too: files without it (all written before calibration existed) load with temperature 1.
+CALIBRATION_KEY = "calibration"
 _INT_FIELDS = ("num_classes", "in_chans", "input_size")
 _FLOAT_FIELDS = ("dropout", "mean", "std")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
@@ -64,6 +68,33 @@ class Preprocess:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What turns the model's logits into probabilities: ``softmax(logits / temperature)``.
+
+    Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks",
+    https://arxiv.org/abs/1706.04599): one number fitted on the validation split by
+    :mod:`deepfer.train.calibrate` so that the scores match how often the model is right; it
+    never changes the top class. ``fitted_on`` says on what (``"fer2013/official val, 3589 faces"``).
+
+    Raises:
+        ModelError: a temperature that is not a finite positive number.
+    """
+
+    temperature: float = 1.0
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        problem = _temperature_problem(self.temperature)
+        if problem:
+            raise ModelError(f"calibration: {problem}")
+        object.__setattr__(self, "temperature", float(self.temperature))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored in the file (and in an ONNX export's ``deepfer.calibration``)."""
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingState:
     """What ``--resume`` needs besides the weights: the optimizer's state, torch's CPU random
@@ -87,6 +118,8 @@ class Checkpoint:
         training: the training state (``last.pt``), or ``None`` (``best.pt``, shipped weights).
         format_version: the file format version it was read from.
         source: the file it was read from (named in errors), or ``None``.
+        calibration: the temperature its probabilities are computed with, or ``None`` (not
+            calibrated: temperature 1, the plain softmax).
 
     Example:
         >>> ckpt = Checkpoint.from_model(model, FER7, dataset="fer2013")  # doctest: +SKIP
@@ -102,12 +135,18 @@ class Checkpoint:
     training: TrainingState | None = field(default=None, repr=False)
     format_version: int = FORMAT_VERSION
     source: str | None = None
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))
         if len(self.labels) != self.config.num_classes:
             raise ModelError(f"{self.where}: field 'labels' has {len(self.labels)} names for the model's "
                              f"{self.config.num_classes} outputs")
+
+    @property
+    def temperature(self) -> float:
+        """The calibration's temperature; 1.0 (the plain softmax) for an uncalibrated checkpoint."""
+        return 1.0 if self.calibration is None else self.calibration.temperature
 
     @property
     def where(self) -> str:
@@ -120,7 +159,8 @@ class Checkpoint:
         """The checkpoint of a deepfer model (unwrapped from ``DistributedDataParallel``).
 
         Args:
-            model: a deepfer model (it has a ``config``).
+            model: a deepfer model (it has a ``config``; a model built by :meth:`build` also has
+                the ``calibration`` it keeps).
             labels: its class names, in output order.
             training: the training state to keep with it (``last.pt``).
             **info: metadata stored as ``info``.
@@ -130,7 +170,9 @@ class Checkpoint:
         if not isinstance(config, ModelConfig):
             raise ModelError(f"{type(model).__name__} is not a deepfer model (no `config`)")
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        return cls(config, tuple(labels), state, Preprocess.from_config(config), dict(info), training)
+        calibration = getattr(model, "calibration", None)
+        return cls(config, tuple(labels), state, Preprocess.from_config(config), dict(info), training,
+                   calibration=calibration if isinstance(calibration, Calibration) else None)
 
     @classmethod
     def load(cls, path: str | Path, *, sha256: str | None = None) -> Checkpoint:
@@ -195,6 +237,7 @@ class Checkpoint:
         if any(k in raw for k in ("optimizer", "rng", "state")):
             training = TrainingState(_field(raw, "optimizer", dict, where), _field(raw, "rng", Tensor, where),
                                      _field(raw, "state", dict, where))
+        calibration = _calibration(raw[CALIBRATION_KEY], where) if CALIBRATION_KEY in raw else None
         if DIGEST_KEY in raw:
             stored = raw[DIGEST_KEY]
             if not isinstance(stored, str):
@@ -202,7 +245,7 @@ class Checkpoint:
             if tensor_digest(state) != stored:
                 raise ModelError(f"{where}: the weights do not match the checkpoint's sha256 digest: the file is "
                                  "damaged or was changed")
-        return cls(config, tuple(labels), state, preprocess, info, training, version, where)
+        return cls(config, tuple(labels), state, preprocess, info, training, version, where, calibration)
 
     def to_dict(self) -> dict[str, Any]:
         """What the file holds (``torch.save`` of this dict), with the digest of the tensors."""
@@ -216,6 +259,8 @@ class Checkpoint:
             "info": self.info,
             DIGEST_KEY: tensor_digest(self.state_dict),
         }
+        if self.calibration is not None:
+            out[CALIBRATION_KEY] = self.calibration.to_dict()
         if self.training is not None:
             out.update(optimizer=self.training.optimizer, rng=self.training.rng, state=self.training.loop)
         return out
@@ -228,6 +273,10 @@ class Checkpoint:
     def build(self) -> nn.Module:
         """The model this checkpoint describes, with its weights, in eval mode.
 
+        The model keeps the checkpoint's calibration as ``model.calibration`` (``None`` if it has
+        none), which :func:`deepfer.models.predict.predict_proba` applies; it is not part of the
+        state dict, so the weights' keys do not change.
+
         Raises:
             ModelError: the weights do not fit the architecture.
         """
@@ -238,6 +287,7 @@ class Checkpoint:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:
             raise ModelError(f"{self.where}: weights do not fit model {name!r} ({exc})") from None
+        model.calibration = self.calibration
         return model.eval()
 
     def for_inference(self, half: bool = True) -> Checkpoint:
@@ -334,3 +384,27 @@ def _preprocess(value: Any, where: str) -> Preprocess:
         if type(value[key]) not in types:
             raise ModelError(f"{where}: field 'preprocess.{key}' must be a {types[-1].__name__}, got {_kind(value[key])}")
     return Preprocess(value["size"], value["mean"], value["std"], value["grayscale"])
+
+
+def _calibration(value: Any, where: str) -> Calibration:
+    if not isinstance(value, dict):
+        raise ModelError(f"{where}: field '{CALIBRATION_KEY}' must be a dict, got {_kind(value)}")
+    unknown = sorted(str(k) for k in value if k not in ("temperature", "fitted_on"))
+    if unknown:
+        raise ModelError(f"{where}: field '{CALIBRATION_KEY}' has unknown key(s) {', '.join(unknown)}")
+    if "temperature" not in value:
+        raise ModelError(f"{where}: field '{CALIBRATION_KEY}.temperature' is missing")
+    fitted_on = value.get("fitted_on", "")
+    if not isinstance(fitted_on, str):
+        raise ModelError(f"{where}: field '{CALIBRATION_KEY}.fitted_on' must be a str, got {_kind(fitted_on)}")
+    problem = _temperature_problem(value["temperature"])
+    if problem:
+        raise ModelError(f"{where}: field '{CALIBRATION_KEY}.temperature': {problem}")
+    return Calibration(value["temperature"], fitted_on)
+
+
+def _temperature_problem(t: Any) -> str:
+    """What is wrong with ``t`` as a temperature ("" if nothing)."""
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        return f"temperature must be a finite number > 0, got {t!r}"
+    return ""

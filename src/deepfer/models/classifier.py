@@ -22,7 +22,7 @@ from torch import nn
 from deepfer.errors import ModelError
 from deepfer.labels import FER7
 from deepfer.models.checkpoint import Checkpoint
-from deepfer.models.predict import predict_proba
+from deepfer.models.predict import predict_proba, temperature_of
 from deepfer.weights import ensemble_members, load_checkpoint
 
 __all__ = ["Classifier", "EnsembleClassifier", "Relabelled", "Source", "TorchClassifier", "build_classifier",
@@ -54,12 +54,14 @@ class TorchClassifier:
         tta: average each face's probabilities with its mirror image's.
         threads: torch intra-op threads while classifying (restored afterwards); ``None`` leaves
             torch's setting alone.
+        calibrated: apply the model's temperature (its checkpoint's calibration); ``False``: the
+            plain softmax.
     """
 
     backend = "torch"
 
     def __init__(self, model: nn.Module, labels: Sequence[str], batch_size: int = 256, tta: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, calibrated: bool = True) -> None:
         config = getattr(model, "config", None)
         if config is None:
             raise ModelError(f"{type(model).__name__} is not a deepfer model (no `config`)")
@@ -74,13 +76,15 @@ class TorchClassifier:
         self.batch_size = batch_size
         self.tta = tta
         self.threads = threads
+        self.calibrated = calibrated
+        self.temperature = temperature_of(model) if calibrated else 1.0  # what the scores are computed with
         self._checkpoint: Checkpoint | None = None
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, batch_size: int = 256, tta: bool = False,
-                        threads: int | None = None) -> TorchClassifier:
-        """The checkpoint's model (built here) with its labels."""
-        clf = cls(ckpt.build(), ckpt.labels, batch_size, tta, threads)
+                        threads: int | None = None, calibrated: bool = True) -> TorchClassifier:
+        """The checkpoint's model (built here, with its calibration) with its labels."""
+        clf = cls(ckpt.build(), ckpt.labels, batch_size, tta, threads, calibrated)
         clf._checkpoint = ckpt
         return clf
 
@@ -94,7 +98,7 @@ class TorchClassifier:
         if faces.ndim != 3 or faces.shape[1:] != (self.size, self.size):
             raise ModelError(f"expected uint8 faces of shape (N, {self.size}, {self.size}), got {faces.shape}")
         with _torch_threads(self.threads):
-            return predict_proba(self.model, faces, self.batch_size, self.tta)
+            return predict_proba(self.model, faces, self.batch_size, self.tta, self.calibrated)
 
 
 class Relabelled:
@@ -194,7 +198,8 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 def torch_classifier(source: Source | None = None, *, batch_size: int = 256, tta: bool = False,
-                     labels: Sequence[str] | None = None, threads: int | None = None) -> TorchClassifier:
+                     labels: Sequence[str] | None = None, threads: int | None = None,
+                     calibrated: bool = True) -> TorchClassifier:
     """A :class:`TorchClassifier` for shipped weights, a checkpoint file or a model object.
 
     Args:
@@ -205,6 +210,7 @@ def torch_classifier(source: Source | None = None, *, batch_size: int = 256, tta
         labels: class names for an ``nn.Module`` (default: the first ``num_classes`` of FER2013's);
             a checkpoint's own names are used for a file.
         threads: torch intra-op threads while classifying (default: torch's setting).
+        calibrated: apply the checkpoint's temperature (default); ``False``: the plain softmax.
 
     Raises:
         ModelError: an unknown name, an unreadable checkpoint, or a model that is not a deepfer one.
@@ -213,8 +219,8 @@ def torch_classifier(source: Source | None = None, *, batch_size: int = 256, tta
         if not hasattr(source, "config"):
             raise ModelError(f"{type(source).__name__} is not a deepfer model (no `config`)")
         names = list(labels) if labels is not None else list(FER7[: source.config.num_classes])
-        return TorchClassifier(source, names, batch_size, tta, threads)
-    return TorchClassifier.from_checkpoint(load_checkpoint(source), batch_size, tta, threads)
+        return TorchClassifier(source, names, batch_size, tta, threads, calibrated)
+    return TorchClassifier.from_checkpoint(load_checkpoint(source), batch_size, tta, threads, calibrated)
 
 
 def build_classifier(source: Source | Sequence[Source] | None = None,

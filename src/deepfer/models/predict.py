@@ -1,5 +1,12 @@
 """Turn uint8 face crops into class probabilities with any deepfer model: the one place where
-the preprocessing of a checkpoint is applied, shared by evaluation, inference and explanation."""
+the preprocessing of a checkpoint is applied, and its calibration, shared by evaluation, inference
+and explanation.
+
+A model built from a checkpoint (:meth:`deepfer.models.checkpoint.Checkpoint.build`) carries the
+checkpoint's calibration as ``model.calibration`` (as timm models carry ``pretrained_cfg``):
+probabilities are ``softmax(logits / temperature)`` unless ``calibrated=False``. A temperature
+does not change which class scores highest, only how sure the scores say the model is.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +28,39 @@ def to_input(images: Tensor, config: Any) -> Tensor:
     return x.sub_(config.mean).div_(config.std)
 
 
+def temperature_of(model: nn.Module) -> float:
+    """The temperature the model's probabilities are computed with: its checkpoint's calibration
+    (``model.calibration``, set by ``Checkpoint.build``), or 1.0 for a model without one."""
+    calibration = getattr(getattr(model, "module", model), "calibration", None)
+    return 1.0 if calibration is None else float(calibration.temperature)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: np.ndarray | Tensor, batch_size: int = 512) -> np.ndarray:
+    """The model's logits (N, num_classes) float32 for uint8 faces (N, H, W): what a temperature is
+    fitted on (:mod:`deepfer.train.calibrate`).
+
+    Args:
+        model: a deepfer model; it is put in eval mode.
+        images: uint8 array or tensor (N, H, W).
+        batch_size: faces per forward pass.
+    """
+    model.eval()
+    config = getattr(model, "module", model).config
+    device = next(model.parameters()).device
+    faces = torch.as_tensor(images)
+    out = [model(_batch(faces[start : start + batch_size], config, device)).float().cpu()
+           for start in range(0, len(faces), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, config.num_classes), np.float32)
+
+
 @torch.inference_mode()
 def predict_proba(
     model: nn.Module,
     images: np.ndarray | Tensor,
     batch_size: int = 512,
     tta: bool = False,
+    calibrated: bool = True,
 ) -> np.ndarray:
     """Softmax probabilities (N, num_classes) for uint8 faces (N, H, W) at the model's size.
 
@@ -35,20 +69,26 @@ def predict_proba(
             frozen), the mistake that cost the public Deep-Emotion code 15 points.
         images: uint8 array or tensor (N, H, W).
         batch_size: faces per forward pass.
-        tta: average the predictions of each face and its mirror image.
+        tta: average the predictions of each face and its mirror image (each view calibrated).
+        calibrated: divide the logits by the model's temperature (:func:`temperature_of`) before
+            the softmax; ``False`` gives the plain softmax.
     """
     model.eval()
     config = getattr(model, "module", model).config
     device = next(model.parameters()).device
+    scale = 1.0 / temperature_of(model) if calibrated else 1.0
     faces = torch.as_tensor(images)
     out = []
     for start in range(0, len(faces), batch_size):
-        x = to_input(faces[start : start + batch_size], config).to(device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        p = model(x).softmax(1)
+        x = _batch(faces[start : start + batch_size], config, device)
+        p = (model(x) * scale).softmax(1)
         if tta:
-            p = 0.5 * (p + model(x.flip(3)).softmax(1))
+            p = 0.5 * (p + (model(x.flip(3)) * scale).softmax(1))
         out.append(p.float().cpu())
     if not out:
         return np.zeros((0, config.num_classes), np.float32)
     return torch.cat(out).numpy()
+
+
+def _batch(faces: Tensor, config: Any, device: torch.device) -> Tensor:
+    return to_input(faces, config).to(device).contiguous(memory_format=torch.channels_last)

@@ -31,7 +31,8 @@ SUMS = "SHA256SUMS"  # `sha256sum` format: "<hex>  <path relative to this folder
 
 @dataclass(frozen=True)
 class Pretrained:
-    """One shipped checkpoint: its name, file, model card and the checkpoint's metadata."""
+    """One shipped checkpoint: its name, file, model card, the checkpoint's metadata and the
+    temperature its probabilities are computed with (1.0: not calibrated)."""
 
     name: str
     path: Path
@@ -39,6 +40,7 @@ class Pretrained:
     architecture: str
     labels: list[str]
     info: dict[str, Any]
+    temperature: float = 1.0
 
 
 def _folder() -> Path:
@@ -61,7 +63,7 @@ def list_pretrained() -> list[Pretrained]:
         ckpt = load_checkpoint(first)
         card = p.parent / f"{name}.md"
         out.append(Pretrained(name, p, card if card.is_file() else None, ckpt.config.name,
-                              list(ckpt.labels), ckpt.info))
+                              list(ckpt.labels), ckpt.info, ckpt.temperature))
     return out
 
 
