@@ -26,7 +26,7 @@ from deepfer.errors import DataError, DeepferError
 from deepfer.inference.classifier import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
-from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams
+from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier
 from deepfer.vision import (
@@ -283,6 +283,18 @@ class Recognizer:
         for e in errors:
             log.warning("%s", e)
         return table
+
+    def predict_frame(self, picture: Picture, stream: TrackedStream, frame: int) -> tuple[float, list[Face]]:
+        """One frame of a stream that the caller feeds frame by frame (the server's webcam
+        sessions): its time and its faces, tracked and smoothed by ``stream``.
+
+        Args:
+            picture: the frame.
+            stream: the stream's tracker (:class:`~deepfer.inference.tracking.TrackedStream`).
+            frame: the frame's index in the stream (increasing).
+        """
+        located = stream.locate(picture, frame, self.detect)
+        return stream.finish(frame, self._recognize([picture], [located])[0])
 
     def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool,
                streams: Streams) -> Iterator[Result]:

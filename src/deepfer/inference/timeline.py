@@ -317,9 +317,10 @@ def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str],
     series = _binned(Path(csv_path), labels, [r["track"] for r in shown], end, bins) if shown else {}
     thumbs = summary.thumbnails()
     rows = max(len(shown), 1)
-    fig = plt.figure(figsize=(12, 0.9 + 1.15 * rows), dpi=110)
+    height = 1.2 + 1.15 * rows  # inches: title and legend, then one row per track
+    fig = plt.figure(figsize=(12, height), dpi=110)
     grid = fig.add_gridspec(rows, 2, width_ratios=[1, 11], hspace=0.45, wspace=0.02,
-                            top=1 - 0.75 / (0.9 + 1.15 * rows), bottom=0.5 / (0.9 + 1.15 * rows))
+                            top=1 - 1.0 / height, bottom=0.5 / height)
     colors = [color_of(k, labels) for k in labels]
     x = (np.arange(bins) + 0.5) * (end / bins) if bins else np.zeros(0)
     axes = []
@@ -330,7 +331,8 @@ def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str],
             ax_img.imshow(cv2.cvtColor(thumbs[r["track"]], cv2.COLOR_BGR2RGB))
         ax = fig.add_subplot(grid[i, 1], sharex=axes[0] if axes else None)
         axes.append(ax)
-        ax.stackplot(x, series[r["track"]].T, colors=colors, linewidth=0, step=None)
+        # Steps, not slopes: a gap where the track is out of view stays a clean gap.
+        ax.stackplot(x, series[r["track"]].T, colors=colors, linewidth=0, step="mid")
         ax.set_ylim(0, 1)
         ax.set_xlim(0, max(end, 1e-3))
         ax.set_yticks([])
@@ -345,9 +347,13 @@ def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str],
         fig.text(0.5, 0.5, "no face was tracked for half a second or more", ha="center", va="center")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors]
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, fontsize=9,
-               bbox_to_anchor=(0.55, 1.0))
-    note = f"   ({left_out} shorter or fainter track{'s' if left_out != 1 else ''} not drawn)" if left_out else ""
-    fig.text(0.01, 1.0 - 0.12 / (0.9 + 1.15 * rows), f"{title}{note}", fontsize=10, va="top")
+               bbox_to_anchor=(0.55, 1 - 0.4 / height))
+    note = ""
+    if left_out:
+        note = (f"   ({left_out} track{'s' if left_out != 1 else ''} shorter than {MIN_TRACK:g} s"
+                f"{f' or beyond the {MAX_ROWS} longest' if len(records) - left_out >= MAX_ROWS else ''} not drawn)")
+    fig.text(0.01, 1 - 0.12 / height, f"{title}: smoothed emotion probabilities per tracked face{note}",
+             fontsize=10, va="top")
     png_path = Path(png_path)
     fig.savefig(png_path)
     plt.close(fig)

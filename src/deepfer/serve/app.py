@@ -34,6 +34,7 @@ from deepfer.serve.engine import Engine
 from deepfer.serve.errors import public_message, status_for
 from deepfer.serve.settings import ServeSettings
 from deepfer.serve.uploads import FORMATS, receive_upload
+from deepfer.serve.video import add_video_routes
 from deepfer.version import __version__
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    add_video_routes(app, engine, settings)  # POST /v1/video, POST /v1/track
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard)
     return app
