@@ -57,7 +57,7 @@ def test_unreadable_video_is_a_400_without_server_paths(client: TestClient) -> N
                       headers={"Content-Type": "video/mp4"})
     assert res.status_code == 400
     error = res.json()["error"]
-    assert error.startswith("bad.mp4: cannot open video") and "/tmp" not in error and "upload.video" not in error
+    assert error.startswith("bad.mp4: cannot open video") and "/tmp" not in error and "deepfer-video" not in error
 
 
 @pytest.mark.parametrize("kind, body, status", [("multipart/form-data; boundary=x", b"--x--", 415),

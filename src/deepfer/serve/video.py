@@ -231,7 +231,8 @@ def add_video_routes(app: FastAPI, engine: Engine, settings: ServeSettings) -> V
         label = Path(name).name or "video"
         try:
             with tempfile.TemporaryDirectory(prefix="deepfer-video-") as tmp:
-                path = Path(tmp) / "upload.video"
+                # Named as the client's file (letters, digits, . - _ only): the timeline's title.
+                path = Path(tmp) / (re.sub(r"[^A-Za-z0-9._-]+", "_", label)[-100:].lstrip(".") or "video")
                 await _receive_video(request, settings, path)
                 deadline = time.monotonic() + VIDEO_TIMEOUT
                 return JSONResponse(await asyncio.to_thread(service.analyse, path, label, deadline))
