@@ -45,13 +45,35 @@ def test_two_faces_crossing_keep_their_ids_through_an_occlusion() -> None:
 
 def test_a_face_gone_longer_than_max_gap_comes_back_with_a_new_id() -> None:
     tracker = FaceTracker(max_gap=0.5)
-    assert [t.track for t in tracker.update([box(100)], 0.0)] == [1]
+    for t in (-0.1, -0.05, 0.0):  # three detections: a confirmed track
+        assert [x.track for x in tracker.update([box(100)], t)] == [1]
     assert tracker.update([], 0.4) == [] and tracker.live == {1}
     assert [t.track for t in tracker.update([box(100)], 0.45)] == [1]  # within the gap: same id
     tracker.update([], 0.5)
     tracker.update([], 1.2)  # 0.75 s unseen: the track ends
     assert tracker.live == set()
     assert [t.track for t in tracker.update([box(100)], 1.3)] == [2]
+
+
+def test_a_false_face_ends_at_its_first_miss_and_steals_nothing() -> None:
+    """A one-off false detection becomes a tentative track that ends when next missed; and a track
+    waiting for its face never takes a detection from the track it belongs to (the assignment may
+    leave a track unmatched rather than pair everything)."""
+    tracker = FaceTracker()
+    for f in range(5):
+        tracker.update([box(300 + 2 * f)], f / 30)
+    out = tracker.update([box(300 + 10), box(100, 300)], 5 / 30)  # a false face far below
+    assert [t.track for t in out] == [1, 2]
+    tracker.update([box(300 + 12)], 6 / 30)
+    assert tracker.live == {1}  # the false face's track is gone
+    # A confirmed track waiting for a hidden face, near the face of another track and a false box.
+    tracker = FaceTracker()
+    for f in range(10):
+        tracker.update([box(300 + 2 * f), box(380 - 2 * f, 100)], f / 30)
+    for f in range(10, 20):
+        tracker.update([box(300 + 2 * f)], f / 30)  # face 2 hidden: track 2 waits
+    out = tracker.update([box(345, 130, 80), box(340)], 20 / 30)  # a larger false box overlapping face 1
+    assert {t.track: t.box[0] for t in out}[1] == 340
 
 
 def test_carried_frames_follow_the_motion_and_only_visible_tracks() -> None:

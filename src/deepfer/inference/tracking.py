@@ -56,6 +56,7 @@ MAX_GAP = 2.0  # seconds a track survives without a detection (a face hidden whi
 # The gate widens by this much per second the track has gone unseen (its prediction drifts).
 GATE = 0.6
 GATE_GROWTH = 0.5
+TENTATIVE = 3  # detections a track needs before it may wait for a hidden face
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class _Track:
         self.t = t  # time of the filter's state
         self.seen = t  # time of the last detection
         self.last = det
+        self.hits = 1  # detections so far
         self.visible = True  # matched at the latest detection frame
 
     def predict(self, t: float) -> np.ndarray:
@@ -120,6 +122,7 @@ class _Track:
         self.kf.correct(np.array([[x + w / 2], [y + h / 2], [w], [h]], np.float32))
         self.seen = t
         self.last = det
+        self.hits += 1
         self.visible = True
 
     def carried(self, state: np.ndarray) -> Detection:
@@ -134,6 +137,22 @@ class _Track:
             sx, sy = w / max(ow, 1), h / max(oh, 1)
             points = [((px - ox - ow / 2) * sx + cx, (py - oy - oh / 2) * sy + cy) for px, py in det.landmarks]
         return Detection(box, det.score, points)
+
+
+def _assign(cost: np.ndarray, gate: np.ndarray) -> list[tuple[int, int]]:
+    """(track, detection) pairs that minimise the total cost, where leaving a track unmatched costs
+    its gate and a pair above its track's gate is not allowed. Without the "unmatched" option the
+    solver would rather pair every track with something: a stale track could take a face's
+    detection and push the face's own track onto a false detection next to it."""
+    n_t, n_d = cost.shape
+    big = 1e6
+    m = np.full((n_t + n_d, n_d + n_t), big)
+    m[:n_t, :n_d] = np.where(cost <= gate[:, None], cost, big)
+    m[:n_t, n_d:][np.diag_indices(n_t)] = gate
+    m[n_t:, :n_d][np.diag_indices(n_d)] = 0.0  # a detection left alone starts a new track
+    m[n_t:, n_d:] = 0.0
+    rows, cols = linear_sum_assignment(m)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if r < n_t and c < n_d and cost[r, c] <= gate[r]]
 
 
 def _cost(state: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -195,11 +214,16 @@ class FaceTracker:
         owner: dict[int, _Track] = {}
         if self._tracks and detections:
             cost = np.array([[_cost(s, d.box) for d in detections] for s in states])
-            gate = np.array([[self.gate * (1 + GATE_GROWTH * (t - tr.seen))] for tr in self._tracks])
-            rows, cols = linear_sum_assignment(np.where(cost <= gate, cost, 1e6))
-            for r, c in zip(rows, cols):
-                if cost[r, c] <= gate[r, 0]:
-                    owner[int(c)] = self._tracks[r]
+            gate = np.array([self.gate * (1 + GATE_GROWTH * (t - tr.seen)) for tr in self._tracks])
+            # Tracks seen at the last detection choose first; those waiting for a hidden face
+            # take what is left (DeepSORT's matching cascade, in two steps).
+            for stage in (True, False):
+                rows = [i for i, tr in enumerate(self._tracks) if tr.visible == stage]
+                cols = [j for j in range(len(detections)) if j not in owner]
+                if not rows or not cols:
+                    continue
+                for r, c in _assign(cost[np.ix_(rows, cols)], gate[rows]):
+                    owner[cols[c]] = self._tracks[rows[r]]
         for tr in self._tracks:
             tr.visible = False
         out = []
@@ -212,7 +236,9 @@ class FaceTracker:
             else:
                 tr.correct(det, t)
             out.append(Tracked(tr.id, det.box, det, True))
-        self._tracks = [tr for tr in self._tracks if tr.visible or t - tr.seen <= self.max_gap]
+        # A track of fewer than TENTATIVE detections (often a false face) ends at its first miss.
+        self._tracks = [tr for tr in self._tracks
+                        if tr.visible or (tr.hits >= TENTATIVE and t - tr.seen <= self.max_gap)]
         return out
 
 
