@@ -159,15 +159,19 @@ def write_summary(records: list[dict[str, Any]], fmt: str, stream: IO[str], labe
 
 
 def _thumbnail(bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A THUMB x THUMB BGR picture of the face with a margin; what lies outside the frame (a carried
+    box can reach past its edge) is dark grey."""
+    if bgr.ndim == 2:
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
     x, y, w, h = box
-    side = int(max(w, h) * 1.2)
-    cx, cy = x + w // 2, y + h // 2
-    x0, y0 = cx - side // 2, cy - side // 2
-    patch = cv2.copyMakeBorder(bgr, side, side, side, side, cv2.BORDER_CONSTANT, value=(40, 40, 40))
-    patch = patch[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
-    if patch.ndim == 2:
-        patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2BGR)
-    return cv2.resize(patch, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    side = max(1, int(max(w, h) * 1.2))
+    x0, y0 = x + w // 2 - side // 2, y + h // 2 - side // 2
+    canvas = np.full((side, side, 3), 40, np.uint8)
+    ih, iw = bgr.shape[:2]
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + side, iw), min(y0 + side, ih)
+    if xa < xb and ya < yb:
+        canvas[ya - y0 : yb - y0, xa - x0 : xb - x0] = bgr[ya:yb, xa:xb]
+    return cv2.resize(canvas, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
 # -- the CSV and the picture ------------------------------------------------------------------------
