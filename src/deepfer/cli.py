@@ -506,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     md.set_defaults(run=lambda a: models(_options(ModelsOptions, a)))
 
     sv = sub.add_parser("serve", help="REST API and web page for photos and the webcam (needs deepfer[serve])",
-                        description="Serve POST /v1/predict, POST /v1/explain, GET /v1/models, GET /healthz, "
-                        "the web page at / and the API docs at /docs. Ctrl+C stops.")
+                        description="Serve POST /v1/predict, POST /v1/explain, POST /v1/video, POST /v1/track, "
+                        "GET /v1/models, GET /healthz, the web page at / and the API docs at /docs. Ctrl+C stops.")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                     "only; 0.0.0.0 exposes the server, which has no authentication)")
     sv.add_argument("--port", type=int, default=8000)

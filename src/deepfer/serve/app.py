@@ -3,7 +3,8 @@
 
 Endpoints: ``POST /v1/predict`` (an image -> the ``deepfer predict --format json`` record),
 ``POST /v1/explain`` (an image -> a heatmap PNG), ``GET /v1/models``, ``GET /healthz``, the web
-page at ``/`` and the OpenAPI documentation at ``/docs`` (served from the package: no CDN).
+page at ``/`` and the OpenAPI documentation at ``/docs`` (served from the package: no CDN);
+``POST /v1/video`` and ``POST /v1/track`` (tracked faces) come from :mod:`deepfer.serve.video`.
 
 Every error answers ``{"error": "..."}``: 400 bad image or request, 408 upload too slow, 413 upload
 or image too large, 415 not an image, 503 busy, 504 timed out, 500 anything else (logged with its
