@@ -208,6 +208,10 @@ class PredictOptions:
     tta: bool = False
     uncalibrated: bool = False
     no_progress: bool = False
+    detect_every: int | None = None  # videos, webcams; None: deepfer.inference.tracking.DETECT_EVERY
+    smooth: float | None = None  # seconds; None: deepfer.inference.tracking.SMOOTHING
+    timeline: str | None = None
+    summary: bool = False
 
 
 def predict(opts: PredictOptions) -> int:
@@ -221,9 +225,13 @@ def predict(opts: PredictOptions) -> int:
     from deepfer.inference.annotate import Annotator
     from deepfer.inference.formats import make_writer
     from deepfer.inference.inputs import expand, webcam
+    from deepfer.inference.timeline import TimelineWriter, TrackSummary, write_summary
+    from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING
 
     if bool(opts.paths) == (opts.webcam is not None):
         raise DeepferError("give image/video PATHs or --webcam N (not both)")
+    if opts.smooth is not None and not 0 <= opts.smooth < float("inf"):
+        raise DeepferError(f"--smooth must be a number of seconds >= 0, got {opts.smooth}")
     if opts.every < 1 or opts.batch_size < 1 or opts.detect_width < 0 or (opts.threads or 1) < 1:
         raise DeepferError("--every, --batch-size and --threads must be >= 1, --detect-width >= 0")
     if not 1.0 < opts.detect_step <= 2.0:
@@ -237,21 +245,41 @@ def predict(opts: PredictOptions) -> int:
                      opts.tta, threads=opts.threads,
                      detector_options=None if opts.no_detect else detector_options, calibrated=not opts.uncalibrated)
     annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
-    writer = make_writer(opts.format, sys.stdout, rec.labels, max(len(s.name) for s in sources))
+    timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
+    # --summary prints one record per track instead of one per frame.
+    writer = None if opts.summary else make_writer(opts.format, sys.stdout, rec.labels,
+                                                   max(len(s.name) for s in sources))
+    summaries: dict[str, TrackSummary] = {}
     read = 0
     try:
-        for result in rec.iter_results(sources, opts.every, opts.max_frames, keep_pictures=annotator is not None,
-                                       progress=not opts.no_progress):
-            writer.write(result)
+        for result in rec.iter_results(sources, opts.every, opts.max_frames,
+                                       keep_pictures=annotator is not None or timeline is not None,
+                                       progress=not opts.no_progress,
+                                       detect_every=DETECT_EVERY if opts.detect_every is None else opts.detect_every,
+                                       smoothing=SMOOTHING if opts.smooth is None else opts.smooth):
+            if writer is not None:
+                writer.write(result)
             read += result.decoded
             if annotator is not None:
                 annotator.write(result)
+            if timeline is not None:
+                timeline.write(result)
+            if opts.summary and result.time is not None:
+                summary = summaries.setdefault(result.path or "", TrackSummary(rec.labels, result.path))
+                for face in result.faces:
+                    summary.add(face, result.time)
     except BrokenPipeError:  # `deepfer predict ... | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    finally:
-        writer.close()
+    finally:  # also on Ctrl+C: what was read so far is written out
+        if writer is not None:
+            writer.close()
         if annotator is not None:
             annotator.close()
+        if timeline is not None:
+            for path in timeline.close():
+                print(f"wrote {path}", file=sys.stderr)
+        if opts.summary:
+            write_summary([r for s in summaries.values() for r in s.records()], opts.format, sys.stdout, rec.labels)
     if not read:
         print("deepfer: error: none of the inputs could be read", file=sys.stderr)
         return 1
@@ -468,6 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--uncalibrated", action="store_true",
                     help="scores from the plain softmax, without the weights' fitted temperature")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    video = pr.add_argument_group("videos and webcams", "Each face is tracked: it keeps a track id while the "
+                                  "person stays in view, and gets smoothed scores next to the raw ones.")
+    video.add_argument("--detect-every", type=_positive, metavar="N",
+                       help="run the face detector on one frame in N; the tracker carries the boxes over the "
+                       "frames between, which are still classified (default 1; see benchmarks/TRACKING.md)")
+    video.add_argument("--smooth", type=float, metavar="S",
+                       help="time constant of the smoothed scores in seconds (default 0.2; 0: none)")
+    video.add_argument("--timeline", metavar="OUT", help="write OUT/<video>.timeline.csv (one row per track and "
+                       "frame) and OUT/<video>.timeline.png (each track's emotions over time)")
+    video.add_argument("--summary", action="store_true", help="print one record per track (first and last time "
+                       "seen, dominant emotion, share of each) instead of one per frame, in --format")
     pr.set_defaults(run=lambda a: predict(_options(PredictOptions, a)))
 
     ex = sub.add_parser("export", help="export weights to ONNX (uint8 faces in, probabilities out)")
@@ -511,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     md.set_defaults(run=lambda a: models(_options(ModelsOptions, a)))
 
     sv = sub.add_parser("serve", help="REST API and web page for photos and the webcam (needs deepfer[serve])",
-                        description="Serve POST /v1/predict, POST /v1/explain, GET /v1/models, GET /healthz, "
-                        "the web page at / and the API docs at /docs. Ctrl+C stops.")
+                        description="Serve POST /v1/predict, POST /v1/explain, POST /v1/video, POST /v1/track, "
+                        "GET /v1/models, GET /healthz, the web page at / and the API docs at /docs. Ctrl+C stops.")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                     "only; 0.0.0.0 exposes the server, which has no authentication)")
     sv.add_argument("--port", type=int, default=8000)

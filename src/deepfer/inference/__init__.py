@@ -19,6 +19,7 @@ from deepfer.inference.classifier import load_classifier
 from deepfer.inference.export import export_onnx, export_onnx_bytes
 from deepfer.inference.recognizer import Recognizer
 from deepfer.inference.results import Face, Result
+from deepfer.inference.timeline import summarize
 from deepfer.models.classifier import Classifier, EnsembleClassifier, TorchClassifier
 
 # Pictures, detectors and crops live in deepfer.vision; re-exported here, where users found them.
@@ -49,5 +50,5 @@ __all__ = [
     "FRAMINGS", "Classifier", "Detection", "DlibDetector", "EnsembleClassifier", "Face", "FaceDetector", "Framing", "HaarDetector",
     "Picture", "Recognizer", "Result", "TorchClassifier", "create_detector", "crop_face", "crop_faces",
     "export_onnx", "export_onnx_bytes", "from_array", "from_pil", "list_detectors", "load_classifier",
-    "read_image", "sample_image",
+    "read_image", "sample_image", "summarize",
 ]

@@ -29,7 +29,8 @@ _WRITABLE = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"
 
 
 def draw(image: np.ndarray, faces: list[Face], top: int = 2) -> np.ndarray:
-    """Draw each face's box, label and its ``top`` scores on a BGR image, in place.
+    """Draw each face's box, label and its ``top`` scores on a BGR image, in place; a tracked
+    face (video, webcam) shows its track id and smoothed label, then its raw label.
 
     Args:
         image: uint8 (H, W, 3) BGR.
@@ -44,10 +45,13 @@ def draw(image: np.ndarray, faces: list[Face], top: int = 2) -> np.ndarray:
     thick = max(1, round(scale * 2))
     for face in faces:
         x, y, bw, bh = face.box
-        color = COLORS.get(face.label, (255, 255, 255))
+        color = COLORS.get(face.smoothed_label or face.label, (255, 255, 255))
         cv2.rectangle(image, (x, y), (x + bw, y + bh), color, thick)
         ranked = sorted(face.scores.items(), key=lambda kv: -kv[1])[:top]
         lines = [f"{face.label} {face.score:.2f}"] + [f"{k} {v:.2f}" for k, v in ranked[1:]]
+        if face.track is not None and face.smoothed:  # a tracked face: its id and smoothed label first
+            sl = face.smoothed_label or face.label
+            lines = [f"#{face.track} {sl} {face.smoothed[sl]:.2f}", f"raw {face.label} {face.score:.2f}"]
         (_, th), base = cv2.getTextSize(lines[0], cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         step = th + base + 4
         # The text block sits above the box, or inside its top when the box touches the top edge.

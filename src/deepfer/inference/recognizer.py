@@ -26,6 +26,7 @@ from deepfer.errors import DataError, DeepferError
 from deepfer.inference.classifier import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
+from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier
 from deepfer.vision import (
@@ -35,11 +36,13 @@ from deepfer.vision import (
     FaceDetector,
     Picture,
     create_detector,
+    crop_faces,
     detect_faces,
     face_crops,
     from_array,
     read_image,
     to_picture,
+    whole_image,
 )
 
 if TYPE_CHECKING:
@@ -152,8 +155,12 @@ class Recognizer:
         pic = image if isinstance(image, Picture) else from_array(image)
         return face_crops(pic, self.detector, self.size)
 
-    def _recognize(self, pictures: Sequence[Picture]) -> list[list[Face]]:
-        found = [self.crops(p) for p in pictures]
+    def _recognize(self, pictures: Sequence[Picture],
+                   located: Sequence[list[Detection] | None] | None = None) -> list[list[Face]]:
+        """Faces of each picture; ``located[i]``, where given, are picture i's faces as a tracker
+        placed them (the detector is not run on it)."""
+        where = located or [None] * len(pictures)
+        found = [self.crops(p) if dets is None else (dets, self._crop(p, dets)) for p, dets in zip(pictures, where)]
         crops = [c for _, c in found]
         probs = self.classifier.predict_proba(np.concatenate(crops)) if crops else np.zeros((0, 0))
         out, i = [], 0
@@ -166,15 +173,23 @@ class Recognizer:
             i += len(c)
         return out
 
+    def _crop(self, picture: Picture, detections: list[Detection]) -> np.ndarray:
+        if self.detector is None:  # --no-detect: the whole frame, as face_crops makes it
+            return whole_image(picture.gray, self.size) if detections else np.zeros((0, self.size, self.size), np.uint8)
+        return crop_faces(picture.gray, detections, self.framing, self.size)
+
     # -- files, folders, videos, webcams -------------------------------------------------------
 
     def iter_results(self, sources: Source | str | Path | Iterable[Source | str | Path], every: int = 1,
                      max_frames: int | None = None, keep_pictures: bool = False,
-                     progress: bool = False) -> Iterator[Result]:
+                     progress: bool = False, detect_every: int = DETECT_EVERY,
+                     smoothing: float = SMOOTHING) -> Iterator[Result]:
         """One :class:`Result` per image and per kept video frame, in input order.
 
         Per-input problems (missing, empty, corrupt, unsupported or huge files, videos that do not
         open, images without a face) become results with an ``error``; the iteration goes on.
+        The faces of video and webcam frames are tracked (:mod:`deepfer.inference.tracking`):
+        each carries a ``track`` id and ``smoothed`` scores, and each frame its ``time``.
 
         Args:
             sources: :class:`~deepfer.inference.inputs.Source` objects, or paths (files and
@@ -183,31 +198,37 @@ class Recognizer:
             max_frames: stop each video or webcam after this many kept frames.
             keep_pictures: attach the decoded image to each result (for annotation).
             progress: show a progress bar on stderr (when it is a terminal).
+            detect_every: videos, webcams: run the detector on one kept frame in this many; the
+                tracker carries the faces' boxes over the frames between.
+            smoothing: the time constant of the smoothed scores, in seconds (0: none).
 
         Raises:
-            DeepferError: a webcam that cannot be opened.
+            DeepferError: a webcam that cannot be opened, ``detect_every`` < 1 or a negative
+                ``smoothing``.
         """
+        streams = Streams(detect_every, smoothing)
         if isinstance(sources, (str, Path, Source)):
             sources = [sources]
         srcs: list[Source] = []
         for s in sources:
             srcs += [s] if isinstance(s, Source) else expand([s])
         total = None if any(s.kind == "webcam" for s in srcs) else self._estimate(srcs, every, max_frames)
-        bar = tqdm(total=total, unit="img", disable=None if progress else True, leave=False)
+        unit = "frame" if all(s.kind in ("video", "webcam") for s in srcs) else "img"
+        bar = tqdm(total=total, unit=unit, disable=None if progress else True, leave=False)
         pending: list[tuple[Source, int | None, Picture]] = []
         try:
             for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures):
                 if pic is None:
-                    yield from self._flush(pending, keep_pictures)
+                    yield from self._flush(pending, keep_pictures, streams)
                     bar.update(1)
                     yield Result(src.name, frame, [], error, decoded=False)
                     continue
                 pending.append((src, frame, pic))
                 if len(pending) >= _CHUNK or src.kind == "webcam":
                     bar.update(len(pending))
-                    yield from self._flush(pending, keep_pictures)
+                    yield from self._flush(pending, keep_pictures, streams)
             bar.update(len(pending))
-            yield from self._flush(pending, keep_pictures)
+            yield from self._flush(pending, keep_pictures, streams)
         finally:
             bar.close()
 
@@ -226,12 +247,72 @@ class Recognizer:
         """
         return to_dataframe(self.iter_results(sources, every, max_frames), self.labels)
 
-    def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool) -> Iterator[Result]:
+    def track(self, video: Source | str | Path, every: int = 1, max_frames: int | None = None,
+              detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING, progress: bool = False) -> pd.DataFrame:
+        """Every tracked face of a video, e.g. ``Recognizer().track("interview.mp4")``; pass the
+        table to :func:`deepfer.inference.timeline.summarize` for one row per track.
+
+        Args:
+            video: a video file, or a :class:`~deepfer.inference.inputs.Source` (a webcam:
+                ``inputs.webcam(0)``, with ``max_frames``).
+            every: keep one frame in ``every``.
+            max_frames: stop after this many kept frames.
+            detect_every: run the detector on one kept frame in this many (see :meth:`iter_results`).
+            smoothing: the smoothed scores' time constant in seconds.
+            progress: show a progress bar with the time left on stderr.
+
+        Returns:
+            One row per face and frame: ``path``, ``track``, ``frame``, ``time`` (seconds), ``box``
+            (x, y, w, h), ``scores`` and ``smoothed`` (dicts class -> probability), ``label``,
+            ``smoothed_label``. A video that breaks part-way keeps its rows before the break; the
+            break is logged and listed in ``table.attrs["errors"]``.
+
+        Raises:
+            DeepferError: ``video`` is not a video, or cannot be read at all.
+        """
+        from deepfer.inference.timeline import track_table
+
+        srcs = [video] if isinstance(video, Source) else expand([video])
+        if len(srcs) != 1 or srcs[0].kind not in ("video", "webcam"):
+            raise DeepferError(f"{video}: Recognizer.track reads one video file or webcam"
+                               + (f" ({srcs[0].error})" if len(srcs) == 1 and srcs[0].error else ""))
+        table = track_table(self.iter_results(srcs, every, max_frames, progress=progress, detect_every=detect_every,
+                                              smoothing=smoothing))
+        errors = table.attrs["errors"]
+        if errors and table.empty:
+            raise DataError(errors[0])
+        for e in errors:
+            log.warning("%s", e)
+        return table
+
+    def predict_frame(self, picture: Picture, stream: TrackedStream, frame: int) -> tuple[float, list[Face]]:
+        """One frame of a stream that the caller feeds frame by frame (the server's webcam
+        sessions): its time and its faces, tracked and smoothed by ``stream``.
+
+        Args:
+            picture: the frame.
+            stream: the stream's tracker (:class:`~deepfer.inference.tracking.TrackedStream`).
+            frame: the frame's index in the stream (increasing).
+        """
+        located = stream.locate(picture, frame, self.detect)
+        return stream.finish(frame, self._recognize([picture], [located])[0])
+
+    def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool,
+               streams: Streams) -> Iterator[Result]:
         if not pending:
             return
-        faces = self._recognize([p for _, _, p in pending])
-        for (src, frame, pic), found in zip(pending, faces):
-            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None)
+        # Frames are located (detected or carried by their stream's tracker) in order, classified
+        # together, then given their track ids and smoothed scores in order.
+        tracked = [None if frame is None else streams.get(src) for src, frame, _ in pending]
+        located = [None if st is None else st.locate(pic, frame, self.detect)  # type: ignore[arg-type]
+                   for st, (_, frame, pic) in zip(tracked, pending)]
+        faces = self._recognize([p for _, _, p in pending], located)
+        for (src, frame, pic), found, st in zip(pending, faces, tracked):
+            t = None
+            if st is not None and frame is not None:
+                t, found = st.finish(frame, found)
+            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None, t)
+        streams.retain(pending[-1][0])
         pending.clear()
 
     def _pictures(self, sources: list[Source], every: int, max_frames: int | None,

@@ -31,21 +31,40 @@ class Face:
             ``detector=None``).
         scores: probability of each class, in the model's label order.
         label: the most probable class.
+        track: in a video or webcam stream, the id of the face's track (the same person while
+            they stay in view), else ``None``.
+        smoothed: in a video or webcam stream, the track's class probabilities averaged over
+            time (:class:`~deepfer.inference.tracking.ScoreSmoother`), else ``None``.
     """
 
     box: Box
     scores: dict[str, float]
     label: str
+    track: int | None = None
+    smoothed: dict[str, float] | None = None
 
     @property
     def score(self) -> float:
         """The probability of :attr:`label`."""
         return self.scores[self.label]
 
+    @property
+    def smoothed_label(self) -> str | None:
+        """The most probable class of :attr:`smoothed` (``None`` outside a stream)."""
+        return max(self.smoothed, key=self.smoothed.__getitem__) if self.smoothed else None
+
     def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
-        """``{"box": [x, y, w, h], "scores": {...}, "label": ...}`` (scores rounded to ``digits``)."""
-        scores = {k: (round(v, digits) if digits is not None else v) for k, v in self.scores.items()}
-        return {"box": list(self.box), "scores": scores, "label": self.label}
+        """``{"box": [x, y, w, h], "scores": {...}, "label": ...}`` (scores rounded to ``digits``),
+        with ``"track"`` and ``"smoothed"`` for a face of a video or webcam frame."""
+        def rounded(d: dict[str, float]) -> dict[str, float]:
+            return {k: (round(v, digits) if digits is not None else v) for k, v in d.items()}
+
+        out: dict[str, Any] = {"box": list(self.box), "scores": rounded(self.scores), "label": self.label}
+        if self.track is not None:
+            out["track"] = self.track
+        if self.smoothed is not None:
+            out["smoothed"] = rounded(self.smoothed)
+        return out
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,8 @@ class Result:
         error: why nothing was recognised (unreadable file, ``"no face found"``), else ``None``.
         decoded: whether the input could be read at all (an image without a face was read).
         picture: the decoded image, kept only when annotation asks for it.
+        time: a video frame's time in seconds (index / fps), a webcam frame's seconds since the
+            stream started; ``None`` for images.
     """
 
     path: str | None
@@ -67,17 +88,21 @@ class Result:
     error: str | None = None
     decoded: bool = True
     picture: Picture | None = field(default=None, repr=False, compare=False)
+    time: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON Lines record of ``deepfer predict --format json``."""
-        return {"path": self.path, "frame": self.frame, "faces": [f.to_dict() for f in self.faces],
-                "error": self.error}
+        """The JSON Lines record of ``deepfer predict --format json`` (``"time"`` for frames)."""
+        out: dict[str, Any] = {"path": self.path, "frame": self.frame}
+        if self.time is not None:
+            out["time"] = round(self.time, 6)
+        return {**out, "faces": [f.to_dict() for f in self.faces], "error": self.error}
 
 
 def columns(labels: list[str]) -> list[str]:
-    """The row layout of :func:`rows`: ``path``, ``frame``, ``face`` (index in the image), the box
-    (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column per class, ``error``."""
-    return ["path", "frame", "face", "x", "y", "w", "h", "label", "score", *labels, "error"]
+    """The row layout of :func:`rows`: ``path``, ``frame``, ``time`` (seconds), ``face`` (index in
+    the image), ``track``, the box (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column
+    per class, ``error``."""
+    return ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *labels, "error"]
 
 
 def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
@@ -90,14 +115,14 @@ def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
     Returns:
         One dict per face (keys: :func:`columns`), or one with an empty box if there is none.
     """
-    base = {"path": result.path, "frame": result.frame}
+    base = {"path": result.path, "frame": result.frame, "time": result.time}
     if not result.faces:
-        empty = dict.fromkeys(columns(labels)[2:-1])
+        empty = dict.fromkeys(columns(labels)[3:-1])
         return [{**base, **empty, "error": result.error}]
     out = []
     for i, face in enumerate(result.faces):
         x, y, w, h = face.box
-        out.append({**base, "face": i, "x": x, "y": y, "w": w, "h": h, "label": face.label,
+        out.append({**base, "face": i, "track": face.track, "x": x, "y": y, "w": w, "h": h, "label": face.label,
                     "score": face.score, **{k: face.scores[k] for k in labels}, "error": result.error})
     return out
 
@@ -115,8 +140,8 @@ def to_dataframe(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
     import pandas as pd  # only the DataFrame API needs pandas
 
     table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=columns(labels))
-    for col in ("frame", "face", "x", "y", "w", "h"):
+    for col in ("frame", "face", "track", "x", "y", "w", "h"):
         table[col] = table[col].astype("Int64")
-    for col in ("score", *labels):
+    for col in ("time", "score", *labels):
         table[col] = table[col].astype("float64")
     return table

@@ -3,7 +3,8 @@
 
 Endpoints: ``POST /v1/predict`` (an image -> the ``deepfer predict --format json`` record),
 ``POST /v1/explain`` (an image -> a heatmap PNG), ``GET /v1/models``, ``GET /healthz``, the web
-page at ``/`` and the OpenAPI documentation at ``/docs`` (served from the package: no CDN).
+page at ``/`` and the OpenAPI documentation at ``/docs`` (served from the package: no CDN);
+``POST /v1/video`` and ``POST /v1/track`` (tracked faces) come from :mod:`deepfer.serve.video`.
 
 Every error answers ``{"error": "..."}``: 400 bad image or request, 408 upload too slow, 413 upload
 or image too large, 415 not an image, 503 busy, 504 timed out, 500 anything else (logged with its
@@ -34,6 +35,7 @@ from deepfer.serve.engine import Engine
 from deepfer.serve.errors import public_message, status_for
 from deepfer.serve.settings import ServeSettings
 from deepfer.serve.uploads import FORMATS, receive_upload
+from deepfer.serve.video import add_video_routes
 from deepfer.version import __version__
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    add_video_routes(app, engine, settings)  # POST /v1/video, POST /v1/track
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard)
     return app

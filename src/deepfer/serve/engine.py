@@ -138,6 +138,11 @@ class Engine:
             raise HTTPError(400, f"unknown mode {mode!r}; choose one of {', '.join(EXPLAIN_MODES)}")
         return await self._run(self._explain, upload, method, mode)
 
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker, under the admission limit and the request deadline (for
+        routes added by other modules, e.g. :mod:`deepfer.serve.video`)."""
+        return await self._run(fn, *args)
+
     def describe(self) -> dict[str, Any]:
         """The loaded model: name, architecture, backend, labels, input size, detector."""
         return {"name": self.model_name, "architecture": self.architecture, "backend": self.backend,

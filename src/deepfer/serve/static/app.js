@@ -1,6 +1,9 @@
-// deepfer's page: a photo (dropped or chosen) or the webcam's frames go to POST /v1/predict; the
-// faces come back as boxes drawn on a canvas and one bar chart of probabilities per face. With
-// "Explain" on, POST /v1/explain?mode=overlay gives a transparent heatmap PNG laid over the picture.
+// deepfer's page: a photo (dropped or chosen) goes to POST /v1/predict; the faces come back as
+// boxes drawn on a canvas and one bar chart of probabilities per face. With "Explain" on,
+// POST /v1/explain?mode=overlay gives a transparent heatmap PNG laid over the picture. The webcam's
+// frames go to POST /v1/track (one session per start): each face keeps a track id and smoothed
+// scores, drawn on the boxes and as a rolling timeline. A dropped video goes to POST /v1/video and
+// comes back as its timeline picture and one summary per tracked face.
 // Plain JavaScript, no libraries, nothing loaded from elsewhere.
 "use strict";
 
@@ -14,12 +17,15 @@
   const OVERLAY_INTERVAL_MS = 1000; // and asks for a heatmap at most once a second
   const MAX_CANVAS_SIDE = 1280;
   const FRAME_WIDTH = 640;
+  const ROLLING_SECONDS = 30; // the webcam's rolling timeline shows this much history
+  const VIDEO_SUFFIXES = /\.(mp4|m4v|mov|avi|mkv|webm|mpe?g|wmv|flv|3gp|ts)$/i;
 
   const $ = (id) => document.getElementById(id);
   const el = {
     file: $("file"), drop: $("drop"), webcam: $("webcam"), explain: $("explain"), method: $("method"),
     status: $("status"), canvas: $("canvas"), cam: $("cam"), video: $("video"), overlay: $("overlay"),
     placeholder: $("placeholder"), faces: $("faces"), count: $("count"), timing: $("timing"), model: $("model"),
+    timeline: $("timeline"), rolling: $("rolling"), rollingBox: $("rolling-box"), resultsTitle: $("results-title"),
   };
 
   // Everything the page knows; the end-to-end test reads it as window.deepfer.
@@ -27,6 +33,8 @@
     labels: [], limits: null, model: null,
     file: null, image: null, result: null, overlay: null, photoSeq: 0,
     stream: null, frames: 0, lastOverlayAt: 0, frameOverlay: null,
+    session: null, history: [], // webcam: [{t, faces: [{track, label}]}], the last ROLLING_SECONDS
+    video: null, // the last video's answer from /v1/video
     colors: COLORS,
   };
   window.deepfer = state;
@@ -71,6 +79,22 @@
     return (await post("/v1/predict", blob, name)).json();
   }
 
+  async function track(blob, name) {
+    return (await post(`/v1/track?session=${encodeURIComponent(state.session)}`, blob, name)).json();
+  }
+
+  async function analyseVideo(file) {
+    const res = await fetch(`/v1/video?name=${encodeURIComponent(file.name)}`, {
+      method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" },
+    });
+    if (!res.ok) {
+      let message = `${res.status} ${res.statusText}`;
+      try { message = `${res.status}: ${(await res.json()).error}`; } catch (_) { /* not JSON */ }
+      throw new Error(message);
+    }
+    return res.json();
+  }
+
   async function heatmap(blob, name) {
     const res = await post(`/v1/explain?mode=overlay&method=${encodeURIComponent(el.method.value)}`, blob, name);
     return createImageBitmap(await res.blob());
@@ -106,11 +130,13 @@
     ctx.textBaseline = "top";
     faces.forEach((face, i) => {
       const [x, y, w, h] = face.box;
-      const color = colorOf(face.label);
+      const label = shownLabel(face);
+      const color = colorOf(label);
       ctx.lineWidth = line;
       ctx.strokeStyle = color;
       ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
-      const text = `${i + 1} ${face.label} ${Math.round(face.scores[face.label] * 100)}%`;
+      const scores = face.smoothed || face.scores;
+      const text = `${face.track != null ? `#${face.track}` : i + 1} ${label} ${Math.round(scores[label] * 100)}%`;
       const tw = ctx.measureText(text).width + 8;
       const th = fontSize + 6;
       const ty = y * sy - th >= 0 ? y * sy - th : y * sy + h * sy;
@@ -119,6 +145,12 @@
       ctx.fillStyle = textColorOn(color);
       ctx.fillText(text, x * sx + 4 - line / 2, ty + 3);
     });
+  }
+
+  // A tracked face shows its smoothed label (steadier than the frame's own), others their label.
+  function shownLabel(face) {
+    if (!face.smoothed) return face.label;
+    return Object.keys(face.smoothed).reduce((a, b) => (face.smoothed[b] > face.smoothed[a] ? b : a));
   }
 
   function drawPhoto() {
@@ -163,6 +195,7 @@
 
   function renderFaces(faces) {
     el.faces.replaceChildren();
+    el.resultsTitle.textContent = "Faces";
     el.count.textContent = `(${faces.length})`;
     if (!faces.length) {
       const li = document.createElement("li");
@@ -177,29 +210,113 @@
       li.dataset.label = face.label;
       li.dataset.score = face.scores[face.label].toFixed(4);
       li.dataset.box = face.box.join(",");
+      const label = shownLabel(face);
+      const scores = face.smoothed || face.scores;
+      if (face.track != null) li.dataset.track = String(face.track);
       const title = document.createElement("div");
       title.className = "title";
       const name = document.createElement("span");
       const swatch = document.createElement("span");
       swatch.className = "swatch";
-      swatch.style.background = colorOf(face.label);
-      name.append(swatch, `${i + 1}. ${face.label}`);
+      swatch.style.background = colorOf(label);
+      name.append(swatch, face.track != null ? `#${face.track} ${label}` : `${i + 1}. ${label}`);
       const score = document.createElement("span");
       score.className = "score";
-      score.textContent = `${Math.round(face.scores[face.label] * 100)}%`;
+      score.textContent = `${Math.round(scores[label] * 100)}%`;
       title.append(name, score);
       const bars = document.createElement("canvas");
       bars.className = "bars";
-      drawBars(bars, face.scores, face.label);
+      drawBars(bars, scores, label);
       li.append(title, bars);
       el.faces.append(li);
     });
+  }
+
+  // -- videos -------------------------------------------------------------------------------------
+
+  const clock = (s) => `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}`;
+
+  function isVideo(file) {
+    return (file.type || "").startsWith("video/") || VIDEO_SUFFIXES.test(file.name || "");
+  }
+
+  function renderTracks(answer) {
+    el.faces.replaceChildren();
+    el.resultsTitle.textContent = "Tracked faces";
+    const tracks = answer.tracks;
+    el.count.textContent = `(${tracks.length})`;
+    if (!tracks.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = "No face was found in the video.";
+      el.faces.append(li);
+    }
+    tracks.forEach((t) => {
+      const li = document.createElement("li");
+      li.className = "face track";
+      li.dataset.track = String(t.track);
+      li.dataset.dominant = t.dominant;
+      const title = document.createElement("div");
+      title.className = "title";
+      const name = document.createElement("span");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colorOf(t.dominant);
+      name.append(swatch, `#${t.track} mostly ${t.dominant}`);
+      const share = document.createElement("span");
+      share.className = "score";
+      share.textContent = `${Math.round(t.shares[t.dominant] * 100)}%`;
+      title.append(name, share);
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      meta.textContent = `seen ${clock(t.first)}–${clock(t.last)} (${t.duration.toFixed(1)} s, ${t.frames} frames)`;
+      const bars = document.createElement("canvas");
+      bars.className = "bars";
+      drawBars(bars, t.shares, t.dominant);
+      li.append(title, meta, bars);
+      el.faces.append(li);
+    });
+  }
+
+  async function showVideo(file) {
+    stopWebcam();
+    const seq = ++state.photoSeq;
+    state.file = null;
+    setState("busy");
+    say(`Analysing ${file.name}: every face is tracked; this takes a while for long videos…`);
+    const t0 = performance.now();
+    try {
+      const answer = await analyseVideo(file);
+      if (seq !== state.photoSeq) return;
+      state.video = answer;
+      state.image = null;
+      state.result = null;
+      el.placeholder.classList.add("hidden");
+      el.canvas.classList.add("hidden");
+      if (answer.timeline_png) {
+        el.timeline.src = answer.timeline_png;
+        el.timeline.classList.remove("hidden");
+      }
+      renderTracks(answer);
+      el.timing.textContent = `${answer.frames} frames (${answer.duration.toFixed(1)} s of video) in ` +
+        `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+      const n = answer.tracks.length;
+      const cut = answer.truncated ? " (only its beginning was analysed)" : "";
+      const broke = answer.errors.length ? ` Stopped early: ${answer.errors[0]}` : "";
+      say(`${file.name}: ${n ? `${n} tracked face${n > 1 ? "s" : ""}` : "no face found"}${cut}.${broke}`);
+      setState("done");
+    } catch (err) {
+      if (seq !== state.photoSeq) return;
+      say(`${file.name}: ${err.message}`, true);
+      setState("error");
+    }
   }
 
   // -- photos -------------------------------------------------------------------------------------
 
   async function showPhoto(file) {
     if (!file) return;
+    if (isVideo(file)) { showVideo(file); return; }
     if (state.limits && file.size > state.limits.max_upload_bytes) {
       say(`${file.name} is ${mib(file.size)}: larger than the server's ${mib(state.limits.max_upload_bytes)} limit.`, true);
       return;
@@ -218,8 +335,9 @@
       const ms = Math.round(performance.now() - t0);
       const overlay = el.explain.checked && result.faces.length ? await heatmap(file, file.name) : null;
       if (seq !== state.photoSeq) return; // a newer photo came meanwhile
-      Object.assign(state, { result, image, overlay });
+      Object.assign(state, { result, image, overlay, video: null });
       el.placeholder.classList.add("hidden");
+      el.timeline.classList.add("hidden");
       el.canvas.classList.remove("hidden");
       drawPhoto();
       renderFaces(result.faces);
@@ -264,11 +382,15 @@
       return;
     }
     state.photoSeq++; // a photo still on its way must not draw over the video
+    state.session = `cam-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+    state.history = [];
     el.video.srcObject = state.stream;
     await el.video.play();
     el.placeholder.classList.add("hidden");
     el.canvas.classList.add("hidden");
+    el.timeline.classList.add("hidden");
     el.cam.classList.remove("hidden");
+    el.rollingBox.classList.remove("hidden");
     el.webcam.textContent = "Stop webcam";
     el.webcam.setAttribute("aria-pressed", "true");
     state.frames = 0;
@@ -284,6 +406,7 @@
     state.stream = null;
     el.video.srcObject = null;
     el.cam.classList.add("hidden");
+    el.rollingBox.classList.add("hidden");
     el.canvas.classList.remove("hidden");
     if (!state.image) el.placeholder.classList.remove("hidden");
     el.webcam.textContent = "Start webcam";
@@ -316,7 +439,7 @@
     const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.8));
     if (!blob || !state.stream) return;
     const t0 = performance.now();
-    const result = await predict(blob, `frame${state.frames}.jpg`);
+    const result = await track(blob, `frame${state.frames}.jpg`);
     const ms = Math.round(performance.now() - t0);
     if (el.explain.checked && result.faces.length && performance.now() - state.lastOverlayAt > OVERLAY_INTERVAL_MS) {
       state.lastOverlayAt = performance.now();
@@ -334,8 +457,62 @@
     if (state.frameOverlay) ctx.drawImage(state.frameOverlay, 0, 0, grab.width, grab.height);
     drawBoxes(ctx, result.faces, 1, 1);
     renderFaces(result.faces);
+    remember(result);
+    drawRolling();
     el.timing.textContent = `frame ${state.frames}: ${ms} ms for the answer`;
     if (el.status.classList.contains("error")) say("Webcam on.");
+  }
+
+  // The webcam's rolling timeline: one row per face tracked in the last ROLLING_SECONDS, each
+  // frame's smoothed label as a coloured stretch until the next frame.
+  function remember(result) {
+    const t = typeof result.time === "number" ? result.time : performance.now() / 1000;
+    state.history.push({ t, faces: result.faces.map((f) => ({ track: f.track, label: shownLabel(f) })) });
+    while (state.history.length && state.history[0].t < t - ROLLING_SECONDS) state.history.shift();
+  }
+
+  function drawRolling() {
+    const canvas = el.rolling;
+    const hist = state.history;
+    const tracks = [...new Set(hist.flatMap((h) => h.faces.map((f) => f.track)))].sort((a, b) => a - b);
+    const ratio = window.devicePixelRatio || 1;
+    const width = Math.max(300, canvas.clientWidth || 800);
+    const row = 18, gap = 4, left = 44;
+    const height = Math.max(1, tracks.length) * (row + gap) + 14;
+    canvas.width = width * ratio;
+    canvas.height = height * ratio;
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    ctx.clearRect(0, 0, width, height);
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    const now = hist.length ? hist[hist.length - 1].t : 0;
+    const x = (t) => left + (width - left) * (1 - (now - t) / ROLLING_SECONDS);
+    if (!tracks.length) {
+      ctx.fillStyle = "#5b6475";
+      ctx.fillText("no face yet", left, row / 2);
+    }
+    tracks.forEach((track, r) => {
+      const y = r * (row + gap);
+      ctx.fillStyle = "#1d2330";
+      ctx.fillText(`#${track}`, 0, y + row / 2);
+      for (let i = 0; i < hist.length; i++) {
+        const face = hist[i].faces.find((f) => f.track === track);
+        if (!face) continue;
+        const end = i + 1 < hist.length ? hist[i + 1].t : hist[i].t + 0.25;
+        ctx.fillStyle = colorOf(face.label);
+        ctx.fillRect(x(hist[i].t), y, Math.max(1, x(end) - x(hist[i].t)), row);
+      }
+    });
+    ctx.fillStyle = "#5b6475";
+    ctx.textAlign = "right";
+    ctx.fillText("now", width, height - 6);
+    ctx.textAlign = "left";
+    ctx.fillText(`-${ROLLING_SECONDS} s`, left, height - 6);
+    canvas.setAttribute("aria-label", tracks.map((t) => {
+      const last = [...hist].reverse().find((h) => h.faces.some((f) => f.track === t));
+      return `track ${t}: ${last ? last.faces.find((f) => f.track === t).label : ""}`;
+    }).join(", ") || "no face yet");
   }
 
   // -- wiring -------------------------------------------------------------------------------------
