@@ -284,6 +284,10 @@ def _open(fp: str | Path | IO[bytes], where: str, keep_color: bool, as_stored: b
         raise TooLarge(f"{where}: image too large, refused as a possible decompression bomb ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{where}: cannot decode {what} ({' '.join(str(exc).split())})") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder's bug on a hostile file is the file's fault
+        # (fuzzing found NotImplementedError from BLP, struct.error and IndexError from others)
+        log.debug("decoding %s failed", where, exc_info=True)
+        raise DataError(f"{where}: cannot decode {what} ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
 
 
 def from_pil(im: Image.Image, keep_color: bool = False, where: str = "image", as_stored: bool = False,
