@@ -9,9 +9,11 @@ import importlib.util
 import io
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +112,28 @@ def big_upload(port: int, total: int, chunked: bool, timeout: float = 30.0) -> t
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.send_big_upload("127.0.0.1", port, total, chunked, timeout)
+
+
+def slow_png(side: int = 4896) -> bytes:
+    """A flat 16-bit RGBA PNG of 24 Mpx (just under the server's pixel cap), 1 MB: valid, and slow
+    to decode (~2 s on this 2-core machine: 190 MB inflated, alpha composited)."""
+    row = np.zeros(1 + side * 8, np.uint8)
+    row[1:] = np.tile(np.array([0x80, 0, 0x40, 0, 0x20, 0, 0x9C, 0x40], np.uint8), side)
+    deflate = zlib.compressobj(1)
+    raw = row.tobytes()
+    body = b"".join(deflate.compress(raw) for _ in range(side)) + deflate.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def scan_bomb(side: int = 4800, scans: int = 12_000) -> bytes:
+    """Issue 20's server recipe: a 16x16 progressive JPEG claiming side x side, then empty scans."""
+    data = bytearray(encode(portrait((16, 16)), "JPEG", progressive=True))
+    sof = data.index(b"\xff\xc2")
+    struct.pack_into(">HH", data, sof + 5, side, side)
+    end = data.rindex(b"\xff\xd9")
+    return bytes(data[:end]) + b"\xff\xda\x00\x08\x01\x01\x00\x01\x3f\x00" * scans + b"\xff\xd9"

@@ -12,11 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from vision_helpers import noise
-from PIL import Image
+from PIL import Image, ImageOps
 
 from deepfer.data.faces import decode_stored
 from deepfer.errors import DataError
-from deepfer.vision.pictures import TooLarge, from_array, from_bytes, from_pil, read_image, to_picture
+from deepfer.vision.pictures import (
+    STRIP_PIXELS,
+    TooLarge,
+    from_array,
+    from_bytes,
+    from_pil,
+    read_image,
+    to_picture,
+)
 
 
 def _save(path: Path, im: Image.Image, **kw) -> Path:
@@ -60,7 +68,7 @@ def test_animated_gif_uses_the_first_frame_and_says_so(tmp_path: Path, caplog) -
     with caplog.at_level(logging.WARNING):
         pic = read_image(path)
     assert int(pic.gray.mean()) == 10
-    assert "3 frames" in caplog.text and "first" in caplog.text
+    assert "animated" in caplog.text and "first frame" in caplog.text
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -215,3 +223,94 @@ def test_one_message_for_what_is_not_an_image() -> None:
     assert str(err.value) == "notes.txt: cannot decode image (not an image, or an unsupported image format)"
     with pytest.raises(DataError, match="^e.png: empty file$"):
         from_bytes(b"", "e.png")
+
+
+# -- memory: converted in strips, turned after conversion; the same pixels as the whole-image way ------
+
+def _reference(im: Image.Image, as_stored: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The conversion as deepfer did it before issue 20, on the whole image at once."""
+    if not as_stored:
+        im = ImageOps.exif_transpose(im)
+        if "A" in im.getbands() or "transparency" in im.info:
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if im.mode in ("I;16", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        gray = np.clip(arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return gray, None
+    bgr = None if im.mode in ("L", "1", "F") else np.asarray(im.convert("RGB"))[:, :, ::-1]
+    return np.asarray(im.convert("L")), bgr
+
+
+def _big(mode: str) -> Image.Image:
+    """An image of more than one strip, 1300x900 (1.17 Mpx), of noise in ``mode``."""
+    h, w = 900, 1300
+    assert h * w > STRIP_PIXELS
+    if mode == "I;16":
+        return Image.fromarray(np.random.default_rng(1).integers(0, 65536, (h, w)).astype(np.uint16))
+    if mode == "I":
+        return Image.fromarray(np.random.default_rng(1).integers(-50, 70000, (h, w)).astype(np.int32), "I")
+    if mode == "RGBA":
+        return Image.fromarray(noise((h, w, 4)), "RGBA")
+    rgb = Image.fromarray(noise((h, w, 3)))
+    if mode == "P":
+        p = rgb.quantize(40)
+        p.info["transparency"] = 5
+        return p
+    return rgb.convert(mode)
+
+
+@pytest.mark.parametrize("mode,fmt", [("I;16", "PNG"), ("I", "TIFF"), ("RGBA", "PNG"), ("P", "PNG"),
+                                      ("RGB", "JPEG"), ("CMYK", "JPEG"), ("LA", "PNG")])
+@pytest.mark.parametrize("as_stored", [False, True], ids=["photo", "stored"])
+def test_strip_conversion_gives_the_whole_image_pixels(mode: str, fmt: str, as_stored: bool) -> None:
+    kw = {"transparency": 5} if mode == "P" else {}
+    data = _encoded(_big(mode), fmt, **kw)
+    pic = from_bytes(data, f"x.{fmt.lower()}", keep_color=True, as_stored=as_stored)
+    gray, bgr = _reference(Image.open(io.BytesIO(data)), as_stored)
+    np.testing.assert_array_equal(pic.gray, gray)
+    if bgr is not None:
+        np.testing.assert_array_equal(pic.bgr, bgr)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_shown_as_pillow_shows_it(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgba = np.dstack([noise((7, 11, 3)), np.where(noise((7, 11), 3) > 60, 255, 0).astype(np.uint8)])
+    for im, fmt in ((Image.fromarray(noise((7, 11, 3))), "JPEG"), (Image.fromarray(rgba, "RGBA"), "PNG")):
+        data = _encoded(im, fmt, exif=exif)
+        pic = from_bytes(data, keep_color=True)
+        gray, bgr = _reference(Image.open(io.BytesIO(data)), as_stored=False)
+        np.testing.assert_array_equal(pic.gray, gray)
+        np.testing.assert_array_equal(pic.bgr, bgr)
+        assert pic.gray.flags.c_contiguous and pic.bgr.flags.c_contiguous
+        assert pic.size == ((7, 11) if orientation >= 5 else (11, 7))
+
+
+_PEAK = """
+import resource, sys
+from deepfer.vision.pictures import read_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+pic = read_image(sys.argv[1])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024, pic.gray.size)
+"""
+
+
+@pytest.mark.parametrize("name,make", [
+    ("deep.tif", lambda: Image.fromarray(np.full((3000, 3000), 70000, np.int32), "I")),
+    ("deep.png", lambda: Image.fromarray(np.full((3000, 3000), 4000, np.uint16))),
+])
+def test_deep_images_cost_a_few_bytes_a_pixel(tmp_path: Path, name: str, make) -> None:
+    """Issue 20: an 8000x8000 32-bit TIFF peaked at 2.2 GB (~30 bytes a pixel) through float64
+    copies of the whole image. Now: the decoded image (4 bytes a pixel for 32-bit, 2 for 16-bit),
+    the uint8 result (1) and a strip's temporaries."""
+    import subprocess
+    import sys
+
+    path = tmp_path / name
+    make().save(path)
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True, text=True, check=True)
+    grew, pixels = map(int, out.stdout.split())
+    assert pixels == 9_000_000
+    assert grew / pixels < 8, f"{grew / pixels:.1f} bytes a pixel"

@@ -191,8 +191,11 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
-        """Liveness: answers without touching the workers."""
-        return {"status": "ok", "in_progress": engine.load, "workers": settings.workers}
+        """Liveness: answers without touching the workers. `in_progress`: requests admitted plus work
+        still running for requests answered 504; `running`: work in the worker threads now;
+        `decoders`: decoder processes alive; `decoders_killed`: ended so far for overrunning a
+        request's deadline (or crashing)."""
+        return {"status": "ok", **engine.health()}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -1,12 +1,20 @@
 """The server's inference engine: the model loaded once, a bounded pool of worker threads that run
-the CPU-bound work (decode, detect, crop, classify, explain, PNG encoding) off the event loop, an
-admission limit (503 when full) and a deadline per request (504 after it).
+the CPU-bound work (detect, crop, classify, explain, PNG encoding) off the event loop, one decoder
+process per worker (``deepfer.serve.decoding``: killed when a request's deadline passes, so a 504
+frees its worker), an admission limit (503 when full) and a deadline per request (504 after it).
 
-Why threads and not processes or batches: OpenCV, onnxruntime, torch and Pillow release the GIL
-while they compute, so two threads keep two cores busy; each thread runs its own detector (an
-OpenCV cascade is not documented as thread-safe) and shares the classifier (an onnxruntime session
-and a torch module in eval mode are). Batching across requests would only batch the classifier,
-which is ~2% of a request's time; detection, the other 90%, is per image.
+What runs after decoding (detection on a copy at most ``detect_width`` wide, a crop and a forward
+pass per face) is bounded by the image's limits and checked against the deadline between steps;
+work that outlives its request (answered 504) is still counted by :attr:`Engine.load` until it
+ends, so admission and ``/healthz`` see the server as busy as it is.
+
+Why threads, and a process only for decoding: OpenCV, onnxruntime and torch release the GIL while
+they compute, so two threads keep two cores busy; each thread runs its own detector (an OpenCV
+cascade is not documented as thread-safe) and shares the classifier (an onnxruntime session and a
+torch module in eval mode are). Decoding is the one step whose cost a hostile file sets, so it is
+the one that runs where it can be stopped; whole requests in processes would need a model per
+process. Batching across requests would only batch the classifier, which is ~2% of a request's
+time; detection, the other 90%, is per image.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from torch import nn
 from deepfer.errors import DeepferError
 from deepfer.inference.recognizer import Recognizer
 from deepfer.inference.results import NO_FACE, Result
+from deepfer.serve.decoding import DecoderPool
 from deepfer.serve.errors import HTTPError
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
-from deepfer.serve.uploads import Upload, decode
-from deepfer.vision import create_detector, uncrop
+from deepfer.serve.uploads import Upload
+from deepfer.vision import Picture, create_detector, uncrop
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +78,12 @@ class Engine:
             self.architecture = getattr(getattr(self.net, "config", None), "name", None)
         self._explain_lock = threading.Lock()  # Grad-CAM's hooks live on the shared module
         self._local = threading.local()
-        self._admitted = 0
+        self._admitted = 0  # requests admitted and not answered yet (the event loop's count)
+        self._orphans = 0  # work still running for requests already answered 504
+        self._running = 0  # work running in the worker threads now
+        self._counts = threading.Lock()  # _orphans and _running change in the worker threads
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._decoders: DecoderPool | None = None
         self._saved_threads: tuple[int, int] | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -83,6 +96,8 @@ class Engine:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.workers,
                                                                thread_name_prefix="deepfer-infer")
+        if self._decoders is None:
+            self._decoders = DecoderPool(self.settings.workers)
         n = self.settings.intra_threads
         if n is None or self._saved_threads is not None:
             return
@@ -94,10 +109,14 @@ class Engine:
         cv2.setNumThreads(n)
 
     def close(self) -> None:
-        """Stop the workers (queued work is dropped) and restore the thread settings."""
+        """Stop the workers (queued work is dropped), end the decoder processes and restore the
+        thread settings."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._decoders is not None:
+            self._decoders.close()
+            self._decoders = None
         if self._saved_threads is not None:
             import cv2
             import torch
@@ -108,8 +127,21 @@ class Engine:
 
     @property
     def load(self) -> int:
-        """Requests admitted now (running or waiting for a worker)."""
-        return self._admitted
+        """Work in the server now: requests admitted (running or waiting for a worker) plus work
+        still running for requests that were answered 504. Admission (503) counts it too."""
+        return self._admitted + self._orphans
+
+    @property
+    def running(self) -> int:
+        """Work running in the worker threads now (at most ``workers``)."""
+        return self._running
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` reports: the work in progress and running, the workers, and the
+        decoder processes (alive, and killed so far for overrunning a deadline or crashing)."""
+        decoders = self._decoders
+        return {"in_progress": self.load, "running": self.running, "workers": self.settings.workers,
+                "decoders": decoders.alive if decoders else 0, "decoders_killed": decoders.kills if decoders else 0}
 
     # -- what the endpoints call ----------------------------------------------------------------
 
@@ -156,8 +188,8 @@ class Engine:
         import asyncio
 
         s = self.settings
-        if self._admitted >= s.max_queue:
-            raise HTTPError(503, f"server busy ({self._admitted} requests in progress); retry shortly",
+        if self.load >= s.max_queue:
+            raise HTTPError(503, f"server busy ({self.load} requests in progress); retry shortly",
                             {"Retry-After": "1"})
         if self._pool is None:
             self.start()
@@ -171,15 +203,51 @@ class Engine:
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(future), s.request_timeout)
             except TimeoutError:
-                future.cancel()
+                future.cancel()  # still queued: it never runs
+                if not future.done():  # running: counted until it ends (the decoder's kill, a step's check)
+                    with self._counts:
+                        self._orphans += 1
+                    future.add_done_callback(self._orphan_done)
                 raise HTTPError(504, f"not done within the {s.request_timeout:g} s request timeout") from None
         finally:
             self._admitted -= 1
 
+    def _orphan_done(self, _: concurrent.futures.Future[Any]) -> None:
+        with self._counts:
+            self._orphans -= 1
+
     def _guarded(self, deadline: float, fn: Callable[..., T], *args: Any) -> T:
         if time.monotonic() > deadline:  # its client has been answered 504 already: skip the work
             raise HTTPError(504, "request timed out in the queue")
-        return fn(*args)
+        with self._counts:
+            self._running += 1
+        self._local.deadline = deadline
+        try:
+            return fn(*args)
+        finally:
+            self._local.deadline = None
+            with self._counts:
+                self._running -= 1
+
+    def _deadline(self) -> float:
+        deadline = getattr(self._local, "deadline", None)
+        return deadline if deadline is not None else time.monotonic() + self.settings.request_timeout
+
+    def _check_deadline(self) -> None:
+        """Stop work whose client has been answered 504 already."""
+        if time.monotonic() > self._deadline():
+            raise HTTPError(504, f"not done within the {self.settings.request_timeout:g} s request timeout")
+
+    def _decode(self, upload: Upload, keep_color: bool = False) -> Picture:
+        """The upload's pixels, from a decoder process killed if it overruns the deadline."""
+        if self._decoders is None:
+            self.start()
+        decoders = self._decoders
+        if decoders is None:  # for the type checker: start() made it
+            raise HTTPError(503, "server is shutting down")
+        pic = decoders.decode(upload, self.settings, keep_color, self._deadline())
+        self._check_deadline()
+        return pic
 
     def _worker_recognizer(self) -> Recognizer:
         rec = getattr(self._local, "recognizer", None)
@@ -193,7 +261,7 @@ class Engine:
     # -- the work, in a worker thread -----------------------------------------------------------
 
     def _predict(self, upload: Upload) -> dict[str, Any]:
-        pic = decode(upload, self.settings)
+        pic = self._decode(upload)
         faces = self._worker_recognizer().predict_images([pic])[0]
         return Result(upload.filename, None, faces, None if faces else NO_FACE).to_dict()
 
@@ -203,7 +271,7 @@ class Engine:
         from deepfer.explain import colorize, explain_picture
         from deepfer.explain.overlay import stretch
 
-        pic = decode(upload, self.settings, keep_color=mode == "blend")
+        pic = self._decode(upload, keep_color=mode == "blend")
         rec = self._worker_recognizer()
         h, w = pic.gray.shape
         scale = min(1.0, self.settings.explain_max_side / max(h, w))
@@ -212,6 +280,7 @@ class Engine:
         labels: list[str] = []
         if self.net is not None:
             faces = explain_picture(self.net, rec.labels, pic, rec.detector, [method], lock=self._explain_lock)
+            self._check_deadline()
             labels = [face.label for face in faces]
             for face in faces:
                 placed = uncrop(stretch(face.heatmaps[method]), face.detection, rec.framing, (out_h, out_w), scale)

@@ -1,0 +1,105 @@
+"""Hostile uploads against a real uvicorn server (issue 20): a request that times out frees its
+worker at once (its decoder process is killed), ``/healthz`` counts work still running, decode bombs
+are refused in milliseconds, and afterwards valid photos answer as before."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from serve_helpers import encode, free_port, portrait, scan_bomb, slow_png, wait_for
+
+from deepfer.serve.settings import ServeSettings
+
+pytestmark = pytest.mark.timeout(300)
+
+TIMEOUT = 0.6  # seconds per request; the slow upload below takes ~2 s to decode here
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    """uvicorn in this process, one worker, a 0.6 s request timeout."""
+    import uvicorn
+
+    from deepfer.serve.app import create_app
+
+    port = free_port()
+    app = create_app(ServeSettings(backend="torch", workers=1, max_queue=4, request_timeout=TIMEOUT,
+                                   intra_threads=None))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(port)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def _request(port: int, method: str, path: str, body: bytes | None = None,
+             ctype: str = "image/jpeg") -> tuple[int, dict, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    t0 = time.perf_counter()
+    try:
+        conn.request(method, path, body, {"Content-Type": ctype} if body is not None else {})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read()), time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
+def _photo_answers(port: int, photo: bytes) -> float:
+    status, body, took = _request(port, "POST", "/v1/predict", photo)
+    assert status == 200 and len(body["faces"]) == 1, body
+    return took
+
+
+def test_a_timed_out_request_frees_its_worker_at_once(server: int) -> None:
+    photo = encode(portrait((320, 240)))
+    _photo_answers(server, photo)  # warm
+    quiet = min(_photo_answers(server, photo) for _ in range(3))
+    killed = _request(server, "GET", "/healthz")[1]["decoders_killed"]
+    status, body, took = _request(server, "POST", "/v1/predict", slow_png(), "image/png")
+    if status == 200:
+        pytest.skip(f"this machine decoded the 24 Mpx PNG within the {TIMEOUT} s timeout ({took:.2f} s)")
+    assert status == 504 and "timeout" in body["error"]
+    assert took < TIMEOUT + 0.5
+    # nothing is left running: the decoder was killed, not left to finish its ~2 s of work
+    for _ in range(20):
+        health = _request(server, "GET", "/healthz")[1]
+        if health["in_progress"] == 0:
+            break
+        time.sleep(0.05)
+    assert health["in_progress"] == 0 and health["running"] == 0
+    assert health["decoders_killed"] == killed + 1 and health["decoders"] == 1
+    # as available as before: the only worker answers the next photo at once
+    after = _photo_answers(server, photo)
+    assert after < max(TIMEOUT, 3 * quiet), (after, quiet)
+
+
+def test_healthz_counts_work_still_running(server: int) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_request, server, "POST", "/v1/predict", slow_png(), "image/png")
+        seen = []
+        while not slow.done():
+            seen.append(_request(server, "GET", "/healthz")[1])
+            time.sleep(0.05)
+    assert any(h["in_progress"] == 1 and h["running"] == 1 for h in seen), seen
+
+
+def test_decode_bombs_are_refused_at_once_and_the_server_goes_on(server: int) -> None:
+    photo = encode(portrait((320, 240)))
+    bomb = scan_bomb()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # issue 20: two at once held both workers 35 s
+        answers = list(pool.map(lambda _: _request(server, "POST", "/v1/predict", bomb), range(2)))
+    for status, body, took in answers:
+        assert status == 413 and "more than 100 scans" in body["error"]
+        assert took < TIMEOUT
+    _photo_answers(server, photo)
+    assert _request(server, "GET", "/healthz")[1]["in_progress"] == 0
