@@ -264,11 +264,12 @@ def train_epoch(step: TrainStep, images: Tensor, targets: Tensor, order: Tensor,
 
 
 def validate(model: nn.Module, images: np.ndarray | Tensor, labels: np.ndarray, batch_size: int = 512) -> dict[str, float]:
-    """Validation pass: ``val_acc`` and ``val_loss`` (mean negative log-likelihood) of ``model`` on
-    uint8 faces (N, H, W) or (N, 1, H, W) with class indices ``labels`` (N,) in the model's outputs.
-    The faces may be on the model's device (no copy then)."""
+    """Validation pass: ``val_acc`` and ``val_loss`` (scikit-learn's log-loss: the mean negative log
+    of the true class's probability, clipped at float32's eps, 1.2e-7) of ``model`` on uint8 faces
+    (N, H, W) or (N, 1, H, W) with class indices ``labels`` (N,) into the model's outputs. The faces
+    may be on the model's device (no copy then)."""
     probs = predict_proba(model, images, batch_size)
-    return {"val_loss": float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()),
+    return {"val_loss": float(log_loss(labels, probs, labels=np.arange(probs.shape[1]))),
             "val_acc": float((probs.argmax(1) == labels).mean())}
 
 
