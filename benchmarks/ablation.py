@@ -155,7 +155,8 @@ def assess(v: Variant, runs_root: Path, cache: dict[str, dict[str, Any]] | None 
                     "val_accuracy_as_trained": info["val_accuracy"],
                     "train_images_per_s": speed, "params": sum(p.numel() for p in model.parameters()),
                     # Checkpoints from before the field was written were all trained on this project's CPU.
-                    "device": info.get("device", "cpu"), "stored_as": info.get("stored_as", "float32"),
+                    "device": info.get("device", "cpu"),
+                    "stored_as": info.get("stored_as") or info.get("stored_dtype", "float32"),
                     **{k: rep[k] for k in METRICS}}
         row["seeds"].append(seed_row)
     if not run_dirs:

@@ -186,7 +186,7 @@ def train_fold(
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         tb = _tensorboard(out)
 
-    while not schedule.finished(state["epoch"] * steps_per_epoch):
+    while not _over(cfg, schedule, state, steps_per_epoch):
         epoch = state["epoch"]
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
             log.info("early stop: no validation gain for %d epochs", cfg.patience)
@@ -249,7 +249,7 @@ def train_epoch(step: TrainStep, images: Tensor, targets: Tensor, order: Tensor,
     seen = 0
     bar = tqdm(range(steps), desc=desc, disable=None if show else True, leave=False)
     for b in bar:
-        if schedule.finished(first_step + b):
+        if b and schedule.finished(first_step + b):  # an epoch that starts takes at least one step
             break
         idx = order[b * batch_size : (b + 1) * batch_size]
         set_lr(step.optimizer, step.cfg.lr * schedule.factor(first_step + b))
@@ -329,6 +329,14 @@ def _test_accuracy(best_path: Path, faces: Tensor, labels: np.ndarray, batch_siz
     """The selected checkpoint's accuracy on the test split, measured once, after training."""
     best = Checkpoint.load(best_path).build().to(device).to(memory_format=torch.channels_last)
     return validate(best, faces, labels, batch_size)["val_acc"]
+
+
+def _over(cfg: TrainConfig, schedule: Schedule, state: dict[str, Any], steps_per_epoch: int) -> bool:
+    """Whether training is over: the epochs are done, or the time budget was spent by the end of
+    the last epoch (read from the state that last.pt holds, so a resumed run decides alike)."""
+    if cfg.minutes:
+        return state.get("budget_spent", 0.0) >= 60.0 * cfg.minutes
+    return schedule.finished(state["epoch"] * steps_per_epoch)
 
 
 def _record(row: dict[str, Any], state: dict[str, Any]) -> bool:

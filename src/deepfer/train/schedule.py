@@ -87,7 +87,7 @@ class BudgetSchedule:
     cfg: TrainConfig
     seconds: float
     spent: float = 0.0
-    start: float = field(default_factory=time.perf_counter)
+    start: float = field(default_factory=lambda: time.perf_counter())
 
     @property
     def warm(self) -> float:
@@ -100,7 +100,7 @@ class BudgetSchedule:
         return self.spent + time.perf_counter() - self.start
 
     def factor(self, step: int) -> float:
-        return cosine_factor(min(1.0, self.elapsed() / self.seconds), self.warm, self.cfg.scheduler)
+        return cosine_factor(min(1.0, max(0.0, self.elapsed() / self.seconds)), self.warm, self.cfg.scheduler)
 
     def finished(self, step: int) -> bool:
         return self.elapsed() >= self.seconds
