@@ -260,6 +260,9 @@ def pack(runs: list[Run], rows: list[dict[str, Any]], dest: Path, max_files: int
             if train_log.is_file():
                 tf.add(train_log, arcname=f"{run.name}/train.log")
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    size = (dest / "teachers.tar.gz").stat().st_size
+    if size > part_mib * MiB:  # the probabilities grow with the runs: about 0.9 MB a FER2013 run
+        log.error("teachers.tar.gz is %.1f MiB, over the %.1f MiB a file may have: split the plan", size / MiB, part_mib)
     return manifest
 
 

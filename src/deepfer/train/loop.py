@@ -178,13 +178,13 @@ def train_fold(
     elif resume:
         log.info("--resume: no checkpoint at %s, starting fresh", last_path)
     state.setdefault("teacher_seconds", teacher_seconds)
-    schedule: Schedule = (BudgetSchedule(cfg, 60.0 * cfg.minutes, state.get("budget_spent", 0.0)) if cfg.minutes
-                          else EpochSchedule(cfg, steps_per_epoch))
     tb = None
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         tb = _tensorboard(out)
+    schedule: Schedule = (BudgetSchedule(cfg, 60.0 * cfg.minutes, state.get("budget_spent", 0.0)) if cfg.minutes
+                          else EpochSchedule(cfg, steps_per_epoch))  # a budget's clock starts here
 
     while not _over(cfg, schedule, state, steps_per_epoch):
         epoch = state["epoch"]

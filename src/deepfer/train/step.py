@@ -5,10 +5,12 @@ optimiser, the loss, batch preparation (uint8 faces -> augmented, normalised, ch
 
 On a GPU the step does no host work that waits for the device: the faces arrive as uint8 on the
 device, the loss and the count of correct predictions come back as device tensors for the caller to
-add up (read once an epoch), and the forward pass runs under bf16 autocast (``precision``), which
-halves activation memory and roughly doubles the arithmetic rate of an H100/H200 against float32.
-bf16 keeps float32's exponent range, so no loss scaling is needed. On the CPU the default is
-float32, and the arithmetic is exactly what it was before the step was made public.
+add up (read once an epoch), augmentation and mixing parameters are drawn on the CPU and applied on
+the device, and the forward pass runs under bf16 autocast (``precision``), which halves activation
+memory and runs the convolutions on the tensor cores' bf16 path. bf16 keeps float32's exponent
+range, so no loss scaling is needed. One exception: kornia's CutMix pastes through a boolean mask,
+one wait per CutMix batch. On the CPU the default is float32, and the arithmetic is exactly what it
+was before the step was made public.
 """
 
 from __future__ import annotations
@@ -143,8 +145,11 @@ class TrainStep:
         """
         device = device or next(model.parameters()).device
         # The order matches the loop's history: the optimiser is made after the augmentation, mixer
-        # and EAC modules (none of which draws random numbers when built).
-        augment = Augment(cfg.augment, model.config.input_size).to(device)
+        # and EAC modules (none of which draws random numbers when built). The augmentation stays
+        # off the device on purpose: kornia then draws its parameters with torch's CPU generator
+        # (the stream checkpoints save) and its host-side branches on them (ColorJiggle's
+        # ``.any()``, ``.tolist()``) read CPU tensors; moved to the GPU, each would wait for it.
+        augment = Augment(cfg.augment, model.config.input_size)
         mixer = BatchMixer(num_classes, cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.label_smoothing)
         eac = ErasingAttentionConsistency(cfg.eac) if cfg.eac else None
         optimizer = make_optimizer(cfg, model)
