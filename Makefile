@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test results reproduce bench ablation members clean
+.PHONY: install demo test results reproduce bench ablation members teachers clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -80,6 +80,14 @@ MEMBER_JOBS ?= 1
 
 members: $(STAMP)
 	for s in $(MEMBER_SEEDS); do echo grid $$s; done | $(call train_lines,$(MEMBER_JOBS),ensemble)
+
+# Teacher runs side by side on one GPU within a time budget (scripts/gpu_teachers.py; see its
+# docstring for a device session's steps): float16 checkpoints and probabilities packed in PACK.
+TEACHER_PLAN ?= configs/teachers/plan-fer2013.yaml
+PACK ?= runs/teachers/pack
+
+teachers: $(STAMP)
+	$(BIN)/python scripts/gpu_teachers.py --plan $(TEACHER_PLAN) --pack $(PACK) $(if $(MINUTES),--minutes $(MINUTES))
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

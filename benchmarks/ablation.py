@@ -29,12 +29,9 @@ import numpy as np
 import torch
 
 from deepfer.models import create_model
-from deepfer.train.augment import Augment
 from deepfer.train.config import TrainConfig, load_config
-from deepfer.train.eac import ErasingAttentionConsistency
 from deepfer.train.evaluate import evaluate
-from deepfer.train.loop import _loss, _optimizer, prepare_batch
-from deepfer.train.mix import BatchMixer
+from deepfer.train.step import TrainStep
 from deepfer.weights import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
@@ -158,7 +155,8 @@ def assess(v: Variant, runs_root: Path, cache: dict[str, dict[str, Any]] | None 
                     "val_accuracy_as_trained": info["val_accuracy"],
                     "train_images_per_s": speed, "params": sum(p.numel() for p in model.parameters()),
                     # Checkpoints from before the field was written were all trained on this project's CPU.
-                    "device": info.get("device", "cpu"), "stored_as": info.get("stored_as", "float32"),
+                    "device": info.get("device", "cpu"),
+                    "stored_as": info.get("stored_as") or info.get("stored_dtype", "float32"),
                     **{k: rep[k] for k in METRICS}}
         row["seeds"].append(seed_row)
     if not run_dirs:
@@ -192,33 +190,17 @@ def bench(cfg: TrainConfig, batch: int = 128, steps: int = 5, threads: int = 1) 
     """Training images/s of one recipe's full step on random 48x48 faces (7 classes)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = create_model(cfg.model, num_classes=7, **cfg.model_options).to(memory_format=torch.channels_last).train()
-    opt = _optimizer(cfg, model)
-    augment = Augment(cfg.augment, model.config.input_size).train()
-    mixer = BatchMixer(7, cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.label_smoothing)
-    eac = ErasingAttentionConsistency(cfg.eac) if cfg.eac else None
+    model = create_model(cfg.model, num_classes=7, **cfg.model_options).to(memory_format=torch.channels_last)
+    step = TrainStep.build(cfg, model, num_classes=7, device=torch.device("cpu"))  # the loop's own step
+    step.train()
     faces = torch.randint(0, 256, (batch, 1, 48, 48), dtype=torch.uint8)
     labels = torch.randint(0, 7, (batch,))
-
-    def step() -> None:
-        x, y = prepare_batch(faces, augment, model.config, torch.device("cpu")), labels
-        if mixer.active:
-            mixed = mixer(x, y)
-            x, y = mixed.images.contiguous(memory_format=torch.channels_last), mixed.targets
-        if eac is not None:
-            _, loss, _ = eac(model, x, y, lambda lg, t: _loss(lg, t, cfg, model))
-        else:
-            loss = _loss(model(x), y, cfg, model)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     for _ in range(2):  # warm-up: allocator, oneDNN kernels
-        step()
+        step(faces, labels)
     times = []
     for _ in range(steps):
         t = time.perf_counter()
-        step()
+        step(faces, labels)
         times.append(time.perf_counter() - t)
     # The median step: on a shared CPU a step that another job interrupted says nothing about the recipe.
     return {"params": sum(p.numel() for p in model.parameters()),

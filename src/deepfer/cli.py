@@ -60,6 +60,7 @@ class TrainOptions:
     protocol: str | None = None
     fold: int | None = None
     epochs: int | None = None
+    minutes: float | None = None
     batch_size: int | None = None
     lr: float | None = None
     augment: str | None = None
@@ -68,6 +69,7 @@ class TrainOptions:
     distill: float | None = None
     seed: int | None = None
     threads: int | None = None
+    precision: str | None = None
     out: str | None = None
     resume: bool = False
 
@@ -421,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--protocol", help="named split")
     tr.add_argument("--fold", type=int, help="k-fold protocols: train only this fold")
     tr.add_argument("--epochs", type=int)
+    tr.add_argument("--minutes", type=float,
+                    help="time budget: train this long, learning rate on a schedule over the time (replaces --epochs)")
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--lr", type=float)
     tr.add_argument("--augment", choices=["none", "flip", "basic", "strong"])
@@ -429,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--distill", type=float, help="share of each target given to the teachers, in (0, 1]")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
+                    help="autocast: auto = bf16 on CUDA, float32 on the CPU")
     tr.add_argument("--out", help="run folder for checkpoints and logs")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tr.set_defaults(run=lambda a: train(_options(TrainOptions, a)))

@@ -17,6 +17,7 @@ from deepfer.models.checkpoint import Checkpoint
 from deepfer.train import loop
 from deepfer.train.config import TrainConfig, load_config
 from deepfer.train.loop import fit
+from deepfer.train.step import loss_fn
 
 
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
@@ -108,8 +109,8 @@ def test_fc_l2_penalty_is_added(pattern_jaffe: Path) -> None:
     model = create_model("deep-emotion")
     logits = torch.zeros(2, 7)
     target = torch.tensor([0, 1])
-    plain = loop._loss(logits, target, TrainConfig(), model)
-    penalised = loop._loss(logits, target, TrainConfig(fc_l2=0.5), model)
+    plain = loss_fn(logits, target, TrainConfig(), model)
+    penalised = loss_fn(logits, target, TrainConfig(fc_l2=0.5), model)
     expected = 0.5 * sum(float((w.detach() ** 2).sum()) for w in model.fc_weights())
     assert float((penalised - plain).detach()) == pytest.approx(expected, rel=1e-5)
 

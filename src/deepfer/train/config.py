@@ -27,6 +27,7 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # checkpoint to start from (fine-tuning); the head is re-made if classes differ
     epochs: int = 60
+    minutes: float = 0.0  # time budget: train this long on a schedule over the time instead of `epochs`; 0 = off
     batch_size: int = 128
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
@@ -48,11 +49,13 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave torch's default
     eval_batch_size: int = 512
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 elsewhere) | float32 | bfloat16
     out: str = "runs/default"
 
     def __post_init__(self) -> None:
         checks = {
             "epochs": self.epochs >= 1,
+            "minutes": self.minutes >= 0,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
@@ -65,6 +68,7 @@ class TrainConfig:
             "mix_prob": 0.0 <= self.mix_prob <= 1.0,
             "eac": self.eac >= 0,
             "distill": 0.0 <= self.distill <= 1.0,
+            "precision": self.precision in ("auto", "float32", "bfloat16"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

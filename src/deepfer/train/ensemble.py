@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.metrics import log_loss
 
 
 def _score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(accuracy, -log-loss): higher is better on both, compared in that order."""
-    nll = -np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12)).mean()
+    """(accuracy, -log-loss): higher is better on both, compared in that order. The log-loss is
+    scikit-learn's (probabilities clipped at their dtype's eps; every column a class)."""
+    nll = log_loss(y, probs, labels=np.arange(probs.shape[1]))
     return float((probs.argmax(1) == y).mean()), -float(nll)
 
 

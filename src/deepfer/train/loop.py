@@ -1,7 +1,17 @@
-"""The training loop: batched in-memory data, kornia augmentation, optional mixup / CutMix
-(``mix.py``) and erasing attention consistency (``eac.py``), CE + lambda * ||W_fc||^2, model
-selection and early stopping on validation only, atomic per-epoch checkpoints, exact
-``--resume``, and data-parallel training under ``torchrun`` (gloo on CPU, nccl on GPU)."""
+"""The training loop: the faces held as uint8 where the model is (GPU memory on a GPU), one
+:class:`~deepfer.train.step.TrainStep` per batch (kornia augmentation, mixup / CutMix, erasing
+attention consistency, CE + lambda * ||W_fc||^2, bf16 autocast on CUDA), a schedule over epochs or a
+time budget (``schedule.py``), a validation pass per epoch, model selection and early stopping on
+validation only, atomic per-epoch checkpoints through :class:`~deepfer.models.checkpoint.Checkpoint`,
+exact ``--resume``, and data-parallel training under ``torchrun`` (gloo on CPU, nccl on GPU).
+
+On a GPU nothing in an epoch waits for the device: indices, faces and targets are on it, the
+step's loss and correct count are added up there and read once at the end of the epoch (a read per
+step, as ``loss.item()`` was, empties the GPU's queue every step, so the GPU idles while Python
+prepares the next batch). Several runs can share one GPU as separate processes: PyTorch takes GPU
+memory as it needs it (a FER2013 run holds its 66 MB of faces plus the network's activations), so
+nothing here reserves it; the log's ``gpu_memory_gb`` is each run's peak.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from sklearn.metrics import log_loss
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -29,11 +39,10 @@ from deepfer.labels import EMOTIONS, map_to_model
 from deepfer.models import create_model
 from deepfer.models.checkpoint import Checkpoint, TrainingState
 from deepfer.models.predict import predict_proba
-from deepfer.train.augment import Augment
 from deepfer.train.config import TrainConfig
 from deepfer.train.distill import cached_teacher_probs, distill_targets
-from deepfer.train.eac import ErasingAttentionConsistency
-from deepfer.train.mix import BatchMixer
+from deepfer.train.schedule import BudgetSchedule, EpochSchedule, Schedule
+from deepfer.train.step import TrainStep, set_lr
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,7 @@ def setup_distributed() -> Dist:
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: cuDNN times its kernels once, keeps the fastest
         return Dist(rank, world, torch.device("cuda", local))
     return Dist(rank, world, torch.device("cpu"))
 
@@ -143,83 +153,27 @@ def _head_prefix(model: nn.Module) -> str:
     return name[-1]
 
 
-def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _lr_factor(cfg: TrainConfig, step: int, total: int, per_epoch: int) -> float:
-    """Linear warm-up, then cosine (or one-cycle-like cosine) decay, per optimisation step."""
-    warm = int(cfg.warmup_epochs * per_epoch)
-    if cfg.scheduler == "onecycle" and warm == 0:
-        warm = int(0.1 * total)
-    if step < warm:
-        return (step + 1) / warm
-    if cfg.scheduler == "none":
-        return 1.0
-    t = (step - warm) / max(1, total - warm)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def prepare_batch(images: Tensor, augment: nn.Module, config: Any, device: torch.device) -> Tensor:
-    """uint8 faces (B, 1, H, W) -> augmented, normalised, channels-last float batch on ``device``."""
-    x = images.to(device).float().div_(255.0)
-    x = augment(x).sub_(config.mean).div_(config.std)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def _loss(logits: Tensor, target: Tensor, cfg: TrainConfig, model: nn.Module) -> Tensor:
-    if target.ndim == 2:  # vote distribution (FER+): soft-target cross-entropy
-        loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
-    else:
-        loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
-    if cfg.fc_l2:
-        base = getattr(model, "module", model)
-        loss = loss + cfg.fc_l2 * sum((w * w).sum() for w in base.fc_weights())
-    return loss
-
-
 def train_fold(
     cfg: TrainConfig, data: FaceData, fold: Fold, out: Path, env: Dist, resume: bool, warnings: list[str]
 ) -> dict[str, Any]:
+    """Train one fold into ``out`` (best.pt, last.pt, log.csv, config.json, summary.json); returns
+    the summary (best epoch, its validation score, epochs run, test accuracy of best.pt)."""
     torch.manual_seed(cfg.seed)
     classes = dataset_classes(data)
     labels = [EMOTIONS[c] for c in classes]
     model = _build(cfg, len(classes), labels).to(env.device).to(memory_format=torch.channels_last)
-    config = model.config
-    y_train = _targets(data, fold.train, classes, cfg.soft_labels, config.input_size, cfg.model)
-    x_train = torch.from_numpy(data.images[fold.train]).unsqueeze(1)  # (N, 1, H, W) uint8
-    teacher_seconds = 0.0
-    if cfg.distill:
-        probs, teacher_seconds = cached_teacher_probs(cfg.teacher, data.images[fold.train], labels, out / "teacher.npz",
-                                                      cfg.eval_batch_size)
-        y_train = distill_targets(y_train, probs, cfg.distill, cfg.label_smoothing)
-    val_index = fold.val if len(fold.val) else fold.train[:0]
-    y_val = _targets(data, val_index, classes, False, config.input_size, cfg.model).numpy()
-    augment = Augment(cfg.augment, config.input_size).to(env.device)
-    mixer = BatchMixer(len(classes), cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.label_smoothing)
-    eac = ErasingAttentionConsistency(cfg.eac) if cfg.eac else None
-    opt = _optimizer(cfg, model)
+    size = model.config.input_size
+    x_train, y_train, teacher_seconds = _training_set(cfg, data, fold, labels, classes, size, out, env.device)
+    x_val, y_val = _faces_and_labels(cfg, data, fold.val, classes, size, env.device)
     ddp = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+    step = TrainStep.build(cfg, model, len(classes), env.device, wrapped=ddp)
     per_rank = max(1, cfg.batch_size // env.world)
-    n_local = len(x_train) // env.world
-    steps_per_epoch = max(1, n_local // per_rank)  # drop the ragged last batch (batch-norm)
-    total_steps = steps_per_epoch * cfg.epochs
+    steps_per_epoch = max(1, len(x_train) // env.world // per_rank)  # drop the ragged last batch (batch-norm)
 
-    state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
     last_path, best_path = out / "last.pt", out / "best.pt"
+    state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
     if resume and last_path.is_file():
-        last = Checkpoint.load(last_path)
-        if last.training is None:
-            raise ModelError(f"{last_path}: no training state to resume from")
-        model.load_state_dict(last.state_dict)
-        opt.load_state_dict(last.training.optimizer)
-        torch.set_rng_state(last.training.rng)
-        state = last.training.loop
+        state = load_training_state(last_path, model, step.optimizer)
         log.info("resumed %s at epoch %d", last_path, state["epoch"])
     elif resume:
         log.info("--resume: no checkpoint at %s, starting fresh", last_path)
@@ -229,86 +183,183 @@ def train_fold(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         tb = _tensorboard(out)
+    schedule: Schedule = (BudgetSchedule(cfg, 60.0 * cfg.minutes, state.get("budget_spent", 0.0)) if cfg.minutes
+                          else EpochSchedule(cfg, steps_per_epoch))  # a budget's clock starts here
 
-    for epoch in range(state["epoch"], cfg.epochs):
+    while not _over(cfg, schedule, state, steps_per_epoch):
+        epoch = state["epoch"]
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
             log.info("early stop: no validation gain for %d epochs", cfg.patience)
             break
         t0 = time.time()
-        ddp.train()
-        augment.train()
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        perm = torch.randperm(len(x_train), generator=g)[env.rank :: env.world]
-        run_loss, run_correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if env.main else True, leave=False)
-        for b in bar:
-            idx = perm[b * per_rank : (b + 1) * per_rank]
-            step = epoch * steps_per_epoch + b
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * _lr_factor(cfg, step, total_steps, steps_per_epoch)
-            x = prepare_batch(x_train[idx], augment, config, env.device)
-            y = y_train[idx].to(env.device)
-            if mixer.active:  # soft (B, K) targets from here on
-                mixed = mixer(x, y)
-                x, y = mixed.images.contiguous(memory_format=torch.channels_last), mixed.targets
-            if eac is not None:
-                logits, loss, _ = eac(ddp, x, y, lambda lg, t: _loss(lg, t, cfg, ddp))
-            else:
-                logits = ddp(x)
-                loss = _loss(logits, y, cfg, ddp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            hard = y.argmax(1) if y.ndim == 2 else y
-            run_loss += loss.item() * len(idx)
-            run_correct += int((logits.argmax(1) == hard).sum())
-            seen += len(idx)
-            if b % 20 == 0:
-                bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
-        train_time = time.time() - t0
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": opt.param_groups[0]["lr"],
-            "train_loss": run_loss / max(seen, 1),
-            "train_acc": run_correct / max(seen, 1),
-            "images_per_s": seen * env.world / max(train_time, 1e-9),
-        }
-        if len(val_index):
-            probs = predict_proba(model, data.images[val_index], cfg.eval_batch_size)
-            row["val_loss"] = float(-np.log(np.maximum(probs[np.arange(len(y_val)), y_val], 1e-12)).mean())
-            row["val_acc"] = float((probs.argmax(1) == y_val).mean())
+        order = torch.randperm(len(x_train), generator=g)[env.rank :: env.world].to(env.device)
+        of = f"/{cfg.epochs}" if not cfg.minutes else f" ({cfg.minutes:g} min)"
+        stats = train_epoch(step, x_train, y_train, order, per_rank, schedule, epoch * steps_per_epoch,
+                            steps_per_epoch, desc=f"epoch {epoch + 1}{of}", show=env.main)
+        seen = stats.pop("seen")
+        row = {"epoch": epoch + 1, **stats, "images_per_s": seen * env.world / max(time.time() - t0, 1e-9)}
+        if len(y_val):
+            row.update(validate(model, x_val, y_val, cfg.eval_batch_size))
+        if env.device.type == "cuda":
+            row["gpu_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 1e9
         row["seconds"] = time.time() - t0
-        score = row.get("val_acc", -row["train_loss"])
-        sel_loss = row.get("val_loss", row["train_loss"])
-        improved = improves(score, sel_loss, state)
-        state["history"].append(row)
-        state["epoch"] = epoch + 1
-        if improved:
-            state.update(best_val=score, best_loss=sel_loss, best_epoch=epoch + 1, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
+        improved = _record(row, state)
+        if cfg.minutes:
+            state["budget_spent"] = schedule.elapsed()
         if env.main:
             info = _info(cfg, state, data, fold, warnings)
             if improved:
                 Checkpoint.from_model(model, labels, **info).save(best_path)
-            training = TrainingState(opt.state_dict(), torch.get_rng_state(), state)
-            Checkpoint.from_model(model, labels, training=training, **info).save(last_path)
+            save_training_state(last_path, model, labels, step.optimizer, state, info)
             _write_log(out / "log.csv", state["history"])
-            if tb is not None:
-                for key, value in row.items():
-                    if key != "epoch":
-                        tb.add_scalar(key, value, epoch + 1)
-                tb.flush()
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+            _log_epoch(tb, row)
     summary = {"out": str(out), "best_epoch": state["best_epoch"], "best_val": state["best_val"],
                "epochs_run": state["epoch"]}
     if env.main and best_path.is_file() and len(fold.test):
-        best = Checkpoint.load(best_path).build()
-        y_test = _targets(data, fold.test, classes, False, config.input_size, cfg.model).numpy()
-        p = predict_proba(best, data.images[fold.test], cfg.eval_batch_size)
-        summary["test_acc"] = float((p.argmax(1) == y_test).mean())
+        x_test, y_test = _faces_and_labels(cfg, data, fold.test, classes, size, env.device)
+        summary["test_acc"] = _test_accuracy(best_path, x_test, y_test, cfg.eval_batch_size, env.device)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def train_epoch(step: TrainStep, images: Tensor, targets: Tensor, order: Tensor, batch_size: int,
+                schedule: Schedule, first_step: int, steps: int, desc: str = "", show: bool = True) -> dict[str, Any]:
+    """One pass of optimisation steps over ``order``, in batches of ``batch_size``.
+
+    Args:
+        step: the recipe's step.
+        images: uint8 faces (N, 1, H, W), on the step's device for speed.
+        targets: class indices (N,) or distributions (N, K), on the same device.
+        order: indices into ``images`` in the order to visit them (this rank's share).
+        batch_size: faces per step (per rank).
+        schedule: sets the learning rate before each step and may end the epoch (time budget).
+        first_step: the global index of the epoch's first step.
+        steps: steps in a full epoch (the ragged last batch is dropped).
+        desc: the progress bar's label.
+        show: whether this process may show a progress bar (the main rank).
+
+    Returns:
+        ``lr`` (the last step's), ``train_loss`` and ``train_acc`` (means over the faces seen) and
+        ``seen``, the number of faces.
+    """
+    step.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=step.device)  # float64: the same sums as the
+    correct = torch.zeros((), dtype=torch.int64, device=step.device)     # Python floats of before
+    seen = 0
+    bar = tqdm(range(steps), desc=desc, disable=None if show else True, leave=False)
+    for b in bar:
+        if b and schedule.finished(first_step + b):  # an epoch that starts takes at least one step
+            break
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        set_lr(step.optimizer, step.cfg.lr * schedule.factor(first_step + b))
+        result = step(images[idx], targets[idx])
+        loss_sum += result.loss.double() * result.size
+        correct += result.correct
+        seen += result.size
+        if not bar.disable and b % 20 == 0:  # reads the device: only for a bar someone watches
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}")
+    return {"lr": step.optimizer.param_groups[0]["lr"], "train_loss": float(loss_sum) / max(seen, 1),
+            "train_acc": int(correct) / max(seen, 1), "seen": seen}
+
+
+def validate(model: nn.Module, images: np.ndarray | Tensor, labels: np.ndarray, batch_size: int = 512) -> dict[str, float]:
+    """Validation pass: ``val_acc`` and ``val_loss`` (scikit-learn's log-loss: the mean negative log
+    of the true class's probability, clipped at float32's eps, 1.2e-7) of ``model`` on uint8 faces
+    (N, H, W) or (N, 1, H, W) with class indices ``labels`` (N,) into the model's outputs. The faces
+    may be on the model's device (no copy then)."""
+    probs = predict_proba(model, images, batch_size)
+    return {"val_loss": float(log_loss(labels, probs, labels=np.arange(probs.shape[1]))),
+            "val_acc": float((probs.argmax(1) == labels).mean())}
+
+
+def save_training_state(path: Path, model: nn.Module, labels: list[str], optimizer: torch.optim.Optimizer,
+                        state: dict[str, Any], info: dict[str, Any]) -> None:
+    """Write ``last.pt``: the weights, the optimiser, torch's random generators and the loop's state
+    (``state``), so that :func:`load_training_state` continues exactly where this left off."""
+    loop = dict(state)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout and kornia draw on the GPU there
+        loop["cuda_rng"] = torch.cuda.get_rng_state()
+    training = TrainingState(optimizer.state_dict(), torch.get_rng_state(), loop)
+    Checkpoint.from_model(model, labels, training=training, **info).save(path)
+
+
+def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore what :func:`save_training_state` wrote into ``model``, ``optimizer`` and torch's
+    random generators; returns the loop's state (epoch, history, best score, ...).
+
+    Raises:
+        ModelError: ``path`` is not a checkpoint, or one without training state (a ``best.pt``).
+    """
+    last = Checkpoint.load(path)
+    if last.training is None:
+        raise ModelError(f"{path}: no training state to resume from")
+    model.load_state_dict(last.state_dict)
+    optimizer.load_state_dict(last.training.optimizer)
+    torch.set_rng_state(last.training.rng)
+    state = dict(last.training.loop)
+    cuda_rng = state.pop("cuda_rng", None)
+    if cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda_rng)
+    return state
+
+
+def _training_set(cfg: TrainConfig, data: FaceData, fold: Fold, labels: list[str], classes: list[int], size: int,
+                  out: Path, device: torch.device) -> tuple[Tensor, Tensor, float]:
+    """The training faces (N, 1, H, W) uint8 and targets on ``device``, and the seconds the teachers
+    took to label them (distillation; 0 otherwise)."""
+    y = _targets(data, fold.train, classes, cfg.soft_labels, size, cfg.model)
+    teacher_seconds = 0.0
+    if cfg.distill:
+        probs, teacher_seconds = cached_teacher_probs(cfg.teacher, data.images[fold.train], labels, out / "teacher.npz",
+                                                      cfg.eval_batch_size)
+        y = distill_targets(y, probs, cfg.distill, cfg.label_smoothing)
+    x = torch.from_numpy(data.images[fold.train]).unsqueeze(1)  # (N, 1, H, W) uint8
+    return x.to(device), y.to(device), teacher_seconds
+
+
+def _faces_and_labels(cfg: TrainConfig, data: FaceData, index: np.ndarray, classes: list[int], size: int,
+                      device: torch.device) -> tuple[Tensor, np.ndarray]:
+    """A split's faces (N, H, W) uint8 on ``device`` and its class indices for validation/test."""
+    y = _targets(data, index, classes, False, size, cfg.model).numpy()
+    return torch.from_numpy(data.images[index]).to(device), y
+
+
+def _test_accuracy(best_path: Path, faces: Tensor, labels: np.ndarray, batch_size: int, device: torch.device) -> float:
+    """The selected checkpoint's accuracy on the test split, measured once, after training."""
+    best = Checkpoint.load(best_path).build().to(device).to(memory_format=torch.channels_last)
+    return validate(best, faces, labels, batch_size)["val_acc"]
+
+
+def _over(cfg: TrainConfig, schedule: Schedule, state: dict[str, Any], steps_per_epoch: int) -> bool:
+    """Whether training is over: the epochs are done, or the time budget was spent by the end of
+    the last epoch (read from the state that last.pt holds, so a resumed run decides alike)."""
+    if cfg.minutes:
+        return state.get("budget_spent", 0.0) >= 60.0 * cfg.minutes
+    return schedule.finished(state["epoch"] * steps_per_epoch)
+
+
+def _record(row: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Add an epoch's row to the loop state; returns whether it is the best epoch so far."""
+    score = row.get("val_acc", -row["train_loss"])
+    sel_loss = row.get("val_loss", row["train_loss"])
+    improved = improves(score, sel_loss, state)
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    if improved:
+        state.update(best_val=score, best_loss=sel_loss, best_epoch=row["epoch"], bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    return improved
+
+
+def _log_epoch(tb: Any, row: dict[str, Any]) -> None:
+    if tb is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                tb.add_scalar(key, value, row["epoch"])
+        tb.flush()
+    log.info("epoch %d: %s", row["epoch"], ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
 
 
 def _info(cfg: TrainConfig, state: dict[str, Any], data: FaceData, fold: Fold, warnings: list[str]) -> dict[str, Any]:

@@ -2,15 +2,33 @@
 et al., ICCV 2019, https://arxiv.org/abs/1905.04899): pairs of faces are blended (mixup) or a box
 of one is pasted into the other (CutMix), and their targets are mixed in the same proportion.
 
+kornia does the mixing: ``RandomMixUpV2`` blends the images, ``RandomCutMixV2`` pastes the box, and
+their class output (row, partner row, share) is the label bookkeeping, which we apply to (B, K)
+target rows (passing row numbers as kornia's "labels"), so one-hot, label-smoothed, FER+ vote and
+distillation targets all mix the same way. The sampling stays the recipe's, and is handed to
+kornia as ``params``, because kornia's own draws mean something else:
+
+- mixup: kornia draws a uniform lambda per face; the recipe's ``mixup`` alpha means one
+  ``lam ~ Beta(alpha, alpha)`` for the whole batch (the paper, timm).
+- CutMix: kornia draws a box per face, placed wholly inside the image; the recipe's ``cutmix``
+  alpha means one box for the batch, of area ``1 - lam`` with ``lam ~ Beta(alpha, alpha)``,
+  centred at a uniform point and clipped at the border (the paper's reference code), so the
+  pasted share is smaller near the border and the targets follow the pasted share.
+- kornia's two classes report opposite shares (mixup: the partner's; CutMix with
+  ``use_correct_lambda``: the face's own); ``_mix_rows`` reads each one the way it is meant.
+
 Targets come out as distributions (B, K), which the training loss already takes (the FER+ vote
 distributions use the same soft-target cross-entropy). Random numbers come from torch's global
-generator, whose state the checkpoints save, so ``--resume`` stays exact.
+CPU generator, whose state the checkpoints save, so ``--resume`` stays exact. The batch gate given
+to kornia is a CPU tensor so that deciding to mix never waits for the GPU; kornia's CutMix pastes
+through a boolean mask, which does wait for the GPU once per CutMix batch (mixup does not).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,8 +63,31 @@ def soft_targets(target: Tensor, num_classes: int, smoothing: float = 0.0) -> Te
     return onehot * (1.0 - smoothing) + smoothing / num_classes
 
 
+_MIXUP = K.RandomMixUpV2(data_keys=["input", "class"])
+_CUTMIX = K.RandomCutMixV2(data_keys=["input", "class"], use_correct_lambda=True)
+
+
+def _gate(n: int) -> Tensor:
+    """kornia's batch gate, all on, on the CPU (a gate on the GPU would be read back each call)."""
+    return torch.ones(n, dtype=torch.bool)
+
+
+def _mix_rows(targets: Tensor, book: Tensor, own_share: bool) -> Tensor:
+    """Apply kornia's class output ``book`` (B, 3): (row, partner row, share) to (B, K) targets.
+
+    ``own_share`` says whose share the third column is: the face's own (CutMix with
+    ``use_correct_lambda``) or its partner's (mixup).
+    """
+    own, partner = book[:, 0].long(), book[:, 1].long()
+    share = book[:, 2:].to(targets.dtype)  # (B, 1)
+    if own_share:
+        return share * targets[own] + (1.0 - share) * targets[partner]
+    return (1.0 - share) * targets[own] + share * targets[partner]
+
+
 def mixup(images: Tensor, targets: Tensor, lam: float, perm: Tensor) -> tuple[Tensor, Tensor]:
-    """``lam * x + (1 - lam) * x[perm]`` for images and (B, K) targets alike.
+    """``lam * x + (1 - lam) * x[perm]`` for images and (B, K) targets alike (kornia's
+    ``RandomMixUpV2`` with this ``lam`` and pairing).
 
     Example:
         >>> x, y = torch.ones(2, 1, 4, 4), torch.eye(2)
@@ -54,7 +95,11 @@ def mixup(images: Tensor, targets: Tensor, lam: float, perm: Tensor) -> tuple[Te
         >>> mixed[:, 0, 0, 0].tolist(), t.tolist()
         ([0.25, 0.75], [[0.75, 0.25], [0.25, 0.75]])
     """
-    return lam * images + (1.0 - lam) * images[perm], lam * targets + (1.0 - lam) * targets[perm]
+    n, device = len(images), images.device
+    params = {"batch_prob": _gate(n), "mixup_pairs": perm.to(device),
+              "mixup_lambdas": torch.full((n,), 1.0 - lam, device=device)}  # kornia's lambda: the partner's share
+    mixed, book = _MIXUP(images, torch.arange(n, device=device), params=params)
+    return mixed, _mix_rows(targets, book, own_share=False)
 
 
 def cutmix_box(height: int, width: int, lam: float,
@@ -72,16 +117,23 @@ def cutmix_box(height: int, width: int, lam: float,
 
 def cutmix(images: Tensor, targets: Tensor, box: tuple[int, int, int, int],
            perm: Tensor) -> tuple[Tensor, Tensor, float]:
-    """Paste ``images[perm]``'s ``box`` into ``images``; targets mix by the pixels each keeps.
+    """Paste ``images[perm]``'s ``box`` into ``images``; targets mix by the pixels each keeps
+    (kornia's ``RandomCutMixV2`` with this box for every face).
 
     Returns the images, the targets and the actual ``lam`` (share of pixels outside the box).
     """
     top, bottom, left, right = box
+    n, device = len(images), images.device
     h, w = images.shape[2:]
-    out = images.clone()
-    out[:, :, top:bottom, left:right] = images[perm][:, :, top:bottom, left:right]
+    # kornia's boxes are (x, y) corners, clockwise from top-left, inclusive: an empty box
+    # (right == left) has its right edge left of its left one and covers nothing.
+    corners = torch.tensor([[left, top], [right - 1, top], [right - 1, bottom - 1], [left, bottom - 1]],
+                           dtype=torch.float32, device=device)
+    params = {"batch_prob": _gate(n), "mix_pairs": perm.to(device).view(1, n),
+              "crop_src": corners.expand(1, n, 4, 2), "image_shape": torch.tensor([h, w], device=device)}
+    mixed, book = _CUTMIX(images, torch.arange(n, device=device), params=params)  # book: (1, B, 3)
     lam = 1.0 - (bottom - top) * (right - left) / (h * w)
-    return out, lam * targets + (1.0 - lam) * targets[perm], lam
+    return mixed, _mix_rows(targets, book[0], own_share=True), lam
 
 
 class BatchMixer:
