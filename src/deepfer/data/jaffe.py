@@ -22,22 +22,28 @@ _NAME = re.compile(r"(?:^|/)([A-Z]{2})\.([A-Z]{2})(\d+)\.(\d+)\.tiff?$", re.IGNO
 
 
 def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: str = "face",
-               detector: str = "auto") -> FaceData:
+               detector: str = "haar") -> FaceData:
     """Read the flat JAFFE folder (or an archive of it).
 
     Palette-mode files (23 of the 213) are grayscale ramps and are converted to ``L``.
 
     Args:
-        crop: ``face`` (the default) crops each face the way ``deepfer predict`` does, with its
-            detector and the FER2013 framing of :mod:`deepfer.vision.crop`, so training,
+        crop: ``face`` (the default) crops each face the way ``deepfer predict`` does, with
+            ``detector`` and the FER2013 framing of :mod:`deepfer.vision.crop`, so training,
             evaluation and the product see the same crops (the face fills about 40% of a JAFFE
             frame; resized whole, it is a small face in a 48x48 image). A frame where no face is
             found is kept whole, with a warning, and counted in ``meta["uncropped"]``.
             ``none`` resizes the 256x256 frames whole.
-        detector: the detector of ``crop="face"``: ``auto`` (predict's default: ``yunet``, whose
-            crops are rotated to level the eyes, where ``yuface`` is installed, else ``haar``),
-            ``yunet``, ``haar`` or ``dlib``. Its name is part of the cache key and of
-            ``meta["detector"]``, so crops of one detector are never read as another's.
+        detector: the detector of ``crop="face"``: ``haar`` (the default), ``auto`` (predict's
+            default: ``yunet``, whose crops are rotated to level the eyes, where ``yuface`` is
+            installed), ``yunet`` or ``dlib``. Its name is part of the cache key and of
+            ``meta["detector"]``, so crops of one detector are never read as another's. Haar stays
+            the default here, unlike predict's, because the shipped JAFFE weights were trained on
+            Haar crops: on YuNet's crops their test accuracy drops from 77.14% to 74.29%
+            (``deepfer_jaffe-random``) and from 60.00% to 54.29% (``deep-emotion_jaffe-random``;
+            ``benchmarks/JAFFE_DETECTORS.md``). Retraining them on ``detector="auto"`` crops would
+            make the reader match predict again. The default FER2013 weights classify JAFFE as well
+            on either detector's crops (112 of 213 faces, ``benchmarks/ROBUSTNESS.md``).
     """
     if crop not in CROPS:
         raise DataError(f"JAFFE crop must be one of {', '.join(CROPS)}, got {crop!r}")
