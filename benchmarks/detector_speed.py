@@ -85,8 +85,8 @@ def main() -> None:
                 faces[d] += len(recs[d].predict(path))
                 wall[d].append(1000 * (time.perf_counter() - t))
                 cpu[d].append(1000 * (time.process_time() - c))
-        row = {d: {"ms_median": round(statistics.median(wall[d]), 2), "cpu_ms_median": round(statistics.median(cpu[d]), 2),
-                   "faces_found": faces[d]} for d in recs}
+        row = {d: {"ms_median": round(statistics.median(wall[d]), 2),
+                   "cpu_ms_median": round(statistics.median(cpu[d]), 2), "faces_found": faces[d]} for d in recs}
         new, old = args.detectors
         row["ratio_wall"] = round(row[new]["ms_median"] / row[old]["ms_median"], 2)
         row["ratio_cpu"] = round(row[new]["cpu_ms_median"] / row[old]["cpu_ms_median"], 2)
@@ -112,7 +112,8 @@ def main() -> None:
                      f"{r[new]['cpu_ms_median']:.1f} | {r[old]['cpu_ms_median']:.1f} | {r['ratio_wall']:.2f} | "
                      f"{r['ratio_cpu']:.2f} | {r[new]['faces_found']} / {r[old]['faces_found']} |")
     f = report["four_faces_over_one"]
-    lines += ["", f"{new}: 1280x720 with four faces / 640x480 with one: {f['wall']:.2f}x (wall), {f['cpu']:.2f}x (CPU)."]
+    lines += ["", f"{new}: 1280x720 with four faces / 640x480 with one: {f['wall']:.2f}x (wall), "
+              f"{f['cpu']:.2f}x (CPU)."]
     (out / "DETECTOR_SPEED.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'DETECTOR_SPEED.md'}")
 

@@ -1,4 +1,5 @@
-"""The inference pipeline: image -> faces (detector) -> FER2013-framed crops -> probabilities.
+"""The inference pipeline: image -> faces (detector, YuNet by default) -> eye-levelled, FER2013-framed
+crops -> probabilities, with each face's quality (:mod:`deepfer.vision.quality`).
 
 :class:`Recognizer` is the Python API; ``deepfer predict`` is a loop over
 :meth:`Recognizer.iter_results`. Crops of many images are classified together in batches.
@@ -6,7 +7,7 @@
 Example:
     >>> rec = Recognizer(model="runs/deep-emotion_fer2013/best.pt")  # doctest: +SKIP
     >>> [(f.box, f.label) for f in rec.predict("photo.jpg")]  # doctest: +SKIP
-    [((174, 64, 98, 98), 'happy')]
+    [((180, 68, 88, 104), 'happy')]
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ class Recognizer:
         self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads)
         if isinstance(detector, str):
             name = default_detector() if detector == AUTO else detector
-            options = accepted_options(name, detector_options or {}) if detector == AUTO else dict(detector_options or {})
+            options = dict(detector_options or {})
+            if detector == AUTO:  # one set of options serves whichever detector auto resolves to
+                options = accepted_options(name, options)
             if min_face:  # YuNet searches down to the narrowest face kept
                 options.update(accepted_options(name, {"min_face": min_face}))
             detector = create_detector(name, **options)

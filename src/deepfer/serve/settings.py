@@ -89,7 +89,7 @@ class ServeSettings:
             raise DeepferError(f"serve: max_queue ({self.max_queue}) must be >= workers ({self.workers})")
         if not 0 <= self.port <= 65535:
             raise DeepferError(f"serve: port must be 0..65535, got {self.port}")
-        if self.detect_width < 0:
+        if self.detect_width is not None and self.detect_width < 0:
             raise DeepferError(f"serve: detect_width must be >= 0, got {self.detect_width}")
         if not 1.0 < self.detect_step <= 2.0:
             raise DeepferError(f"serve: detect_step must be in (1, 2], got {self.detect_step}")

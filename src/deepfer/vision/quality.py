@@ -8,12 +8,13 @@ clockwise in the image, the person's head tilted towards their left shoulder); t
 by it, so the model sees the eyes level. Yaw is an estimate from a frontal face model: the nose
 tip lies about half an inter-ocular distance in front of the eyes, so a head turned by ``yaw``
 moves it off the eyes' midpoint by ``tan(yaw)`` half eye-distances (positive: the nose towards the
-image's right). It is 0 +- 4 degrees on JAFFE's frontal faces and grows with a turned head, but it
-is an estimate: it cannot tell yaw from a nose that is off-centre for other reasons.
+image's right). It is an estimate, not a measurement: it cannot tell yaw from a nose that is
+off-centre for other reasons, and YuNet's landmarks, which lean towards a frontal layout (see
+:class:`~deepfer.vision.detect.YuNetDetector`), make it read low.
 
 Blur is the variance of the Laplacian of the model's crop (uint8, the model's input size): high
-for sharp faces, low for blurred or upscaled tiny ones. On the 48x48 crops of JAFFE it is 200-700;
-a Gaussian blur of sigma 3 pixels of a 100 px face brings it below 60.
+for sharp faces, low for blurred faces and for tiny ones enlarged to the model's size; it is
+comparable between faces only at the same model input size.
 """
 
 from __future__ import annotations
