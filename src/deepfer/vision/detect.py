@@ -260,10 +260,10 @@ class YuNetDetector:
 
         YuNet's landmarks follow a head's roll only in part: they lean towards the upright faces it
         was trained on. Turning the face by the roll found, detecting again and mapping the new
-        landmarks back recovers some of the rest: on 11 JAFFE frames turned 30 degrees the eye
-        line reads 21 degrees (median) in one pass, 24 after two more; turned 45, 26 and 31. The
-        bundled photo turned 30 degrees reads only 4 to 12, so crops of tilted faces are levelled
-        in part, not fully."""
+        landmarks back recovers some of the rest: on 11 JAFFE frames turned 15, 30 and 45 degrees
+        the eye line reads 11, 21 and 25 degrees (medians) in one pass, 13, 24 and 29 after two
+        more; the bundled photo reads 1, 4 and 11, then 1, 4 and 20
+        (``benchmarks/roll_reading.py``). Crops of tilted faces are levelled in part, not fully."""
         for _ in range(_LEVEL_ROUNDS):
             if det.eyes is None:
                 return det
