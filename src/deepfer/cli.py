@@ -436,9 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "with five landmarks (tilted, small and dark faces; crops are rotated to level the eyes); "
                     "haar: OpenCV cascade; dlib: HOG, needs pip install 'deepfer[dlib]'")
     pr.add_argument("--detect-width", type=int, metavar="PX",
-                    help="detect on a copy this wide (default: 256 for yunet, 320 for haar and dlib; 0: full "
-                    "size, for small faces with haar and dlib; yunet looks again, down to --min-face, where it "
-                    "finds nothing)")
+                    help="detect on a copy this wide (default 320; 0: full size, for small faces with haar and "
+                    "dlib; yunet looks again, down to --min-face, where it finds nothing)")
     pr.add_argument("--detect-step", type=float, default=1.1, metavar="R",
                     help="haar: ratio between face sizes searched (default 1.1; deepfer serve uses 1.2)")
     pr.add_argument("--min-face", type=_non_negative, default=0, metavar="PX",

@@ -29,7 +29,7 @@ class ServeSettings:
         detector: ``"auto"`` (default: ``"yunet"`` where the ``yuface`` wheel is installed, else
             ``"haar"``), ``"yunet"``, ``"haar"`` or ``"dlib"``, as in ``deepfer predict``.
         detect_width: detect on a copy at most this wide (``0``: full size; ``None``: the
-            detector's default, 256 for yunet and 320 for haar and dlib), as in
+            detector's default, 320), as in
             ``deepfer predict --detect-width``.
         detect_step: Haar only: the ratio between successive face sizes searched. The server's 1.2
             (``deepfer predict`` uses 1.1) nearly halves detection, ~85% of a request's CPU time:

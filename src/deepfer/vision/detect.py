@@ -25,7 +25,7 @@ Three ship, all offline from what pip installs:
 Haar and dlib give neither landmarks nor scores, so their crops are not rotated. All three search
 a grayscale copy shrunk to ``work_width`` pixels wide (smaller images are not enlarged) and map the
 boxes back: a 640x480 photo is searched at 320x240, which keeps detection at a few milliseconds.
-YuNet finds faces down to about 32 px of the copy it searches (80 px of a 640x480 photo at that
+YuNet finds faces down to about 32 px of the copy it searches (64 px of a 640x480 photo at that
 width), so where that first pass finds nothing it searches again at the scale that reaches
 ``min_face`` pixels of the original (32 by default: the full 1920x1080 frame for a 32 px face), or
 does only that second, slower search with ``full_search=True`` (small faces beside large ones).
