@@ -14,6 +14,8 @@
   ``deepfer.vision.crop.FRAMINGS``, and JAFFE accuracy as the crop margin varies.
 
     python benchmarks/bench_inference.py --model runs/deep-emotion_fer2013/best.pt [--fer2013] [--framing]
+    python benchmarks/bench_inference.py --model deepfer_fer2013-kd --framing --no-speed \
+        --out benchmarks/inference_results_deepfer.json
 
 Without ``--model`` the shipped default is used, or a random deep-emotion model for the speed
 numbers (speed does not depend on the weights; accuracy sections then are skipped).
@@ -47,13 +49,14 @@ from deepfer.labels import FER7, JAFFE_CODES
 from deepfer.models import create_model
 from deepfer.models.checkpoint import Checkpoint
 from deepfer.models.predict import predict_proba
-from deepfer.vision import Framing, create_detector, crop_faces, read_image
+from deepfer.vision import Detection, Framing, create_detector, crop_faces, read_image
 from deepfer.weights import load_pretrained, resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+DETECTOR_NAMES = ("yunet", "haar", "dlib")
 SHARED = HERE.parents[1] / "shared" / "data"
 
 
@@ -88,8 +91,7 @@ def timed(fn, items) -> tuple[list, float, float]:
 
 def bench_detectors(photos: list[np.ndarray]) -> dict:
     report = {}
-    names = ["haar", "dlib"]
-    for name in names:
+    for name in DETECTOR_NAMES:
         try:
             det = create_detector(name)
         except DeepferError as exc:  # dlib not installed
@@ -116,7 +118,7 @@ def bench_end_to_end(checkpoint: Path, photos: list[np.ndarray], onnx: bytes, fo
     onnx_path = folder / "model.onnx"
     onnx_path.write_bytes(onnx)
     report = {"photos": len(files), "size": "640x480 JPEG, one JAFFE face pasted in"}
-    for det in ("haar", "dlib"):
+    for det in DETECTOR_NAMES:
         for backend, model in (("torch", checkpoint), ("onnx", onnx_path)):
             try:
                 rec = Recognizer(model, detector=det)  # the defaults of `deepfer predict`
@@ -214,10 +216,10 @@ def bench_framing(checkpoint: Path | None, photos: list[np.ndarray], y: np.ndarr
     data = load_fer2013(SHARED / "fer2013" / "fer2013_images.tar.gz")
     idx = np.where(data.splits == "Training")[0][:n]
     out: dict = {"fer2013_redetection": {}, "jaffe_accuracy_by_scale": {}}
-    for name in ("haar", "dlib"):
+    for name in DETECTOR_NAMES:
         try:
             det = create_detector(name, work_width=None)
-        except DeepferError:  # dlib not installed
+        except DeepferError:  # dlib or yuface not installed
             continue
         rows = {}
         for s in (1.5, 2.0, 3.0, 4.0):
@@ -231,27 +233,34 @@ def bench_framing(checkpoint: Path | None, photos: list[np.ndarray], y: np.ndarr
                     x, y0, w, h = found[0].box
                     boxes.append(((x - pad) / s, (y0 - pad) / s, w / s, h / s))
             b = np.array(boxes)
-            side_mean = float(b[:, 2].mean())
+            # Framing's scale is relative to the box's larger side (YuNet's boxes are taller than
+            # wide), dx to its width and dy to its height.
+            side_mean = float(np.maximum(b[:, 2], b[:, 3]).mean())
             rows[f"face_{side}px"] = {"found": len(b), "frame_over_box": round(48 / side_mean, 3),
-                                      "dx": round(float((24 - np.median(b[:, 0] + b[:, 2] / 2)) / side_mean), 3),
-                                      "dy": round(float((24 - np.median(b[:, 1] + b[:, 3] / 2)) / side_mean), 3)}
+                                      "dx": round(float((24 - np.median(b[:, 0] + b[:, 2] / 2)) / b[:, 2].mean()), 3),
+                                      "dy": round(float((24 - np.median(b[:, 1] + b[:, 3] / 2)) / b[:, 3].mean()), 3)}
             print(f"framing {name} {side}px: {rows[f'face_{side}px']}")
         out["fer2013_redetection"][name] = rows
     if checkpoint is not None:
         model = Checkpoint.load(checkpoint).build()
-        for name in ("haar", "dlib"):
+        for name in DETECTOR_NAMES:
             try:
                 det = create_detector(name)
             except DeepferError:
                 continue
             dets = [det.detect(p)[:1] for p in photos]
-            accs = {}
-            for scale in (0.9, 1.03, 1.17, 1.3, 1.5):
-                crops = np.concatenate([crop_faces(p, d, Framing(scale), 48) for p, d in zip(photos, dets)])
-                keep = np.array([len(d) == 1 for d in dets])
-                accs[str(scale)] = round(float(np.mean(predict_proba(model, crops).argmax(1) == y[keep])), 4)
-            out["jaffe_accuracy_by_scale"][name] = accs
-            print(f"JAFFE accuracy by crop scale, {name}: {accs}")
+            keep = np.array([len(d) == 1 for d in dets])
+            variants = {name: dets}
+            if any(d and d[0].eyes is not None for d in dets):  # the same boxes, not rotated
+                variants[f"{name}_not_aligned"] = [[Detection(x.box, x.score) for x in d] for d in dets]
+            for tag, found in variants.items():
+                accs = {}
+                for scale in (0.9, 1.0, 1.03, 1.1, 1.17, 1.3, 1.5):
+                    crops = np.concatenate([crop_faces(p, d, Framing(scale), 48) for p, d in zip(photos, found)])
+                    accs[str(scale)] = round(float(np.mean(predict_proba(model, crops).argmax(1) == y[keep])), 4)
+                accs["faces"] = int(keep.sum())
+                out["jaffe_accuracy_by_scale"][tag] = accs
+                print(f"JAFFE accuracy by crop scale, {tag}: {accs}")
     return out
 
 
@@ -261,6 +270,9 @@ def main() -> None:
     parser.add_argument("--jaffe", default=str(SHARED / "jaffe" / "jaffe"))
     parser.add_argument("--fer2013", action="store_true", help="also compare predict --no-detect with evaluate")
     parser.add_argument("--framing", action="store_true", help="also measure the crop framing (~3 min)")
+    parser.add_argument("--no-speed", action="store_true",
+                        help="skip the speed sections (detectors, end_to_end, throughput, parity): run only "
+                        "--framing / --fer2013, keeping the rest of --out as it was")
     parser.add_argument("--out", default=str(HERE / "inference_results.json"))
     args = parser.parse_args()
     cv2.setNumThreads(2)
@@ -290,13 +302,14 @@ def main() -> None:
         "model": {"checkpoint": str(checkpoint), "architecture": ckpt.config.name, "trained": trained,
                   "epoch": ckpt.info.get("epoch"),
                   "val_accuracy": ckpt.info.get("val_accuracy")},
-        "detectors": bench_detectors(photos),
-        "end_to_end": bench_end_to_end(checkpoint, photos, onnx, tmp),
-        "throughput": bench_throughput(model, onnx),
     }
-    haar = Recognizer(checkpoint)
-    real = np.concatenate([haar.crops(p)[1][:1] for p in photos])
-    results["parity"] = bench_parity(model, onnx, real)
+    if not args.no_speed:
+        results["detectors"] = bench_detectors(photos)
+        results["end_to_end"] = bench_end_to_end(checkpoint, photos, onnx, tmp)
+        results["throughput"] = bench_throughput(model, onnx)
+        rec = Recognizer(checkpoint)
+        real = np.concatenate([rec.crops(p)[1][:1] for p in photos])
+        results["parity"] = bench_parity(model, onnx, real)
     if args.fer2013 and trained:
         results["fer2013_no_detect_vs_evaluate"] = bench_fer2013(checkpoint)
     if args.framing:
@@ -306,7 +319,9 @@ def main() -> None:
         # The slow optional sections of an earlier run of the same checkpoint are kept, and named.
         old = json.loads(out.read_text())
         if old.get("model", {}).get("epoch") == results["model"]["epoch"] and trained:
-            kept = [k for k in ("fer2013_no_detect_vs_evaluate", "framing") if k in old and k not in results]
+            optional = ("fer2013_no_detect_vs_evaluate", "framing")
+            kept = [k for k in old if k not in results and (args.no_speed or k in optional)
+                    and k != "carried_over_from_earlier_run"]
             for k in kept:
                 results[k] = old[k]
             if kept:

@@ -181,6 +181,11 @@ def models(opts: ModelsOptions) -> int:
     return 0
 
 
+# The detectors the command line offers (deepfer.vision.detect.DETECTORS, spelled out so that the
+# parser is built without importing OpenCV).
+DETECTOR_CHOICES = ["auto", "yunet", "haar", "dlib"]
+
+
 class UsageError(DeepferError):
     """Bad command-line options (printed as one line, like every other error)."""
 
@@ -197,9 +202,12 @@ class PredictOptions:
     webcam: int | None = None
     model: tuple[str, ...] | None = None  # several: an ensemble (probabilities averaged)
     backend: str | None = None
-    detector: str = "haar"
-    detect_width: int = 320
+    detector: str = "auto"
+    detect_width: int | None = None
     detect_step: float = 1.1
+    min_face: int = 0
+    min_score: float = 0.0
+    small_faces: bool = False
     no_detect: bool = False
     every: int = 1
     max_frames: int | None = None
@@ -234,18 +242,15 @@ def predict(opts: PredictOptions) -> int:
         raise DeepferError("give image/video PATHs or --webcam N (not both)")
     if opts.smooth is not None and not 0 <= opts.smooth < float("inf"):
         raise DeepferError(f"--smooth must be a number of seconds >= 0, got {opts.smooth}")
-    if opts.every < 1 or opts.batch_size < 1 or opts.detect_width < 0 or (opts.threads or 1) < 1:
+    if opts.every < 1 or opts.batch_size < 1 or (opts.detect_width or 0) < 0 or (opts.threads or 1) < 1:
         raise DeepferError("--every, --batch-size and --threads must be >= 1, --detect-width >= 0")
-    if not 1.0 < opts.detect_step <= 2.0:
-        raise DeepferError(f"--detect-step must be in (1, 2], got {opts.detect_step}")
-    detector_options: dict[str, object] = {"work_width": opts.detect_width or None}
-    if opts.detector == "haar":
-        detector_options["scale_factor"] = opts.detect_step
+    detector, detector_options = _detector(opts.detector, opts.detect_width, opts.detect_step, opts.small_faces)
     sources = [webcam(opts.webcam)] if opts.webcam is not None else expand(opts.paths)
     model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
-    rec = Recognizer(model, None if opts.no_detect else opts.detector, opts.backend, opts.batch_size,
+    rec = Recognizer(model, None if opts.no_detect else detector, opts.backend, opts.batch_size,
                      opts.tta, threads=opts.threads,
-                     detector_options=None if opts.no_detect else detector_options, calibrated=not opts.uncalibrated)
+                     detector_options=None if opts.no_detect else detector_options,
+                     min_face=opts.min_face, min_score=opts.min_score, calibrated=not opts.uncalibrated)
     annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
     timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
     # --summary prints one record per track instead of one per frame.
@@ -288,6 +293,21 @@ def predict(opts: PredictOptions) -> int:
     return 0
 
 
+def _detector(name: str, detect_width: int | None, detect_step: float,
+              small_faces: bool) -> tuple[str, dict[str, object]]:
+    """The detector predict's flags name (``auto`` resolved) and the options of those flags that it
+    takes (Haar alone has a step, YuNet alone a full search)."""
+    from deepfer.vision import accepted_options, default_detector
+
+    if not 1.0 < detect_step <= 2.0:
+        raise DeepferError(f"--detect-step must be in (1, 2], got {detect_step}")
+    options: dict[str, object] = {"scale_factor": detect_step, "full_search": small_faces}
+    if detect_width is not None:
+        options["work_width"] = detect_width or None
+    name = default_detector() if name == "auto" else name
+    return name, accepted_options(name, options)
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     out: str
@@ -312,7 +332,7 @@ class ExplainOptions:
     paths: tuple[str, ...] = ()
     method: tuple[str, ...] = ("occlusion",)
     model: str | None = None
-    detector: str = "haar"
+    detector: str = "auto"
     no_detect: bool = False
     target: str | None = None
     patch: int | None = None
@@ -375,6 +395,7 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     """``deepfer serve``'s options are the server's own frozen settings (sizes in MiB on the command line)."""
     return ServeSettings(host=args.host, port=args.port, model=args.model, backend=args.backend,
                          detector=args.detector, detect_width=args.detect_width, detect_step=args.detect_step,
+                         min_face=args.min_face, min_score=args.min_score,
                          workers=args.workers, max_upload_bytes=int(args.max_upload_mb * MIB),
                          request_timeout=args.timeout)
 
@@ -482,13 +503,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="shipped weights name, checkpoint .pt or exported .onnx (default: shipped default); "
                     "repeat (--model A --model B) to average several models' probabilities (an ensemble)")
     pr.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
-    pr.add_argument("--detector", choices=["haar", "dlib"], default="haar",
-                    help="haar: OpenCV cascade (default); dlib: HOG, needs pip install 'deepfer[dlib]'")
-    pr.add_argument("--detect-width", type=int, default=320, metavar="PX",
-                    help="detect on a copy this wide (default 320: faces down to ~3/32 of the image "
-                    "width; 0: full size, for small faces)")
+    pr.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
+                    help="auto (default): yunet where the yuface wheel is installed, else haar; yunet: a CNN "
+                    "with five landmarks (tilted, small and dark faces; crops are rotated to level the eyes); "
+                    "haar: OpenCV cascade; dlib: HOG, needs pip install 'deepfer[dlib]'")
+    pr.add_argument("--detect-width", type=int, metavar="PX",
+                    help="detect on a copy this wide (default 320; 0: full size, for small faces with haar and "
+                    "dlib; yunet looks again, down to --min-face, where it finds nothing)")
     pr.add_argument("--detect-step", type=float, default=1.1, metavar="R",
                     help="haar: ratio between face sizes searched (default 1.1; deepfer serve uses 1.2)")
+    pr.add_argument("--min-face", type=_non_negative, default=0, metavar="PX",
+                    help="drop faces narrower than PX pixels (default 0: keep all); yunet searches down to it "
+                    "(its own default: 32)")
+    pr.add_argument("--min-score", type=_fraction, default=0.0, metavar="S",
+                    help="drop faces the detector scores below S in [0, 1] (yunet; haar and dlib give no score)")
+    pr.add_argument("--small-faces", action="store_true",
+                    help="yunet: search every image down to --min-face (default 32 px), also beside larger faces; "
+                    "slower (by default the fine search runs only where the quick one finds nothing)")
     pr.add_argument("--no-detect", action="store_true", help="each input is one already-cropped face")
     pr.add_argument("--every", type=int, default=1, metavar="N", help="videos: keep every Nth frame")
     pr.add_argument("--max-frames", type=int, metavar="N", help="videos, webcam: stop after N kept frames")
@@ -534,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one or more; each is a panel of the face's figure (default: occlusion)")
     xp.add_argument("--out", required=True, help="folder for the figures")
     xp.add_argument("--model", help="shipped weights name or checkpoint (default: shipped default)")
-    xp.add_argument("--detector", choices=["haar", "dlib"], default="haar", help="face detector for photos")
+    xp.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
+                    help="face detector for photos, as in predict (default auto: yunet, else haar)")
     xp.add_argument("--no-detect", action="store_true", help="each input is one already-cropped face")
     xp.add_argument("--target", metavar="CLASS", help="explain this class instead of the predicted one")
     xp.add_argument("--patch", type=_positive, help="occlusion: patch side in pixels (default: input size / 6)")
@@ -563,8 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--model", help="shipped weights name, checkpoint .pt or exported .onnx (default: shipped default)")
     sv.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx when onnxruntime is installed")
-    sv.add_argument("--detector", choices=["haar", "dlib"], default="haar", help="face detector, as in predict")
-    sv.add_argument("--detect-width", type=int, default=320, metavar="PX", help="as in predict (0: full size)")
+    sv.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto", help="face detector, as in predict")
+    sv.add_argument("--detect-width", type=int, metavar="PX", help="as in predict (0: full size)")
+    sv.add_argument("--min-face", type=_non_negative, default=0, metavar="PX", help="as in predict")
+    sv.add_argument("--min-score", type=_fraction, default=0.0, metavar="S", help="as in predict")
     sv.add_argument("--detect-step", type=float, default=1.2, metavar="R",
                     help="haar: ratio between face sizes searched (default 1.2: about half the detection time "
                     "of predict's 1.1, boxes a few pixels coarser; --detect-step 1.1 answers as predict does)")
@@ -573,6 +607,20 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--timeout", type=float, default=10.0, help="seconds per request before 504 (default 10)")
     sv.set_defaults(run=lambda a: serve(serve_settings(a)))
     return parser
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -396,17 +396,21 @@ def test_jaffe_frames_without_a_face_are_kept_whole(jaffe_fx: JaffeFixture,
 def test_jaffe_crop_is_the_predict_crop(tmp_path: Path) -> None:
     """A frame with a face is cropped exactly as ``deepfer predict`` crops it; the hash stays the
     file's, so duplicate checks do not depend on the crop."""
-    from deepfer.inference import HaarDetector, crop_face, sample_image
+    from deepfer.inference import crop_face, sample_image
+    from deepfer.vision import create_detector, default_detector
 
     frame = np.asarray(Image.open(sample_image()).convert("L").resize((256, 256)))
     folder = tmp_path / "jaffe"
     folder.mkdir()
     Image.fromarray(frame).save(folder / "KA.HA1.29.tiff")
-    data = load_jaffe(folder, use_cache=False)
-    det = HaarDetector()
-    found = det.detect(frame)
-    assert data.meta["uncropped"] == 0 and len(found) == 1
-    np.testing.assert_array_equal(data.images[0], crop_face(frame, found[0], det.framing, 48))
+    for name in ("haar", "auto"):  # the reader's default (the shipped weights' crops), predict's
+        data = load_jaffe(folder, use_cache=False) if name == "haar" else load_jaffe(folder, use_cache=False,
+                                                                                     detector=name)
+        det = create_detector(name)
+        found = det.detect(frame)
+        assert data.meta["uncropped"] == 0 and len(found) == 1
+        assert data.meta["detector"] == (default_detector() if name == "auto" else name) == det.name
+        np.testing.assert_array_equal(data.images[0], crop_face(frame, found[0], det.framing, 48))
     assert not np.array_equal(data.images[0], load_jaffe(folder, crop="none", use_cache=False).images[0])
     assert data.hashes[0] == pixel_hash(frame)
 

@@ -1,5 +1,6 @@
 """On the real datasets (skipped where ../shared/data is missing): ``--no-detect`` introduces no
-preprocessing difference on FER2013 PrivateTest crops, and Haar finds the face in JAFFE photos."""
+preprocessing difference on FER2013 PrivateTest crops, and the detectors find the face in JAFFE
+photos."""
 
 from __future__ import annotations
 
@@ -56,10 +57,11 @@ def test_no_detect_equals_evaluation_on_fer2013_private_test(private_test, check
     assert labels == [ckpt.labels[k] for k in expect.argmax(1)]
 
 
-def test_haar_finds_the_face_in_jaffe_photos(checkpoint: Path) -> None:
+@pytest.mark.parametrize("detector", ["auto", "haar"])
+def test_the_detectors_find_the_face_in_jaffe_photos(checkpoint: Path, detector: str) -> None:
     files = sorted(JAFFE.glob("*.tiff"))
     if not files:
         pytest.skip(f"{JAFFE} is missing")
-    rec = Recognizer(checkpoint)
+    rec = Recognizer(checkpoint, detector=detector)
     found = [len(f) for f in rec.predict_images(files[::3])]  # 71 of the 213 photos
     assert np.mean(np.array(found) == 1) >= 0.97

@@ -54,7 +54,8 @@ def test_json_lines_one_record_per_image(capsys, checkpoint: Path, mixed: Path) 
     face = records[0]
     assert face["error"] is None and len(face["faces"]) == 1
     f = face["faces"][0]
-    assert set(f) == {"box", "scores", "label"} and list(f["scores"]) == list(FER7)
+    assert set(f) == {"box", "scores", "label", "quality", "landmarks"} and list(f["scores"]) == list(FER7)
+    assert set(f["quality"]) == {"score", "width", "roll", "yaw", "blur"} and f["quality"]["width"] == f["box"][2]
     assert len(f["box"]) == 4 and f["label"] == max(f["scores"], key=f["scores"].get)
     errors = {Path(r["path"]).name: r["error"] for r in records}
     assert "empty file" in errors["02_empty.jpg"]
@@ -76,7 +77,9 @@ def test_table_and_csv(capsys, checkpoint: Path, astronaut: Path, tmp_path: Path
     assert "bad.png" in lines[2] and "error:" in lines[2]
     code, out, _ = run(capsys, str(astronaut), str(bad), "--model", str(checkpoint), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *FER7, "error"]
+    assert list(rows[0]) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *FER7,
+                             "detector_score", "face_width", "roll", "yaw", "blur", "error"]
+    assert rows[0]["face_width"] == rows[0]["w"] and float(rows[0]["blur"]) > 0
     assert rows[0]["face"] == "0" and rows[0]["error"] == "" and float(rows[0]["score"]) > 0
     assert rows[1]["x"] == "" and "not an image" in rows[1]["error"]
 
@@ -137,8 +140,8 @@ def test_detect_step_option(capsys, checkpoint: Path, astronaut: Path) -> None:
 
     gray = read_image(astronaut).gray
     for step in (1.1, 1.3):
-        code, out, _ = run(capsys, str(astronaut), "--detect-step", str(step), "--model", str(checkpoint),
-                           "--format", "json")
+        code, out, _ = run(capsys, str(astronaut), "--detector", "haar", "--detect-step", str(step),
+                           "--model", str(checkpoint), "--format", "json")
         (want,) = HaarDetector(scale_factor=step).detect(gray)
         assert code == 0 and json.loads(out)["faces"][0]["box"] == list(want.box)
     code, _, err = run(capsys, str(astronaut), "--detect-step", "1", "--model", str(checkpoint))
@@ -166,3 +169,25 @@ def test_closed_pipe_ends_quietly(checkpoint: Path, astronaut: Path, tmp_path: P
     err = proc.stderr.read().decode()
     proc.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_quality_filters_and_detector_choice(capsys, checkpoint: Path, astronaut: Path) -> None:
+    """The default detector gives a score, five landmarks and the quality; --min-face and
+    --min-score drop faces below them; Haar's faces have no score, roll or yaw."""
+    pytest.importorskip("yuface")
+    code, out, _ = run(capsys, str(astronaut), "--model", str(checkpoint), "--format", "json")
+    (face,) = json.loads(out)["faces"]
+    q = face["quality"]
+    assert code == 0 and 0.5 <= q["score"] <= 1 and q["width"] == face["box"][2] and q["blur"] > 0
+    assert abs(q["roll"]) < 10 and abs(q["yaw"]) < 20 and len(face["landmarks"]) == 5
+    width, score = q["width"], q["score"]
+    for flags, kept in ((["--min-face", str(width)], 1), (["--min-face", str(width + 1)], 0),
+                        (["--min-score", str(score)], 1), (["--min-score", str(min(1.0, score + 0.01))], 0)):
+        code, out, _ = run(capsys, str(astronaut), "--model", str(checkpoint), "--format", "json", *flags)
+        assert code == 0 and len(json.loads(out)["faces"]) == kept, flags
+    code, out, _ = run(capsys, str(astronaut), "--detector", "haar", "--model", str(checkpoint), "--format", "json")
+    (face,) = json.loads(out)["faces"]
+    assert face["landmarks"] is None and face["quality"]["score"] is None and face["quality"]["roll"] is None
+    for bad in (["--min-face", "-1"], ["--min-score", "1.5"]):
+        code, _, err = run(capsys, str(astronaut), "--model", str(checkpoint), *bad)
+        assert code == 2 and bad[0] in err

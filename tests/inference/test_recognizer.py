@@ -29,7 +29,10 @@ def test_one_face_with_box_scores_and_label(recognizer: Recognizer, astronaut: P
     assert face.label == max(face.scores, key=face.scores.get)
     assert face.score == face.scores[face.label]
     x, y, w, h = face.box
-    assert 150 < x < 200 and 40 < y < 90 and 80 < w < 120 and w == h
+    assert 150 < x < 200 and 40 < y < 90 and 80 < w < 120 and 80 < h < 130
+    assert face.quality is not None and face.quality.width == w and face.quality.blur > 0
+    if recognizer.detector is not None and recognizer.detector.name == "yunet":  # the default, with yuface
+        assert face.quality.score is not None and face.landmarks is not None and len(face.landmarks) == 5
     d = face.to_dict()
     assert d["box"] == list(face.box) and d["label"] == face.label
 
@@ -106,7 +109,8 @@ def test_iter_results_keeps_going_and_reports_each_problem(recognizer: Recognize
 
 def test_folder_gives_a_dataframe(recognizer: Recognizer, folder: Path) -> None:
     table = recognizer.predict_table(folder)
-    assert list(table.columns) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *FER7, "error"]
+    assert list(table.columns) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score",
+                                   *FER7, "detector_score", "face_width", "roll", "yaw", "blur", "error"]
     assert len(table) == 4
     face = table[table.path.str.endswith("a_face.png")].iloc[0]
     assert face.label in FER7 and pd.isna(face.error)

@@ -15,7 +15,7 @@ from serve_helpers import blank, encode, portrait, read_png
 from deepfer.cli import main
 from deepfer import weights
 from deepfer.errors import DataError
-from deepfer.vision import FRAMINGS, crop_square
+from deepfer.vision import crop_square
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
 
 FORMATS = [("PNG", "image/png"), ("WEBP", "image/webp"), ("BMP", "image/bmp"), ("GIF", "image/gif"),
@@ -187,9 +187,12 @@ def test_explain_overlay_lies_on_the_face(client, photo: bytes, method: str) -> 
     alpha = rgba[..., 3]
     assert alpha.max() > 100  # the map's peak is drawn
     ys, xs = np.nonzero(alpha)
-    cx, cy, side = crop_square(tuple(face["box"]), FRAMINGS["haar"])
-    assert xs.min() >= cx - side / 2 - 2 and xs.max() <= cx + side / 2 + 2
-    assert ys.min() >= cy - side / 2 - 2 and ys.max() <= cy + side / 2 + 2
+    cx, cy, side = crop_square(tuple(face["box"]), client.app.state.engine.recognizer.framing)
+    # A crop turned to level the eyes covers a turned square: its half extent grows with the roll.
+    roll = np.radians(abs(face["quality"]["roll"] or 0.0))
+    half = side / 2 * (np.cos(roll) + np.sin(roll))
+    assert xs.min() >= cx - half - 2 and xs.max() <= cx + half + 2
+    assert ys.min() >= cy - half - 2 and ys.max() <= cy + half + 2
 
 
 def test_explain_blend_is_the_photo_with_the_map(client, photo: bytes) -> None:

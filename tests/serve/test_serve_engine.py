@@ -122,10 +122,14 @@ def test_settings_are_validated() -> None:
     assert ServeSettings().loopback and ServeSettings(host="::1").loopback
     assert ServeSettings(host="localhost").loopback
     assert not ServeSettings(host="0.0.0.0").loopback
-    assert ServeSettings().detector_options() == {"work_width": 320, "scale_factor": 1.2}
+    assert ServeSettings(detector="haar").detector_options() == {"scale_factor": 1.2}
+    assert ServeSettings(detector="haar", detect_width=320).detector_options() == {"work_width": 320,
+                                                                                   "scale_factor": 1.2}
     assert ServeSettings(detector="dlib", detect_width=0).detector_options() == {"work_width": None}
+    assert ServeSettings(detector="yunet", min_face=48).detector_options() == {"min_face": 48}
     for bad in ({"workers": 0}, {"max_queue": 1, "workers": 2}, {"port": 70000}, {"max_upload_bytes": 0},
-                {"request_timeout": 0}, {"backend": "tf"}, {"detect_step": 1.0}, {"intra_threads": 0}):
+                {"request_timeout": 0}, {"backend": "tf"}, {"detect_step": 1.0}, {"intra_threads": 0},
+                {"min_face": -1}, {"min_score": 1.5}):
         with pytest.raises(DeepferError):
             ServeSettings(**bad)
 

@@ -62,8 +62,8 @@ def test_dlib_detector(astronaut: Path) -> None:
 
 
 def test_unknown_detector_lists_the_known_ones() -> None:
-    assert list_detectors() == ["dlib", "haar"]
-    with pytest.raises(DeepferError, match="dlib, haar"):
+    assert list_detectors() == ["dlib", "haar", "yunet"]
+    with pytest.raises(DeepferError, match="auto, dlib, haar, yunet"):
         create_detector("yolo")
 
 

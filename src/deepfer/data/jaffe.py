@@ -12,7 +12,7 @@ from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData, decode_stored
 from deepfer.errors import DataError
 from deepfer.labels import JAFFE_CODES, emotion_index
-from deepfer.vision import HaarDetector, Picture, face_crops
+from deepfer.vision import Picture, create_detector, default_detector, face_crops
 
 log = logging.getLogger(__name__)
 
@@ -21,29 +21,41 @@ CROPS = ("face", "none")
 _NAME = re.compile(r"(?:^|/)([A-Z]{2})\.([A-Z]{2})(\d+)\.(\d+)\.tiff?$", re.IGNORECASE)
 
 
-def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: str = "face") -> FaceData:
+def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: str = "face",
+               detector: str = "haar") -> FaceData:
     """Read the flat JAFFE folder (or an archive of it).
 
     Palette-mode files (23 of the 213) are grayscale ramps and are converted to ``L``.
 
     Args:
-        crop: ``face`` (the default) crops each face the way ``deepfer predict`` does, with the
-            Haar detector and the FER2013 framing of :mod:`deepfer.vision.crop`, so training,
+        crop: ``face`` (the default) crops each face the way ``deepfer predict`` does, with
+            ``detector`` and the FER2013 framing of :mod:`deepfer.vision.crop`, so training,
             evaluation and the product see the same crops (the face fills about 40% of a JAFFE
             frame; resized whole, it is a small face in a 48x48 image). A frame where no face is
             found is kept whole, with a warning, and counted in ``meta["uncropped"]``.
             ``none`` resizes the 256x256 frames whole.
+        detector: the detector of ``crop="face"``: ``haar`` (the default), ``auto`` (predict's
+            default: ``yunet``, whose crops are rotated to level the eyes, where ``yuface`` is
+            installed), ``yunet`` or ``dlib``. Its name is part of the cache key and of
+            ``meta["detector"]``, so crops of one detector are never read as another's. Haar stays
+            the default here, unlike predict's, because the shipped JAFFE weights were trained on
+            Haar crops: on YuNet's crops their test accuracy drops from 77.14% to 74.29%
+            (``deepfer_jaffe-random``) and from 60.00% to 54.29% (``deep-emotion_jaffe-random``;
+            ``benchmarks/JAFFE_DETECTORS.md``). Retraining them on ``detector="auto"`` crops would
+            make the reader match predict again. The default FER2013 weights classify JAFFE as well
+            on either detector's crops (112 of 213 faces, ``benchmarks/ROBUSTNESS.md``).
     """
     if crop not in CROPS:
         raise DataError(f"JAFFE crop must be one of {', '.join(CROPS)}, got {crop!r}")
     src = require(path, "the JAFFE folder of .tiff files")
-    return cached(lambda: _load(src, size, crop), use_cache, reader="jaffe",
-                  source=fingerprint(src), size=size, crop=crop)
+    name = (default_detector() if detector == "auto" else detector) if crop == "face" else None
+    return cached(lambda: _load(src, size, crop, name), use_cache, reader="jaffe",
+                  source=fingerprint(src), size=size, crop=crop, detector=name)
 
 
-def _face_cropper(size: int):  # type: ignore[no-untyped-def]
+def _face_cropper(size: int, name: str):  # type: ignore[no-untyped-def]
     """A function from a decoded frame to its largest face's crop, or ``None`` without a face."""
-    detector = HaarDetector()
+    detector = create_detector(name)
 
     def crop(gray):  # type: ignore[no-untyped-def]
         found, crops = face_crops(Picture(gray), detector, size)
@@ -52,8 +64,8 @@ def _face_cropper(size: int):  # type: ignore[no-untyped-def]
     return crop
 
 
-def _load(src: Path, size: int, crop: str) -> FaceData:
-    cropper = _face_cropper(size) if crop == "face" else None
+def _load(src: Path, size: int, crop: str, detector: str | None) -> FaceData:
+    cropper = _face_cropper(size, detector) if detector is not None else None
     uncropped: list[str] = []
     out = FaceCollector("jaffe", size)
     for name, m, read in iter_matches(src, _NAME):
@@ -72,4 +84,4 @@ def _load(src: Path, size: int, crop: str) -> FaceData:
     if uncropped:
         log.warning("JAFFE: no face found in %d of %d frames (kept whole), e.g. %s",
                     len(uncropped), len(out.labels), uncropped[0])
-    return out.build({"source": str(src), "crop": crop, "uncropped": len(uncropped)})
+    return out.build({"source": str(src), "crop": crop, "detector": detector, "uncropped": len(uncropped)})

@@ -43,7 +43,7 @@ def explain_faces(
     images: ImageInput | Sequence[ImageInput],
     model: str | Path | nn.Module | None = None,
     methods: Sequence[str] = ("occlusion",),
-    detector: Any = "haar",
+    detector: Any = "auto",
     out: str | Path | None = None,
     target: str | int | None = None,
     labels: Sequence[str] | None = None,
@@ -60,7 +60,8 @@ def explain_faces(
         model: shipped weights name, checkpoint file, ``None`` (the shipped default) or a model.
         methods: any of ``occlusion``, ``saliency``, ``gradcam``, ``stn``; each face's PNG has one
             panel per heatmap method and two for ``stn`` (grid on the face, warped face).
-        detector: ``"haar"``, ``"dlib"``, a detector object, or ``None``: each image is one face
+        detector: ``"auto"`` (predict's default: YuNet where ``yuface`` is installed, else Haar),
+            ``"yunet"``, ``"haar"``, ``"dlib"``, a detector object, or ``None``: each image is one face
             crop, resized like the datasets (``--no-detect``).
         out: folder for the PNGs (``<name>_face<i>_<methods>.png``; ``<name>_<methods>.png``
             without detection); ``None`` writes nothing.

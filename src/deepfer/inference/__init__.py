@@ -7,7 +7,7 @@ Example:
     >>> from deepfer.inference import Recognizer
     >>> rec = Recognizer(model="runs/deep-emotion_fer2013/best.pt")  # doctest: +SKIP
     >>> rec.predict(sample_image())  # doctest: +SKIP
-    [Face(box=(174, 64, 98, 98), scores={...}, label='happy')]
+    [Face(box=(180, 68, 88, 104), scores={...}, label='happy', quality=Quality(...), landmarks=(...))]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from deepfer.vision import (
     Framing,
     HaarDetector,
     Picture,
+    Quality,
+    YuNetDetector,
     create_detector,
     crop_face,
     crop_faces,
@@ -48,7 +50,8 @@ def sample_image() -> Path:
 
 __all__ = [
     "FRAMINGS", "Classifier", "Detection", "DlibDetector", "EnsembleClassifier", "Face", "FaceDetector", "Framing", "HaarDetector",
-    "Picture", "Recognizer", "Result", "TorchClassifier", "create_detector", "crop_face", "crop_faces",
+    "Picture", "Quality", "Recognizer", "Result", "TorchClassifier", "YuNetDetector", "create_detector", "crop_face",
+    "crop_faces",
     "export_onnx", "export_onnx_bytes", "from_array", "from_pil", "list_detectors", "load_classifier",
     "read_image", "sample_image", "summarize",
 ]

@@ -1,4 +1,5 @@
-"""The inference pipeline: image -> faces (detector) -> FER2013-framed crops -> probabilities.
+"""The inference pipeline: image -> faces (detector, YuNet by default) -> eye-levelled, FER2013-framed
+crops -> probabilities, with each face's quality (:mod:`deepfer.vision.quality`).
 
 :class:`Recognizer` is the Python API; ``deepfer predict`` is a loop over
 :meth:`Recognizer.iter_results`. Crops of many images are classified together in batches.
@@ -6,7 +7,7 @@
 Example:
     >>> rec = Recognizer(model="runs/deep-emotion_fer2013/best.pt")  # doctest: +SKIP
     >>> [(f.box, f.label) for f in rec.predict("photo.jpg")]  # doctest: +SKIP
-    [((174, 64, 98, 98), 'happy')]
+    [((180, 68, 88, 104), 'happy')]
 """
 
 from __future__ import annotations
@@ -30,15 +31,19 @@ from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, Tracked
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier
 from deepfer.vision import (
+    AUTO,
     FRAMINGS,
     ColorOrder,
     Detection,
     FaceDetector,
     Picture,
+    accepted_options,
     create_detector,
     crop_faces,
+    default_detector,
     detect_faces,
     face_crops,
+    face_quality,
     from_array,
     read_image,
     to_picture,
@@ -61,9 +66,11 @@ class Recognizer:
         model: shipped weights name, checkpoint (``.pt``), ``.onnx`` export or a deepfer
             ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
             list of these is an ensemble whose probabilities are averaged (same labels needed).
-        detector: ``"haar"`` (default, OpenCV's cascade), ``"dlib"`` (``pip install
-            'deepfer[dlib]'``), a :class:`~deepfer.vision.detect.FaceDetector`, or ``None`` to
-            treat every image as one already-cropped face (``--no-detect``).
+        detector: ``"auto"`` (default: ``"yunet"``, the YuNet CNN with five landmarks, where the
+            ``yuface`` wheel is installed, else ``"haar"``, said once), ``"yunet"``, ``"haar"``
+            (OpenCV's cascade), ``"dlib"`` (``pip install 'deepfer[dlib]'``), a
+            :class:`~deepfer.vision.detect.FaceDetector`, or ``None`` to treat every image as
+            one already-cropped face (``--no-detect``).
         backend: ``"torch"`` or ``"onnx"``; ``None`` follows the model file.
         batch_size: face crops per forward pass.
         tta: average each face's probabilities with its mirror image's.
@@ -74,22 +81,38 @@ class Recognizer:
             torch (``deepfer predict`` does the latter).
         detector_options: options of the named detector (``work_width``, ``min_size``, ...).
         calibrated: scores with each checkpoint's temperature (default); ``False``: the plain softmax.
+        min_face: drop faces narrower than this many pixels; YuNet also searches down to it
+            (its own default, 32 px, when this is 0).
+        min_score: drop faces whose detector score is below this (detectors without scores,
+            Haar and dlib, keep all their faces).
 
     Raises:
-        DeepferError: an unknown model, backend or detector.
+        DeepferError: an unknown model, backend or detector, or a negative ``min_face`` or a
+            ``min_score`` outside [0, 1].
     """
 
     def __init__(self, model: str | Path | nn.Module | Sequence[str | Path | nn.Module] | None = None,
-                 detector: str | FaceDetector | None = "haar",
+                 detector: str | FaceDetector | None = AUTO,
                  backend: str | None = None, batch_size: int = 256, tta: bool = False,
                  labels: list[str] | None = None, threads: int | None = None,
-                 detector_options: dict[str, Any] | None = None, calibrated: bool = True) -> None:
+                 detector_options: dict[str, Any] | None = None, min_face: int = 0,
+                 min_score: float = 0.0, calibrated: bool = True) -> None:
         if batch_size < 1:
             raise DeepferError(f"batch_size must be >= 1, got {batch_size}")
+        if min_face < 0 or not 0.0 <= min_score <= 1.0:
+            raise DeepferError(f"min_face must be >= 0 and min_score in [0, 1], got {min_face} and {min_score}")
         self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads, calibrated)
         if isinstance(detector, str):
-            detector = create_detector(detector, **(detector_options or {}))
+            name = default_detector() if detector == AUTO else detector
+            options = dict(detector_options or {})
+            if detector == AUTO:  # one set of options serves whichever detector auto resolves to
+                options = accepted_options(name, options)
+            if min_face:  # YuNet searches down to the narrowest face kept
+                options.update(accepted_options(name, {"min_face": min_face}))
+            detector = create_detector(name, **options)
         self.detector: FaceDetector | None = detector
+        self.min_face = min_face
+        self.min_score = min_score
         self.framing = detector.framing if detector is not None else FRAMINGS["none"]
 
     @property
@@ -144,7 +167,7 @@ class Recognizer:
             image: a :class:`Picture` or a numpy image (colour arrays are RGB).
         """
         pic = image if isinstance(image, Picture) else from_array(image)
-        return detect_faces(pic, self.detector)
+        return detect_faces(pic, self.detector, self.min_face, self.min_score)
 
     def crops(self, image: np.ndarray | Picture) -> tuple[list[Detection], np.ndarray]:
         """Detections and their uint8 (N, size, size) crops, exactly as the model sees them.
@@ -153,7 +176,7 @@ class Recognizer:
             image: a :class:`Picture` or a numpy image (colour arrays are RGB).
         """
         pic = image if isinstance(image, Picture) else from_array(image)
-        return face_crops(pic, self.detector, self.size)
+        return face_crops(pic, self.detector, self.size, self.min_face, self.min_score)
 
     def _recognize(self, pictures: Sequence[Picture],
                    located: Sequence[list[Detection] | None] | None = None) -> list[list[Face]]:
@@ -166,9 +189,10 @@ class Recognizer:
         out, i = [], 0
         for dets, c in found:
             faces = []
-            for det, p in zip(dets, probs[i : i + len(c)]):
+            for det, crop, p in zip(dets, c, probs[i : i + len(c)]):
                 scores = {name: float(v) for name, v in zip(self.labels, p)}
-                faces.append(Face(det.box, scores, self.labels[int(np.argmax(p))]))
+                faces.append(Face(det.box, scores, self.labels[int(np.argmax(p))], face_quality(det, crop),
+                                  det.landmarks))
             out.append(faces)
             i += len(c)
         return out
@@ -238,8 +262,8 @@ class Recognizer:
         folders and videos, e.g. ``Recognizer().predict_table("photos/")``.
 
         Columns: ``path``, ``frame``, ``face`` (index in the image), ``x``, ``y``, ``w``, ``h``,
-        ``label``, ``score``, one column per class, ``error``
-        (:func:`deepfer.inference.results.columns`). Per-input problems are rows with an
+        ``label``, ``score``, one column per class, ``detector_score``, ``face_width``, ``roll``,
+        ``yaw``, ``blur``, ``error`` (:func:`deepfer.inference.results.columns`). Per-input problems are rows with an
         ``error``, as in :meth:`iter_results`, whose arguments these are.
 
         Returns:

@@ -2,6 +2,11 @@
 frame, and their row layout (one row per face, and one row with an empty box for an image or frame
 that gave none) shared by the CSV writer and the pandas DataFrame.
 
+Each face carries its :class:`~deepfer.vision.quality.Quality` (detector score, width in pixels,
+roll, approximate yaw, blur) and the detector's landmarks where it gives them; the JSON record of
+``deepfer predict --format json`` and of the server is documented in the README ("The JSON
+record").
+
 Example:
     >>> face = Face((10, 20, 48, 48), {"happy": 0.9, "sad": 0.1}, "happy")
     >>> rows(Result("a.jpg", None, [face]), ["happy", "sad"])[0]["score"]
@@ -14,10 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deepfer.vision.quality import Quality
+
 if TYPE_CHECKING:
     import pandas as pd
 
-    from deepfer.vision import Box, Picture
+    from deepfer.vision import Box, Picture, Point
 
 NO_FACE = "no face found"  # the error of an image or frame that was read but holds no face
 
@@ -31,6 +38,10 @@ class Face:
             ``detector=None``).
         scores: probability of each class, in the model's label order.
         label: the most probable class.
+        quality: the detector's score, the face's width, roll, approximate yaw and blur
+            (:class:`~deepfer.vision.quality.Quality`); ``None`` only for faces made by hand.
+        landmarks: the detector's landmark points in image pixels (eyes, nose, mouth corners, in
+            the order of :data:`~deepfer.vision.geometry.LANDMARKS`), where it gives them.
         track: in a video or webcam stream, the id of the face's track (the same person while
             they stay in view), else ``None``.
         smoothed: in a video or webcam stream, the track's class probabilities averaged over
@@ -40,6 +51,8 @@ class Face:
     box: Box
     scores: dict[str, float]
     label: str
+    quality: Quality | None = None
+    landmarks: tuple[Point, ...] | None = None
     track: int | None = None
     smoothed: dict[str, float] | None = None
 
@@ -54,12 +67,16 @@ class Face:
         return max(self.smoothed, key=self.smoothed.__getitem__) if self.smoothed else None
 
     def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
-        """``{"box": [x, y, w, h], "scores": {...}, "label": ...}`` (scores rounded to ``digits``),
-        with ``"track"`` and ``"smoothed"`` for a face of a video or webcam frame."""
+        """``{"box": [x, y, w, h], "scores": {...}, "label": ..., "quality": {...} | null,
+        "landmarks": [[x, y], ...] | null}`` (scores rounded to ``digits``, landmarks to 0.1 px), with
+        ``"track"`` and ``"smoothed"`` for a face of a video or webcam frame."""
         def rounded(d: dict[str, float]) -> dict[str, float]:
             return {k: (round(v, digits) if digits is not None else v) for k, v in d.items()}
 
-        out: dict[str, Any] = {"box": list(self.box), "scores": rounded(self.scores), "label": self.label}
+        points = [[round(x, 1), round(y, 1)] for x, y in self.landmarks] if self.landmarks else None
+        out: dict[str, Any] = {"box": list(self.box), "scores": rounded(self.scores), "label": self.label,
+                               "quality": self.quality.to_dict() if self.quality is not None else None,
+                               "landmarks": points}
         if self.track is not None:
             out["track"] = self.track
         if self.smoothed is not None:
@@ -98,11 +115,17 @@ class Result:
         return {**out, "faces": [f.to_dict() for f in self.faces], "error": self.error}
 
 
+# The quality columns of a row, after the class probabilities (Quality's fields, named apart from
+# ``score``, the label's probability).
+QUALITY_COLUMNS = ("detector_score", "face_width", "roll", "yaw", "blur")
+
+
 def columns(labels: list[str]) -> list[str]:
     """The row layout of :func:`rows`: ``path``, ``frame``, ``time`` (seconds), ``face`` (index in
     the image), ``track``, the box (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column
-    per class, ``error``."""
-    return ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *labels, "error"]
+    per class, the quality (``detector_score``, ``face_width``, ``roll``, ``yaw``, ``blur``), ``error``."""
+    return ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *labels,
+            *QUALITY_COLUMNS, "error"]
 
 
 def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
@@ -122,8 +145,11 @@ def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
     out = []
     for i, face in enumerate(result.faces):
         x, y, w, h = face.box
+        q = face.quality
+        quality = dict.fromkeys(QUALITY_COLUMNS) if q is None else dict(zip(
+            QUALITY_COLUMNS, (q.score, q.width, q.roll, q.yaw, q.blur)))
         out.append({**base, "face": i, "track": face.track, "x": x, "y": y, "w": w, "h": h, "label": face.label,
-                    "score": face.score, **{k: face.scores[k] for k in labels}, "error": result.error})
+                    "score": face.score, **{k: face.scores[k] for k in labels}, **quality, "error": result.error})
     return out
 
 
@@ -140,8 +166,8 @@ def to_dataframe(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
     import pandas as pd  # only the DataFrame API needs pandas
 
     table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=columns(labels))
-    for col in ("frame", "face", "track", "x", "y", "w", "h"):
+    for col in ("frame", "face", "track", "x", "y", "w", "h", "face_width"):
         table[col] = table[col].astype("Int64")
-    for col in ("time", "score", *labels):
+    for col in ("time", "score", *labels, "detector_score", "roll", "yaw", "blur"):
         table[col] = table[col].astype("float64")
     return table

@@ -51,10 +51,24 @@ _DOC_PREFIXES = ("/docs", "/redoc", "/static-offline-docs")
 
 # -- response models, for the OpenAPI documentation ------------------------------------------------
 
+class QualityRecord(BaseModel):
+    score: float | None = Field(description="the detector's confidence in [0, 1]; null for haar and dlib")
+    width: int = Field(description="the face's box width in pixels")
+    roll: float | None = Field(description="in-plane rotation of the eye line in degrees (the crop is "
+                               "rotated by it); null without landmarks")
+    yaw: float | None = Field(description="approximate left-right head turn in degrees, from the nose's "
+                              "offset between the eyes; null without landmarks")
+    blur: float = Field(description="variance of the Laplacian of the model's crop: lower is blurrier")
+
+
 class FaceRecord(BaseModel):
     box: list[int] = Field(description="x, y, width, height in the image's pixels", min_length=4, max_length=4)
     scores: dict[str, float] = Field(description="probability of each class, in the model's label order")
     label: str = Field(description="the most probable class")
+    quality: QualityRecord | None = Field(description="how usable the face is")
+    landmarks: list[list[float]] | None = Field(
+        description="eyes, nose tip and mouth corners as [x, y] in image pixels, the image's left one "
+        "first; null for detectors without landmarks (haar, dlib)")
 
 
 class PredictRecord(BaseModel):

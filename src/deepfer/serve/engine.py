@@ -65,7 +65,8 @@ class Engine:
         backend = settings.backend or ("onnx" if is_onnx or _has("onnxruntime") else "torch")
         self.detector_options = settings.detector_options()
         self.recognizer = Recognizer(model, settings.detector, backend, threads=settings.intra_threads,
-                                     detector_options=self.detector_options)
+                                     detector_options=self.detector_options, min_face=settings.min_face,
+                                     min_score=settings.min_score)
         self.backend = self.recognizer.classifier.backend
         self.model_name = _model_name(model)
         # Explanations need the torch module (gradients, hooks): loaded beside an ONNX classifier.
@@ -179,7 +180,8 @@ class Engine:
         """The loaded model: name, architecture, backend, labels, input size, detector."""
         return {"name": self.model_name, "architecture": self.architecture, "backend": self.backend,
                 "labels": list(self.recognizer.labels), "input_size": self.recognizer.size,
-                "detector": self.settings.detector, "detector_options": self.detector_options,
+                "detector": getattr(self.recognizer.detector, "name", None),
+                "detector_options": self.detector_options,
                 "explain": self.net is not None, "explain_methods": list(EXPLAIN_METHODS) if self.net else []}
 
     # -- admission, deadline, workers -----------------------------------------------------------

@@ -26,8 +26,10 @@ class ServeSettings:
             code runs.
         backend: ``"torch"`` or ``"onnx"``; ``None`` picks onnx when onnxruntime is installed
             (the checkpoint is exported once, in memory, at start-up), else torch.
-        detector: ``"haar"`` (default) or ``"dlib"``, as in ``deepfer predict``.
-        detect_width: detect on a copy at most this wide (``0``: full size), as in
+        detector: ``"auto"`` (default: ``"yunet"`` where the ``yuface`` wheel is installed, else
+            ``"haar"``), ``"yunet"``, ``"haar"`` or ``"dlib"``, as in ``deepfer predict``.
+        detect_width: detect on a copy at most this wide (``0``: full size; ``None``: the
+            detector's default, 320), as in
             ``deepfer predict --detect-width``.
         detect_step: Haar only: the ratio between successive face sizes searched. The server's 1.2
             (``deepfer predict`` uses 1.1) nearly halves detection, ~85% of a request's CPU time:
@@ -36,6 +38,8 @@ class ServeSettings:
             (one face each, seed 1): 1.1 missed 1 and added a false face to 10; 1.2 missed 3
             and added 1; on 100 JAFFE photos both found every face and nothing else.
             ``detect_step=1.1`` answers exactly as ``deepfer predict``.
+        min_face: drop faces narrower than this many pixels (``deepfer predict --min-face``).
+        min_score: drop faces the detector scores below this (``deepfer predict --min-score``).
         max_upload_bytes: largest image file accepted (413 above it, refused while reading).
         max_pixels: largest image accepted, in pixels (width x height), checked from the file's
             header before its pixels are decoded (413 above it).
@@ -56,9 +60,11 @@ class ServeSettings:
     port: int = 8000
     model: str | None = None
     backend: str | None = None
-    detector: str = "haar"
-    detect_width: int = 320
+    detector: str = "auto"
+    detect_width: int | None = None
     detect_step: float = 1.2
+    min_face: int = 0
+    min_score: float = 0.0
     max_upload_bytes: int = 10 * MIB
     max_pixels: int = 24_000_000
     max_side: int = 10_000
@@ -76,11 +82,14 @@ class ServeSettings:
         for name, value in positive.items():
             if value < 1:
                 raise DeepferError(f"serve: {name} must be >= 1, got {value}")
+        if self.min_face < 0 or not 0.0 <= self.min_score <= 1.0:
+            raise DeepferError(f"serve: min_face must be >= 0 and min_score in [0, 1], got {self.min_face} "
+                               f"and {self.min_score}")
         if self.max_queue < self.workers:
             raise DeepferError(f"serve: max_queue ({self.max_queue}) must be >= workers ({self.workers})")
         if not 0 <= self.port <= 65535:
             raise DeepferError(f"serve: port must be 0..65535, got {self.port}")
-        if self.detect_width < 0:
+        if self.detect_width is not None and self.detect_width < 0:
             raise DeepferError(f"serve: detect_width must be >= 0, got {self.detect_width}")
         if not 1.0 < self.detect_step <= 2.0:
             raise DeepferError(f"serve: detect_step must be in (1, 2], got {self.detect_step}")
@@ -102,11 +111,17 @@ class ServeSettings:
             return False
 
     def detector_options(self) -> dict[str, object]:
-        """The options of :func:`deepfer.vision.detect.create_detector` for :attr:`detector`."""
-        options: dict[str, object] = {"work_width": self.detect_width or None}
-        if self.detector == "haar":
-            options["scale_factor"] = self.detect_step
-        return options
+        """The options of :func:`deepfer.vision.detect.create_detector` for :attr:`detector`
+        (those the detector ``auto`` resolves to takes)."""
+        from deepfer.vision.detect import accepted_options, default_detector
+
+        options: dict[str, object] = {"scale_factor": self.detect_step}
+        if self.detect_width is not None:
+            options["work_width"] = self.detect_width or None
+        if self.min_face:
+            options["min_face"] = self.min_face
+        name = default_detector() if self.detector == "auto" else self.detector
+        return accepted_options(name, options)
 
     def limits(self) -> dict[str, int | float]:
         """The limits a client may want to know (``GET /v1/models`` reports them)."""

@@ -6,7 +6,7 @@ lay a crop's map back onto the photo. Never imports :mod:`deepfer.inference`, :m
 Example:
     >>> from deepfer.vision import create_detector, face_crops, read_image
     >>> pic = read_image("photo.jpg")  # doctest: +SKIP
-    >>> detections, crops = face_crops(pic, create_detector("haar"), 48)  # doctest: +SKIP
+    >>> detections, crops = face_crops(pic, create_detector(), 48)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,15 +22,20 @@ from deepfer.vision.crop import (
     whole_image,
 )
 from deepfer.vision.detect import (
+    AUTO,
     DETECTORS,
     DlibDetector,
     FaceDetector,
     HaarDetector,
+    YuNetDetector,
+    accepted_options,
     create_detector,
+    default_detector,
     list_detectors,
 )
 from deepfer.vision.faces import detect_faces, face_crops
 from deepfer.vision.geometry import LANDMARKS, Box, Detection, Point
+from deepfer.vision.quality import Quality, face_quality
 from deepfer.vision.pictures import (
     MAX_PIXELS,
     ColorOrder,
@@ -46,6 +51,7 @@ from deepfer.vision.pictures import (
 )
 
 __all__ = [
+    "AUTO", "Quality", "YuNetDetector", "accepted_options", "default_detector", "face_quality",
     "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
     "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
     "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "from_array",

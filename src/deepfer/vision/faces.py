@@ -1,6 +1,7 @@
-"""From a picture to the model's face crops: detect, then crop with the detector's framing. The one
-path that ``deepfer predict``, ``deepfer explain``, the server and the JAFFE reader share, so a
-face is cropped the same way wherever it is read."""
+"""From a picture to the model's face crops: detect, keep the faces wide and sure enough, then crop
+with the detector's framing (eyes levelled where the detector gives them). The one path that
+``deepfer predict``, ``deepfer explain``, the server and the JAFFE reader share, so a face is
+cropped the same way wherever it is read."""
 
 from __future__ import annotations
 
@@ -14,15 +15,26 @@ from deepfer.vision.pictures import Picture
 __all__ = ["detect_faces", "face_crops"]
 
 
-def detect_faces(picture: Picture, detector: FaceDetector | None) -> list[Detection]:
-    """The faces of a picture, largest first; without a detector, one face: the whole image."""
+def detect_faces(picture: Picture, detector: FaceDetector | None, min_face: int = 0,
+                 min_score: float = 0.0) -> list[Detection]:
+    """The faces of a picture, largest first; without a detector, one face: the whole image.
+
+    Args:
+        picture: the image.
+        detector: finds the faces; ``None``: the whole image is the face.
+        min_face: drop faces whose box is narrower than this, in pixels (``--min-face``).
+        min_score: drop faces whose detector score is below this (``--min-score``); faces of a
+            detector without scores (Haar, dlib) are kept.
+    """
     if detector is None:
         w, h = picture.size
         return [Detection((0, 0, w, h))]
-    return detector.detect(picture.gray)
+    return [d for d in detector.detect(picture.gray)
+            if d.box[2] >= min_face and (d.score is None or d.score >= min_score)]
 
 
-def face_crops(picture: Picture, detector: FaceDetector | None, size: int) -> tuple[list[Detection], np.ndarray]:
+def face_crops(picture: Picture, detector: FaceDetector | None, size: int, min_face: int = 0,
+               min_score: float = 0.0) -> tuple[list[Detection], np.ndarray]:
     """The detections of a picture and their uint8 (N, size, size) crops, exactly as the model sees
     them.
 
@@ -31,6 +43,8 @@ def face_crops(picture: Picture, detector: FaceDetector | None, size: int) -> tu
         detector: finds the faces; ``None``: the whole image is one face, resized like the
             datasets' images (``--no-detect``).
         size: the model's input side.
+        min_face: drop faces narrower than this many pixels (see :func:`detect_faces`).
+        min_score: drop faces the detector scores below this (see :func:`detect_faces`).
 
     Returns:
         The detections (largest first) and their crops, in the same order.
@@ -41,7 +55,7 @@ def face_crops(picture: Picture, detector: FaceDetector | None, size: int) -> tu
         >>> dets[0].box, crops.shape
         ((0, 0, 80, 60), (1, 48, 48))
     """
-    dets = detect_faces(picture, detector)
+    dets = detect_faces(picture, detector, min_face, min_score)
     if detector is None:
         return dets, whole_image(picture.gray, size)
     return dets, crop_faces(picture.gray, dets, detector.framing, size)
