@@ -12,8 +12,8 @@ published accuracy was made.
 Decoding is bounded in work and memory (issue 20), because a file of a few kilobytes can ask a
 decoder for minutes or gigabytes:
 
-- Before Pillow sees the bytes, JPEG, PNG and GIF files have their structure walked (cheaply, with a
-  cap on the walk itself): a JPEG with more than :data:`MAX_JPEG_SCANS` scans is refused (each
+- Before Pillow sees the bytes, JPEG, PNG, GIF and TIFF files have their structure walked
+  (cheaply, with a cap on the walk itself): a JPEG with more than :data:`MAX_JPEG_SCANS` scans is refused (each
   scan is a pass over the whole image; the recipe of issue 20, a 16x16 progressive JPEG whose frame
   header claims 8000x8000 followed by 10,000 empty scans, took 98 s and 566 MB), as is one whose
   progressive coefficient buffer would pass :data:`MAX_JPEG_COEFFICIENT_BYTES`; a PNG with more
@@ -49,9 +49,7 @@ import mmap
 import re
 import struct
 import warnings
-from collections.abc import Iterator
-from collections.abc import Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -65,8 +63,7 @@ from deepfer.errors import DataError
 log = logging.getLogger(__name__)
 
 __all__ = ["MAX_JPEG_COEFFICIENT_BYTES", "MAX_JPEG_SCANS", "MAX_PIXELS", "MAX_PYTHON_DECODED_PIXELS",
-           "MAX_RLE_BYTES", "MAX_TILES",
-           "STRIP_PIXELS", "ColorOrder", "ImageInput", "Picture", "TooCostly", "TooLarge", "from_array",
+           "MAX_RLE_BYTES", "MAX_TILES", "STRIP_PIXELS", "ColorOrder", "ImageInput", "Picture", "TooCostly", "TooLarge", "from_array",
            "from_bytes", "from_pil", "read_image", "resize", "to_picture"]
 
 # No face image needs more; the limit stops decompression bombs before their pixels are decoded.
