@@ -674,7 +674,9 @@ def main() -> None:
             print("norfair is not installed: compared trackers: scipy only")
             trackers.remove("norfair")
     grid = tuple(int(v) for v in args.detect_every.split(","))
-    meta = {"command": "nice python " + " ".join(["benchmarks/tracking.py", *sys.argv[1:]]),
+    niceness = os.nice(0)  # what the run had: `nice` makes it 10, a plain start 0
+    meta = {"command": (f"nice -n {niceness} " if niceness else "") + " ".join(["python", "benchmarks/tracking.py",
+                                                                                *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "python": platform.python_version(),
             "threads": torch.get_num_threads(), "model": "deepfer default (shipped)", "detector": "haar"}
     if args.speed_only:

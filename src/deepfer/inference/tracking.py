@@ -261,7 +261,7 @@ class ScoreSmoother:
         >>> s = ScoreSmoother(1.0)
         >>> s.update(1, 0.0, np.array([1.0, 0.0])).tolist()
         [1.0, 0.0]
-        >>> [round(v, 3) for v in s.update(1, 1.0, np.array([0.0, 1.0]))]
+        >>> [round(float(v), 3) for v in s.update(1, 1.0, np.array([0.0, 1.0]))]
         [0.368, 0.632]
     """
 
