@@ -537,9 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "person stays in view, and gets smoothed scores next to the raw ones.")
     video.add_argument("--detect-every", type=_positive, metavar="N",
                        help="run the face detector on one frame in N; the tracker carries the boxes over the "
-                       "frames between, which are still classified (default 1; see benchmarks/TRACKING.md)")
+                       "frames between, which are still classified (default 4; see benchmarks/TRACKING.md)")
     video.add_argument("--smooth", type=float, metavar="S",
-                       help="time constant of the smoothed scores in seconds (default 0.2; 0: none)")
+                       help="time constant of the smoothed scores in seconds (default 0.1; 0: none)")
     video.add_argument("--timeline", metavar="OUT", help="write OUT/<video>.timeline.csv (one row per track and "
                        "frame) and OUT/<video>.timeline.png (each track's emotions over time)")
     video.add_argument("--summary", action="store_true", help="print one record per track (first and last time "

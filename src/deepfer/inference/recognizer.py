@@ -257,19 +257,22 @@ class Recognizer:
             bar.close()
 
     def predict_table(self, sources: Source | str | Path | Iterable[Source | str | Path], every: int = 1,
-                      max_frames: int | None = None) -> pd.DataFrame:
+                      max_frames: int | None = None, detect_every: int = DETECT_EVERY,
+                      smoothing: float = SMOOTHING) -> pd.DataFrame:
         """A DataFrame with one row per face (and one per image or frame without one) of files,
         folders and videos, e.g. ``Recognizer().predict_table("photos/")``.
 
-        Columns: ``path``, ``frame``, ``face`` (index in the image), ``x``, ``y``, ``w``, ``h``,
-        ``label``, ``score``, one column per class, ``detector_score``, ``face_width``, ``roll``,
-        ``yaw``, ``blur``, ``error`` (:func:`deepfer.inference.results.columns`). Per-input problems are rows with an
+        Columns: ``path``, ``frame``, ``time``, ``face`` (index in the image), ``track``, ``x``,
+        ``y``, ``w``, ``h``, ``label``, ``score``, one column per class, ``detector_score``,
+        ``face_width``, ``roll``, ``yaw``, ``blur``, ``error`` (:func:`deepfer.inference.results.columns`).
+        Per-input problems are rows with an
         ``error``, as in :meth:`iter_results`, whose arguments these are.
 
         Returns:
             The table; integer columns are pandas' nullable ``Int64``.
         """
-        return to_dataframe(self.iter_results(sources, every, max_frames), self.labels)
+        return to_dataframe(self.iter_results(sources, every, max_frames, detect_every=detect_every,
+                                              smoothing=smoothing), self.labels)
 
     def track(self, video: Source | str | Path, every: int = 1, max_frames: int | None = None,
               detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING, progress: bool = False) -> pd.DataFrame:
