@@ -31,7 +31,7 @@ LABELS = ["happy", "sad", "neutral"]
 
 def face(track: int, smoothed_label: str, box: tuple[int, int, int, int] = (10, 10, 40, 40)) -> Face:
     smoothed = {k: (0.8 if k == smoothed_label else 0.1) for k in LABELS}
-    return Face(box, {"happy": 0.5, "sad": 0.3, "neutral": 0.2}, "happy", track, smoothed)
+    return Face(box, {"happy": 0.5, "sad": 0.3, "neutral": 0.2}, "happy", track=track, smoothed=smoothed)
 
 
 def frames(path: str, n: int, fps: float = 10.0, tracks: tuple[int, ...] = (1,),
@@ -135,7 +135,7 @@ def test_interrupted_run_keeps_records_and_timeline(capsys: pytest.CaptureFixtur
         pic = Picture(np.full((120, 160), 90, np.uint8), np.full((120, 160, 3), 90, np.uint8))
         for f in range(5):
             scores = {k: 1 / len(labels) for k in labels}
-            yield Result("clip.mp4", f, [Face((10, 10, 40, 40), scores, labels[0], 1, scores)], picture=pic,
+            yield Result("clip.mp4", f, [Face((10, 10, 40, 40), scores, labels[0], track=1, smoothed=scores)], picture=pic,
                          time=f / 25)
         raise KeyboardInterrupt
 

@@ -221,7 +221,7 @@ def test_images_have_no_track_fields(recognizer: Recognizer, astronaut: Path) ->
     [r] = list(recognizer.iter_results([astronaut]))
     assert r.time is None and r.faces[0].track is None and r.faces[0].smoothed is None
     assert list(r.to_dict()) == ["path", "frame", "faces", "error"] and list(r.to_dict()["faces"][0]) == [
-        "box", "scores", "label"]
+        "box", "scores", "label", "quality", "landmarks"]
 
 
 def test_track_dataframe_and_summary(recognizer: Recognizer, moving: Path) -> None:
@@ -341,7 +341,7 @@ def test_cli_bad_tracking_options(args: list[str], message: str, capsys: pytest.
 def test_annotated_video_shows_track_and_smoothed_label() -> None:
     from deepfer.inference.annotate import draw
 
-    face = Face((40, 60, 80, 80), {"happy": 0.6, "sad": 0.4}, "happy", 3, {"happy": 0.3, "sad": 0.7})
+    face = Face((40, 60, 80, 80), {"happy": 0.6, "sad": 0.4}, "happy", track=3, smoothed={"happy": 0.3, "sad": 0.7})
     plain = draw(np.zeros((200, 200, 3), np.uint8), [Face(face.box, face.scores, face.label)])
     tracked = draw(np.zeros((200, 200, 3), np.uint8), [face])
     # The box takes the smoothed label's colour (sad), not the raw one's (happy).
@@ -353,6 +353,6 @@ def test_annotated_video_shows_track_and_smoothed_label() -> None:
 def test_result_rows_carry_time_and_track() -> None:
     from deepfer.inference.results import rows
 
-    face = Face((1, 2, 3, 4), {"happy": 0.75, "sad": 0.25}, "happy", 5, {"happy": 0.5, "sad": 0.5})
+    face = Face((1, 2, 3, 4), {"happy": 0.75, "sad": 0.25}, "happy", track=5, smoothed={"happy": 0.5, "sad": 0.5})
     [row] = rows(Result("v.avi", 3, [face], time=0.1), ["happy", "sad"])
     assert row["time"] == 0.1 and row["track"] == 5 and row["frame"] == 3

@@ -78,8 +78,8 @@ class TrackSummary:
 
     Example:
         >>> s = TrackSummary(["happy", "sad"], "v.mp4")
-        >>> s.add(Face((0, 0, 9, 9), {"happy": .9, "sad": .1}, "happy", 1, {"happy": .8, "sad": .2}), 0.5)
-        >>> s.add(Face((0, 0, 9, 9), {"happy": .2, "sad": .8}, "sad", 1, {"happy": .4, "sad": .6}), 1.5)
+        >>> s.add(Face((0, 0, 9, 9), {"happy": .9, "sad": .1}, "happy", track=1, smoothed={"happy": .8, "sad": .2}), 0.5)
+        >>> s.add(Face((0, 0, 9, 9), {"happy": .2, "sad": .8}, "sad", track=1, smoothed={"happy": .4, "sad": .6}), 1.5)
         >>> r = s.records()[0]
         >>> r["first"], r["last"], r["duration"], r["dominant"], r["shares"]
         (0.5, 1.5, 1.0, 'happy', {'happy': 0.5, 'sad': 0.5})
@@ -414,7 +414,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         labels = list(group["scores"].iloc[0])
         summary = TrackSummary(labels, None if isinstance(path, float) and math.isnan(path) else str(path))
         for row in group.itertuples(index=False):
-            summary.add(Face(row.box, row.scores, row.label, int(row.track), row.smoothed), float(row.time))
+            summary.add(Face(row.box, row.scores, row.label, track=int(row.track), smoothed=row.smoothed), float(row.time))
         records += summary.records()
     base = ["path", "track", "first", "last", "duration", "frames", "dominant"]
     out = pd.DataFrame([{**{k: r[k] for k in base}, **r["shares"]} for r in records], columns=base + labels)
