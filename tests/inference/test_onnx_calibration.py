@@ -42,6 +42,8 @@ def test_onnx_matches_calibrated_torch(calibrated: Path, tmp_path: Path) -> None
     assert np.abs(got - predict_proba(model, faces)).max() < 1e-5
     plain = predict_proba(model, faces, calibrated=False)
     assert np.abs(got - plain).max() > 1e-3  # the temperature is really in the graph
+    tta = OnnxClassifier(tmp_path / "cal.onnx", tta=True).predict_proba(faces)  # averaged, then tempered
+    assert np.abs(tta - predict_proba(model, faces, tta=True)).max() < 1e-5
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "cal.onnx")).metadata_props}
     assert json.loads(meta["deepfer.calibration"]) == {"temperature": T, "fitted_on": "by hand"}
 

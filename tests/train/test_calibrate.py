@@ -179,6 +179,13 @@ def test_predict_proba_applies_the_temperature_unless_told_not_to(trained: Path,
     np.testing.assert_allclose(predict_proba(model, faces), tempered_softmax(logits, 0.5), atol=1e-6)
     np.testing.assert_allclose(predict_proba(model, faces, calibrated=False), tempered_softmax(logits, 1.0), atol=1e-6)
     np.testing.assert_array_equal(predict_proba(model, faces).argmax(1), logits.argmax(1))
+    # Flip TTA: the views' plain probabilities averaged, then tempered (p ∝ mean^(1/T)): same top class.
+    mean = 0.5 * (tempered_softmax(logits, 1.0)
+                  + tempered_softmax(predict_logits(model, faces[:, :, ::-1].copy()), 1.0))
+    expect = mean**2 / (mean**2).sum(1, keepdims=True)  # 1 / T = 2
+    tta = predict_proba(model, faces, tta=True)
+    np.testing.assert_allclose(tta, expect, atol=1e-6)
+    np.testing.assert_array_equal(tta.argmax(1), predict_proba(model, faces, tta=True, calibrated=False).argmax(1))
     # Distillation's teachers keep the plain softmax the distilled recipes were trained on.
     from deepfer.labels import FER7
 

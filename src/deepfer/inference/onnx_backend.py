@@ -74,7 +74,9 @@ class OnnxClassifier:
         self.tta = tta
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities (N, num_classes) float32 for uint8 faces (N, size, size)."""
+        """Probabilities (N, num_classes) float32 for uint8 faces (N, size, size); with ``tta``, as
+        :func:`deepfer.models.predict.predict_proba` computes them (the views' plain probabilities
+        averaged, then the temperature applied)."""
         faces = np.ascontiguousarray(faces, dtype=np.uint8)
         if faces.ndim != 3 or faces.shape[1:] != (self.size, self.size):
             raise ModelError(f"expected uint8 faces of shape (N, {self.size}, {self.size}), got {faces.shape}")
@@ -83,8 +85,24 @@ class OnnxClassifier:
             batch = faces[start : start + self.batch_size]
             p = self.session.run(None, {INPUT: batch})[0]
             if self.tta:
-                p = 0.5 * (p + self.session.run(None, {INPUT: np.ascontiguousarray(batch[:, :, ::-1])})[0])
+                mirror = self.session.run(None, {INPUT: np.ascontiguousarray(batch[:, :, ::-1])})[0]
+                p = 0.5 * (p + mirror) if self.temperature == 1.0 else self._temper_mean(p, mirror)
             out.append(p)
         if not out:
             return np.zeros((0, len(self.labels)), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
+
+    def _temper_mean(self, *views: np.ndarray) -> np.ndarray:
+        """The graph gives softmax(z / T) per view; softmax(T * log p) undoes the temperature (the
+        plain softmax of z), the views are averaged in probability and the temperature applied to
+        the mean, as torch's TTA does. float64 logs: a probability that underflowed to 0 stays 0."""
+        t = self.temperature
+        with np.errstate(divide="ignore"):
+            plain = [_log_softmax(t * np.log(v.astype(np.float64))) for v in views]
+        log_mean = np.logaddexp.reduce(np.stack(plain), axis=0) - np.log(len(views))
+        return np.exp(_log_softmax(log_mean / t))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    top = x.max(1, keepdims=True)
+    return x - top - np.log(np.exp(x - top).sum(1, keepdims=True))

@@ -5,11 +5,14 @@ and explanation.
 A model built from a checkpoint (:meth:`deepfer.models.checkpoint.Checkpoint.build`) carries the
 checkpoint's calibration as ``model.calibration`` (as timm models carry ``pretrained_cfg``):
 probabilities are ``softmax(logits / temperature)`` unless ``calibrated=False``. A temperature
-does not change which class scores highest, only how sure the scores say the model is.
+does not change which class scores highest, only how sure the scores say the model is. With flip
+TTA the temperature is applied to the average of the two views' probabilities (``p ∝ mean^(1/T)``),
+so TTA's top class is the uncalibrated TTA's too and every accuracy stays as it was.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -69,7 +72,7 @@ def predict_proba(
             frozen), the mistake that cost the public Deep-Emotion code 15 points.
         images: uint8 array or tensor (N, H, W).
         batch_size: faces per forward pass.
-        tta: average the predictions of each face and its mirror image (each view calibrated).
+        tta: average the predictions of each face and its mirror image (then calibrate the average).
         calibrated: divide the logits by the model's temperature (:func:`temperature_of`) before
             the softmax; ``False`` gives the plain softmax.
     """
@@ -81,13 +84,25 @@ def predict_proba(
     out = []
     for start in range(0, len(faces), batch_size):
         x = _batch(faces[start : start + batch_size], config, device)
-        p = (model(x) * scale).softmax(1)
-        if tta:
-            p = 0.5 * (p + (model(x.flip(3)) * scale).softmax(1))
+        logits = model(x)
+        if not tta:
+            p = (logits * scale).softmax(1) if scale != 1.0 else logits.softmax(1)
+        elif scale == 1.0:
+            p = 0.5 * (logits.softmax(1) + model(x.flip(3)).softmax(1))
+        else:
+            p = temper_mean(torch.stack([logits.log_softmax(1), model(x.flip(3)).log_softmax(1)]), scale)
         out.append(p.float().cpu())
     if not out:
         return np.zeros((0, config.num_classes), np.float32)
     return torch.cat(out).numpy()
+
+
+def temper_mean(log_probs: Tensor, scale: float) -> Tensor:
+    """``softmax(scale * log(mean_v p_v))``: views' log-probabilities (V, B, C) averaged in probability,
+    then tempered (``scale = 1 / T``); the mean's top class is kept. Log-space throughout, so a class
+    whose probability underflows in one view is still right."""
+    log_mean = torch.logsumexp(log_probs.float(), 0) - math.log(log_probs.shape[0])  # (B, C)
+    return (log_mean * scale).softmax(1)
 
 
 def _batch(faces: Tensor, config: Any, device: torch.device) -> Tensor:
