@@ -620,7 +620,8 @@ def markdown(results: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
             lines.append("")
     if "speed" in results:
         sp = results["speed"]
-        lines += ["## Speed", "", f"{sp['note']}", "", "| detect every | frames/s | x real time (30 fps) |", "|---|---|---|"]
+        lines += ["## Speed", "", f"{sp['note']} Measured during the evaluation above, with the machine at its "
+                  "busiest; TRACKING_SPEED.md (`--speed-only`) times the same path on its own.", "", "| detect every | frames/s | x real time (30 fps) |", "|---|---|---|"]
         for k, v in sp["fps"].items():
             lines.append(f"| {k} | {v:.0f} | {v / FPS:.2f} |")
         lines.append("")
