@@ -39,8 +39,8 @@ RECIPES ?= deep-emotion_fer2013 deep-emotion_ckplus-10fold deep-emotion_ckplus-r
 	deepfer_ckplus-10fold deepfer_ckplus-random deepfer_fer2013-balanced
 REPORT_ONLY ?= deep-emotion_ckplus-10fold deep-emotion_jaffe-loso deepfer_jaffe-loso deepfer_ckplus-10fold \
 	deepfer_fer2013-balanced
-# Recipes that need a GPU: deepfer-l (4.7M parameters) trains at ~15 images/s on the 2-core CPU, so
-# its 160 epochs would take days there (benchmarks/MODELS_SPEED.md; the 48-wide variant ~26 images/s);
+# Recipes that need a GPU: deepfer-l (4.7M parameters) trains at ~37 images/s on the 2-core CPU, so
+# its 160 epochs would take ~35 hours there (benchmarks/MODELS_SPEED.md; the 48-wide variant ~18 hours);
 # minutes on one H100/H200.
 # `make reproduce` lists and skips them; `make reproduce GPU=1` trains them after the CPU recipes.
 GPU_RECIPES ?= deepfer-l_fer2013 deepfer-l_fer2013-w48
