@@ -150,7 +150,7 @@ def scenes(subjects: tuple[str, ...], seed: int) -> list[Scene]:
     rng = np.random.default_rng(seed)
     photos = photos_by_subject()
     people = list(rng.permutation(subjects))
-    w, h = 1280, 720  # the layout's units; scaled to SIZE below
+    w = 1280  # the layout's width unit (720 high); scaled to SIZE below
     cross = Scene("cross", 15.0, [
         # Three traverses each way (156 px/s); the second person passes in front, 60 px lower.
         Actor(people[0], [(0, 250, 330), (5, 1030, 330), (10, 250, 330), (15, 1030, 330)], 0),

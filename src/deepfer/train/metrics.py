@@ -63,12 +63,7 @@ def plot_confusion(matrix: list[list[int]], names: list[str], path: str | Path, 
         for j in range(len(names)):
             ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, ax, path, title)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -195,6 +190,13 @@ def plot_reliability(curves: dict[str, dict[str, Any]], path: str | Path, title:
     ax.legend(fontsize=7, loc="upper left")
     hist.set_xlabel("top score (mean per bin)")
     hist.set_ylabel("share of faces")
+    _save(fig, ax, path, title)
+
+
+def _save(fig: Any, ax: Any, path: str | Path, title: str) -> None:
+    """Title, tight layout, write (making the folder), close: how every figure here ends."""
+    import matplotlib.pyplot as plt
+
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
