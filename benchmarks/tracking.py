@@ -679,9 +679,10 @@ def main() -> None:
     meta = {"command": (f"nice -n {niceness} " if niceness else "") + " ".join(["python", "benchmarks/tracking.py",
                                                                                 *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "model": "deepfer default (shipped)", "detector": "haar"}
+            "threads": torch.get_num_threads(), "model": "deepfer default (shipped)"}
     if args.speed_only:
         rec = Recognizer()
+        meta["detector"] = getattr(rec.detector, "name", "none")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "speed.mp4"
             use_size(1280, 720)
