@@ -197,10 +197,7 @@ def calibration_section(reports: dict[str, dict], data_root: str) -> list[str]:
         targets.append((f"`{name}`: expected calibration error on the test split <= {goal:g}", f"{ece:.4f}",
                         ece <= goal, why))
     if targets:
-        lines += ["### Issue 18's calibration target", "", "| target | ours | met |", "| --- | --- | --- |"]
-        lines += [f"| {what} | {ours} | {'yes' if ok else 'no'} |" for what, ours, ok, _ in targets]
-        lines += limits_lines([(what, why) for what, _, ok, why in targets if not ok])
-        lines.append("")
+        lines += targets_lines("Issue 18's calibration target", targets)
     return lines
 
 
@@ -209,6 +206,13 @@ def _fitted_on(path: Path) -> str:
 
     ckpt = Checkpoint.load(path)
     return ckpt.calibration.fitted_on if ckpt.calibration is not None else ""
+
+
+def targets_lines(title: str, targets: list[tuple[str, str, bool, str]]) -> list[str]:
+    """A "### title" table of (target, ours, met, why) rows, what limits the missed ones, a blank line."""
+    lines = [f"### {title}", "", "| target | ours | met |", "| --- | --- | --- |"]
+    lines += [f"| {what} | {ours} | {'yes' if ok else 'no'} |" for what, ours, ok, _ in targets]
+    return lines + limits_lines([(what, why) for what, _, ok, why in targets if not ok]) + [""]
 
 
 def limits_lines(missed: list[tuple[str, str]]) -> list[str]:
@@ -267,10 +271,7 @@ def ablation_section() -> list[str]:
                                 ENSEMBLE_LIMITS[r["dataset"]](r) if r["dataset"] in ENSEMBLE_LIMITS else ""))
         lines.append("")
     if targets:
-        lines += ["### Issue 6's targets", "", "| target | ours | met |", "| --- | --- | --- |"]
-        lines += [f"| {what} | {ours} | {'yes' if ok else 'no'} |" for what, ours, ok, _ in targets]
-        lines += limits_lines([(what, why) for what, _, ok, why in targets if not ok])
-        lines.append("")
+        lines += targets_lines("Issue 6's targets", targets)
     return lines
 
 

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -92,6 +93,25 @@ def server_process(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@contextlib.contextmanager
+def uvicorn_thread(settings: object) -> Iterator[int]:
+    """``create_app(settings)`` under a real uvicorn in a thread of this process; yields its port."""
+    import uvicorn
+
+    from deepfer.serve.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(port)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 def memory_kib(pid: int) -> dict[str, int]:

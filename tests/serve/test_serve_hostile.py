@@ -7,12 +7,11 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from serve_helpers import encode, free_port, portrait, scan_bomb, slow_png, wait_for
+from serve_helpers import encode, portrait, scan_bomb, slow_png, uvicorn_thread
 
 from deepfer.serve.settings import ServeSettings
 
@@ -41,22 +40,9 @@ def timeout(slow: bytes) -> float:
 @pytest.fixture(scope="module")
 def server(timeout: float) -> Iterator[int]:
     """uvicorn in this process, one worker, the ``timeout`` above."""
-    import uvicorn
-
-    from deepfer.serve.app import create_app
-
-    port = free_port()
-    app = create_app(ServeSettings(backend="torch", workers=1, max_queue=4, request_timeout=timeout,
-                                   intra_threads=None))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(port)
+    settings = ServeSettings(backend="torch", workers=1, max_queue=4, request_timeout=timeout, intra_threads=None)
+    with uvicorn_thread(settings) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def _request(port: int, method: str, path: str, body: bytes | None = None,

@@ -8,13 +8,12 @@ import concurrent.futures
 import http.client
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_helpers import big_upload, free_port, memory_kib, server_process, wait_for
+from serve_helpers import big_upload, memory_kib, server_process, uvicorn_thread
 
 from deepfer.serve.settings import MIB, ServeSettings
 
@@ -96,21 +95,8 @@ def test_50mb_upload_is_413_without_memory_growing_past_the_cap(server: tuple[in
 @pytest.fixture(scope="module")
 def quick_timeout_server() -> Iterator[int]:
     """An in-process uvicorn with a 0.5 s upload timeout."""
-    import uvicorn
-
-    from deepfer.serve.app import create_app
-
-    port = free_port()
-    app = create_app(ServeSettings(backend="torch", read_timeout=0.5, intra_threads=None))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(port)
+    with uvicorn_thread(ServeSettings(backend="torch", read_timeout=0.5, intra_threads=None)) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def test_slow_upload_is_408(quick_timeout_server: int) -> None:
