@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from deepfer.data import load_dataset, split
+from deepfer.data.alignment import for_model
 from deepfer.labels import map_to_model
-from deepfer.models.classifier import TorchClassifier, weighted_mean
+from deepfer.models.classifier import TorchClassifier, alignment_of, weighted_mean
 from deepfer.train.ensemble import greedy_selection, weights_of
 from deepfer.train.metrics import classification_report
 from deepfer.weights import _shipped, load_checkpoint
@@ -101,8 +102,9 @@ def run_dataset(dataset: str, data_root: Path, runs: Path, max_size: int,
         # The classifiers `deepfer predict` and `deepfer evaluate` use, with and without flip TTA.
         model = ckpt.build()
         clf = {tta: TorchClassifier(model, labels, batch_size=512, tta=tta) for tta in (False, True)}
-        probs[name] = {"val": {False: clf[False].predict_proba(data.images[fold.val])},  # selection: no TTA
-                       "test": {tta: clf[tta].predict_proba(data.images[fold.test]) for tta in (False, True)}}
+        faces = for_model(data, alignment_of(clf[False])).images  # landmark-aligned for a model that takes them
+        probs[name] = {"val": {False: clf[False].predict_proba(faces[fold.val])},  # selection: no TTA
+                       "test": {tta: clf[tta].predict_proba(faces[fold.test]) for tta in (False, True)}}
         print(f"{dataset}: {name} scored", file=sys.stderr)
     names = list(probs)
     if labels is None:

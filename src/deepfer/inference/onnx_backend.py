@@ -64,7 +64,9 @@ class OnnxClassifier:
             raise ModelError(f"{where}: not a deepfer ONNX export (no 'deepfer.labels' metadata); "
                              "make one with `deepfer export --format onnx`")
         self.labels: list[str] = json.loads(meta["deepfer.labels"])
-        self.size = int(json.loads(meta["deepfer.preprocess"])["size"])
+        preprocess = json.loads(meta["deepfer.preprocess"])
+        self.size = int(preprocess["size"])
+        self.align = str(preprocess.get("align", "none"))  # Preprocess.align; absent: "none"
         # Exports older than calibration have no entry: their graph is the plain softmax.
         self.temperature = float(json.loads(meta.get("deepfer.calibration", "{}")).get("temperature", 1.0))
         if not calibrated and self.temperature != 1.0:

@@ -42,6 +42,7 @@ FORMAT_VERSION = 1
 DIGEST_KEY = "tensors_sha256"
 # Optional too: files without it (all written before calibration existed) load with temperature 1.
 CALIBRATION_KEY = "calibration"
+ALIGNMENTS = ("none", "landmarks")  # Preprocess.align
 _INT_FIELDS = ("num_classes", "in_chans", "input_size")
 _FLOAT_FIELDS = ("dropout", "mean", "std")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
@@ -50,22 +51,33 @@ _noticed: set[str] = set()  # files whose missing digest was already reported
 
 @dataclass(frozen=True)
 class Preprocess:
-    """What a face goes through before the model: resized to ``size`` x ``size``, grey if
-    ``grayscale``, then ``(pixel / 255 - mean) / std``."""
+    """What a face goes through before the model: aligned on its landmarks if ``align`` is
+    ``"landmarks"`` (:mod:`deepfer.vision.align`; ``"none"``: framed like FER2013 only), resized
+    to ``size`` x ``size``, grey if ``grayscale``, then ``(pixel / 255 - mean) / std``.
+
+    ``align`` comes from the model's ``extra["align"]`` (``prior-attention`` has one); files
+    written before it existed have no ``align`` key and read as ``"none"``.
+    """
 
     size: int
     mean: float
     std: float
     grayscale: bool
+    align: str = "none"
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> Preprocess:
         """The preprocessing a model built from ``config`` expects."""
-        return cls(config.input_size, config.mean, config.std, config.in_chans == 1)
+        return cls(config.input_size, config.mean, config.std, config.in_chans == 1,
+                   str(config.extra.get("align", "none")))
 
     def to_dict(self) -> dict[str, Any]:
-        """As stored in the file (and in an ONNX export's ``deepfer.preprocess``)."""
-        return dataclasses.asdict(self)
+        """As stored in the file (and in an ONNX export's ``deepfer.preprocess``); ``align`` only
+        when it is not ``"none"``, so files of models without alignment stay as they were."""
+        out = dataclasses.asdict(self)
+        if out["align"] == "none":
+            del out["align"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -383,7 +395,10 @@ def _preprocess(value: Any, where: str) -> Preprocess:
             raise ModelError(f"{where}: field 'preprocess.{key}' is missing")
         if type(value[key]) not in types:
             raise ModelError(f"{where}: field 'preprocess.{key}' must be a {types[-1].__name__}, got {_kind(value[key])}")
-    return Preprocess(value["size"], value["mean"], value["std"], value["grayscale"])
+    align = value.get("align", "none")
+    if align not in ALIGNMENTS:
+        raise ModelError(f"{where}: field 'preprocess.align' must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+    return Preprocess(value["size"], value["mean"], value["std"], value["grayscale"], align)
 
 
 def _calibration(value: Any, where: str) -> Calibration:

@@ -25,7 +25,8 @@ from deepfer.models.checkpoint import Checkpoint
 from deepfer.models.predict import predict_proba, temperature_of
 from deepfer.weights import ensemble_members, load_checkpoint
 
-__all__ = ["Classifier", "EnsembleClassifier", "Relabelled", "Source", "TorchClassifier", "build_classifier",
+__all__ = ["Classifier", "EnsembleClassifier", "Relabelled", "Source", "TorchClassifier", "alignment_of",
+           "build_classifier",
            "torch_classifier", "weighted_mean"]
 
 # What names one model: a shipped weights name, a checkpoint path or a deepfer model object.
@@ -38,6 +39,7 @@ class Classifier(Protocol):
     backend: str
     labels: list[str]
     size: int
+    align: str  # the faces it takes: "none" (framed like FER2013) or "landmarks" (Preprocess.align)
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, len(labels)) for uint8 faces (N, size, size)."""
@@ -73,6 +75,7 @@ class TorchClassifier:
         self.model = model.eval()
         self.labels = list(labels)
         self.size = int(config.input_size)
+        self.align = str(config.extra.get("align", "none"))
         self.batch_size = batch_size
         self.tta = tta
         self.threads = threads
@@ -121,6 +124,7 @@ class Relabelled:
         self.labels = list(labels)
         self.columns = columns
         self.size = member.size
+        self.align = alignment_of(member)
         self.backend = member.backend
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
@@ -157,15 +161,24 @@ class EnsembleClassifier:
             if m.size != first.size:
                 raise ModelError(f"cannot ensemble: model {i} takes {m.size}x{m.size} faces, model 1 takes "
                                  f"{first.size}x{first.size}")
+            if alignment_of(m) != alignment_of(first):
+                raise ModelError(f"cannot ensemble: model {i} takes faces aligned by {alignment_of(m)!r}, model 1 "
+                                 f"by {alignment_of(first)!r} (members must see the same crops)")
         self.members = list(members)
         self.labels = list(first.labels)
         self.size = int(first.size)
+        self.align = alignment_of(first)
         self.backend = "+".join(dict.fromkeys(m.backend for m in members))
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         """The members' weighted mean probabilities (N, len(labels)) float32 for uint8 faces (N, size, size)."""
         used = [(w, m) for w, m in zip(self.weights, self.members, strict=True) if w > 0]
         return weighted_mean([m.predict_proba(faces) for _, m in used], [w for w, _ in used]).astype(np.float32)
+
+
+def alignment_of(clf: Classifier) -> str:
+    """The faces a classifier takes (``Preprocess.align``): ``"none"`` for one that does not say."""
+    return str(getattr(clf, "align", "none"))
 
 
 def weighted_mean(probs: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from deepfer.data import load_dataset, split
+from deepfer.data.alignment import for_model
 from deepfer.errors import DeepferError
 from deepfer.labels import map_to_model
 from deepfer.models.checkpoint import Calibration, Checkpoint
@@ -126,7 +127,7 @@ def calibrate(weights: str | Path, dataset: str, data_path: str, protocol: str, 
     y = map_to_model(data.labels[index], ckpt.labels, image_size=data.image_size, input_size=ckpt.preprocess.size,
                      where=ckpt.where, hint=f"pass --size {ckpt.preprocess.size}")
     known = y >= 0
-    logits = predict_logits(ckpt.build(), data.images[index[known]])
+    logits = predict_logits(ckpt.build(), for_model(data, ckpt.preprocess.align).images[index[known]])
     y = y[known]
     fitted_on = f"{dataset}/{protocol} val, {len(y)} faces"
     try:

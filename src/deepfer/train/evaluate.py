@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from deepfer.data import FaceData, load_dataset, split
+from deepfer.data.alignment import for_model
 from deepfer.errors import DeepferError, ModelError
 from deepfer.labels import map_to_model
-from deepfer.models.classifier import build_classifier, torch_classifier
+from deepfer.models.classifier import alignment_of, build_classifier, torch_classifier
 from deepfer.train.metrics import calibration_report, classification_report, plot_confusion, plot_reliability
 from deepfer.weights import ensemble_members, resolve
 
@@ -72,7 +73,7 @@ def evaluate_indices(paths: list[Path], data: FaceData, index: np.ndarray, tta: 
     known = y >= 0
     if not known.all():
         log.warning("%d test images have classes the model does not predict; they are skipped", int((~known).sum()))
-    faces, y = data.images[index[known]], y[known]
+    faces, y = for_model(data, alignment_of(clf)).images[index[known]], y[known]
     probs = clf.predict_proba(faces)
     report = classification_report(y, probs.argmax(1), clf.labels)
     report["skipped_unknown_class"] = int((~known).sum())

@@ -33,11 +33,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from deepfer.data import FaceData, Fold, load_dataset, split
+from deepfer.data.alignment import for_model
 from deepfer.errors import DeepferError, ModelError
 from deepfer.files import atomic_open
 from deepfer.labels import EMOTIONS, map_to_model
 from deepfer.models import create_model
-from deepfer.models.checkpoint import Checkpoint, TrainingState
+from deepfer.models.checkpoint import Checkpoint, Preprocess, TrainingState
+from deepfer.models.registry import model_config
 from deepfer.models.predict import predict_proba
 from deepfer.train.config import TrainConfig
 from deepfer.train.distill import cached_teacher_probs, distill_targets
@@ -86,6 +88,8 @@ def fit(cfg: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
         torch.set_num_threads(cfg.threads)
     env = setup_distributed()
     data = load_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
+    # A model that takes landmark-aligned faces (prior-attention) trains, selects and tests on them.
+    data = for_model(data, Preprocess.from_config(model_config(cfg.model, **cfg.model_options)).align)
     sp = split(data, cfg.protocol, cfg.seed)
     for w in sp.warnings:
         log.warning("%s/%s: %s", cfg.dataset, cfg.protocol, w)

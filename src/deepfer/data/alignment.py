@@ -1,0 +1,107 @@
+"""A dataset's faces aligned on their landmarks, for models whose preprocessing asks for it
+(``Preprocess.align == "landmarks"``: ``prior-attention``).
+
+The three points the alignment needs (eye centres, mouth centre: :mod:`deepfer.vision.align`) come
+from dlib's 68-point predictor (:class:`deepfer.vision.landmarks.Landmarker`, ``pip install
+'deepfer[landmarks]'``), computed once per dataset and cached beside the decoded dataset (keyed by
+the faces' pixel hashes, so any change to the images makes a new entry). Where dlib's detector
+misses the face, the predictor starts from its median box; where the points are implausible
+the face stays as it was, and the model cuts its blocks from the unaligned face (the fixed-block
+fallback). :func:`alignment_report` gives the rates, which the training log and
+``benchmarks/ALIGNMENT.md`` report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from deepfer.data.cache import cache_dir
+from deepfer.data.faces import FaceData
+from deepfer.files import atomic_open
+from deepfer.vision.align import align_faces, points_from_68
+
+__all__ = ["aligned", "alignment_report", "face_points", "for_model"]
+
+log = logging.getLogger(__name__)
+
+_VERSION = 1  # bump when the way points are found changes
+
+
+def face_points(data: FaceData, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The three alignment points of every face and whether dlib's detector found it.
+
+    Returns:
+        float32 ``(N, 3, 2)`` (x, y) fractions of each face (left eye, right eye, mouth centre)
+        and bool ``(N,)`` (``False``: the predictor started from the median box).
+
+    Raises:
+        DeepferError: dlib or its predictor is not installed and the points are not cached.
+    """
+    h = hashlib.sha256(f"{_VERSION}:{data.images.shape}".encode())
+    h.update(np.ascontiguousarray(data.hashes).tobytes())
+    path = cache_dir() / f"landmarks-{data.name}-{h.hexdigest()[:24]}.npz"
+    if use_cache and path.exists():
+        with np.load(path) as z:
+            return z["points"], z["detected"]
+    from deepfer.vision.landmarks import Landmarker  # dlib: an optional extra
+
+    landmarker = Landmarker()
+    t0 = time.perf_counter()
+    log.info("%s: finding the landmarks of %d faces with dlib (once; cached in %s)", data.name, len(data), path)
+    points = np.zeros((len(data), 3, 2), np.float32)
+    detected = np.zeros(len(data), bool)
+    step = 2000
+    for start in range(0, len(data), step):
+        pts, det = landmarker(data.images[start : start + step])
+        points[start : start + step], detected[start : start + step] = points_from_68(pts), det
+        log.info("%s: landmarks %d/%d (%.0f s)", data.name, min(start + step, len(data)), len(data),
+                 time.perf_counter() - t0)
+    if use_cache:
+        with atomic_open(path) as f:
+            np.savez(f, points=points, detected=detected)
+    return points, detected
+
+
+def aligned(data: FaceData, use_cache: bool = True) -> FaceData:
+    """``data`` with its faces aligned on their landmarks; ``meta["alignment"]`` holds the rates
+    (:func:`alignment_report`)."""
+    points, detected = face_points(data, use_cache)
+    images, done = align_faces(data.images, points)
+    report = alignment_report(detected, done)
+    log.info("%s: aligned %d of %d faces (%.1f%%); fixed-block fallback for %.1f%% (dlib's detector found %.1f%%)",
+             data.name, report["aligned"], report["faces"], 100 * report["aligned_rate"],
+             100 * report["fallback_rate"], 100 * report["detected_rate"])
+    return dataclasses.replace(data, images=images, meta={**data.meta, "alignment": report})
+
+
+def alignment_report(detected: np.ndarray, done: np.ndarray) -> dict[str, Any]:
+    """Counts and rates: faces, dlib detections, aligned faces and the fixed-block fallback (not
+    aligned), overall and split by whether the detector found the face."""
+    detected, done = np.asarray(detected, bool), np.asarray(done, bool)
+    n = max(len(done), 1)
+    return {
+        "faces": int(len(done)),
+        "detected": int(detected.sum()),
+        "aligned": int(done.sum()),
+        "detected_rate": float(detected.sum() / n),
+        "aligned_rate": float(done.sum() / n),
+        "fallback_rate": float((~done).sum() / n),
+        "fallback_when_detected": float((~done & detected).sum() / max(detected.sum(), 1)),
+        "fallback_when_missed": float((~done & ~detected).sum() / max((~detected).sum(), 1)),
+    }
+
+
+def for_model(data: FaceData, align: str, use_cache: bool = True) -> FaceData:
+    """The faces as a model with ``Preprocess.align == align`` must see them: ``data`` itself for
+    ``"none"``, :func:`aligned` for ``"landmarks"``."""
+    if align == "none":
+        return data
+    if align == "landmarks":
+        return aligned(data, use_cache)
+    raise ValueError(f"unknown alignment {align!r}; choose 'none' or 'landmarks'")
