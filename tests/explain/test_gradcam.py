@@ -37,10 +37,10 @@ def test_gradcam_equals_the_hand_computation(name: str) -> None:
     cam = (g.mean((2, 3), keepdim=True) * feats).sum(1).relu().detach().numpy()  # (B, h, w)
     # Cell centres on the face: Deep-Emotion's unpadded convs put its 9 cells at 8, 12, ..., 40;
     # DeepFER's (and DeepFER-L's) padded ones tile the face (4, 12, ..., 44); prior-attention's
-    # half-resolution face canvas tiles it in 2 px cells (1, 3, ..., 47). Beyond the outer centres:
-    # the edge value.
+    # quarter-resolution face canvas tiles it in 4 px cells (2, 6, ..., 46). Beyond the outer
+    # centres: the edge value.
     first, step = {"deep-emotion": (8.0, 4.0), "deepfer": (4.0, 8.0), "deepfer-l": (4.0, 8.0),
-                   "prior-attention": (1.0, 2.0)}[name]
+                   "prior-attention": (2.0, 4.0)}[name]
     assert cam_centres(model.config, cam.shape[1:]) == (first, step)
     centres, pixels = first + step * np.arange(cam.shape[1]), np.arange(48) + 0.5
     rows = np.stack([[np.interp(pixels, centres, r) for r in c] for c in cam])  # (B, h, 48)
@@ -57,9 +57,11 @@ def test_saliency_equals_the_hand_computation(name: str) -> None:
     faces = _faces(2)
     result = saliency(model, faces, target=[1, 5])
     for i, t in enumerate([1, 5]):
-        x = _x(faces[i : i + 1]).requires_grad_(True)
-        model(x)[0, t].backward()
-        np.testing.assert_allclose(result.raw[i], x.grad.abs()[0, 0].numpy(), rtol=1e-4, atol=1e-8)
+        # The same batch as saliency's: a batch of one may take other conv kernels, whose rounding
+        # can flip a max-pool's near-tie and move a gradient (seen on prior-attention's blocks).
+        x = _x(faces).requires_grad_(True)
+        model(x)[i, t].backward()
+        np.testing.assert_allclose(result.raw[i], x.grad.abs()[i, 0].numpy(), rtol=1e-4, atol=1e-8)
     assert result.heatmaps.max() == pytest.approx(1.0)
 
 

@@ -20,7 +20,7 @@ pytest.importorskip("onnx")
 VARIANTS = [(name, {}) for name in list_models()] + [
     ("deepfer", {"attention": kind}) for kind in ("se", "grid", "region", "nonlocal")
 ] + [("deepfer-l", {"attention": kind}) for kind in ("se", "grid", "region", "nonlocal")
-] + [("prior-attention", {"face_branch": True, "crop_size": None})]
+] + [("prior-attention", {"fusion": "attention"})]
 
 
 @pytest.mark.parametrize(("name", "options"), VARIANTS, ids=lambda v: str(v))

@@ -23,9 +23,11 @@ VARIANTS = {
     "grid": dict(model="deepfer", model_options={**SMALL_DEEPFER, "attention": "grid"}),
     "region": dict(model="deepfer", model_options={**SMALL_DEEPFER, "attention": "region"}),
     "nonlocal": dict(model="deepfer", model_options={**SMALL_DEEPFER, "attention": "nonlocal"}),
-    "prior-attention": dict(model="prior-attention", model_options={"widths": [8, 16], "head_hidden": 32}),
-    "prior-attention-face": dict(model="prior-attention",
-                                 model_options={"widths": [8, 16], "head_hidden": 32, "face_branch": True}),
+    "prior-attention": dict(model="prior-attention", model_options={
+        "block_widths": [8, 8, 8, 16, 16, 16, 32], "head_hidden": 32, "face_branch": False}),
+    "prior-attention-face": dict(model="prior-attention", model_options={
+        "block_widths": [8, 8, 8, 16, 16, 16, 32], "face_widths": SMALL_DEEPFER["widths"], "head_hidden": 32,
+        "face_branch": True, "fusion": "attention"}),
     "mixup": dict(mixup=0.4),
     "cutmix": dict(cutmix=1.0, mix_prob=0.5),
     "eac": dict(eac=1.0),

@@ -1,5 +1,6 @@
 """Reusable network blocks, one per file; models build on these, never the other way round."""
 
+from deepfer.layers.conv_stages import conv_bn_relu, conv_stages
 from deepfer.layers.grid_attention import GridAttention
 from deepfer.layers.pooling import cell_pool
 from deepfer.layers.region_attention import RegionAttention
@@ -9,5 +10,5 @@ from deepfer.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
     "GridAttention", "NonLocalBlock", "RegionAttention", "SpatialTransformer", "SqueezeExcite", "cell_pool",
-    "stn_warp",
+    "conv_bn_relu", "conv_stages", "stn_warp",
 ]

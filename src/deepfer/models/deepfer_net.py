@@ -14,12 +14,13 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from deepfer.errors import ModelError
-from deepfer.layers import GridAttention, NonLocalBlock, RegionAttention, SpatialTransformer, SqueezeExcite
+from deepfer.layers import (
+    GridAttention, NonLocalBlock, RegionAttention, SpatialTransformer, SqueezeExcite, conv_stages,
+)
+from deepfer.layers.conv_stages import NUM_CONVS
 from deepfer.models.registry import ModelConfig, check_input, complete_config, register_model
 
 __all__ = ["DeepFERNet"]
-
-_NUM_CONVS = 7
 
 # Which stages (1-4) end with the attention block. Gates are cheap everywhere; a non-local block's
 # affinity is (HW)^2 per image, so it goes where the map is 12x12 and 6x6 (at 24x24 its 576x576
@@ -39,15 +40,6 @@ def attention_block(kind: str, channels: int) -> nn.Module:
     if kind == "nonlocal":
         return NonLocalBlock(channels)
     raise ModelError(f"DeepFERNet: unknown attention {kind!r}; choose one of {', '.join(ATTENTION_STAGES)}")
-
-
-def _conv_bn_relu(in_chans: int, out_chans: int) -> list[nn.Module]:
-    # No conv bias: the BatchNorm that follows has its own shift.
-    return [
-        nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_chans),
-        nn.ReLU(inplace=True),
-    ]
 
 
 @register_model
@@ -85,8 +77,8 @@ class DeepFERNet(nn.Module):
         self.config = config = complete_config(config)
         opts = config.extra
         w = [int(v) for v in opts["widths"]]
-        if len(w) != _NUM_CONVS or min(w) < 1:
-            raise ModelError(f"DeepFERNet: widths must be {_NUM_CONVS} positive ints, got {w}")
+        if len(w) != NUM_CONVS or min(w) < 1:
+            raise ModelError(f"DeepFERNet: widths must be {NUM_CONVS} positive ints, got {w}")
         if config.input_size < 8:
             raise ModelError(
                 f"DeepFERNet: input_size {config.input_size} is too small (needs >= 8)"
@@ -100,16 +92,7 @@ class DeepFERNet(nn.Module):
             else None
         )
         # Padded convs keep the size, so only the pools shrink it: 48 -> 24 -> 12 -> 6.
-        self.stage1 = nn.Sequential(
-            *_conv_bn_relu(c, w[0]), *_conv_bn_relu(w[0], w[1]), nn.MaxPool2d(2)
-        )
-        self.stage2 = nn.Sequential(
-            *_conv_bn_relu(w[1], w[2]), *_conv_bn_relu(w[2], w[3]), nn.MaxPool2d(2)
-        )
-        self.stage3 = nn.Sequential(
-            *_conv_bn_relu(w[3], w[4]), *_conv_bn_relu(w[4], w[5]), nn.MaxPool2d(2)
-        )
-        self.stage4 = nn.Sequential(*_conv_bn_relu(w[5], w[6]))  # the seventh conv: no pool
+        self.stage1, self.stage2, self.stage3, self.stage4 = conv_stages(c, w)
         kind = opts["attention"]
         if kind not in ATTENTION_STAGES:
             raise ModelError(f"DeepFERNet: unknown attention {kind!r}; choose one of {', '.join(ATTENTION_STAGES)}")
