@@ -10,8 +10,8 @@ fixed blocks hold the landmark blocks once faces are aligned. benchmarks/ALIGNME
    how far the points move when the predictor starts from that default box instead of the detected
    one (in inter-ocular distances): what the faces the detector misses get.
 2. Rates over every face of FER2013 and CK+48 (``deepfer.data.alignment``, the points training
-   uses): dlib's detections, faces aligned, and the fixed-block fallback (points refused as
-   implausible), per split.
+   uses): dlib's detections, faces aligned, and the fixed-block fallback (points refused: missed
+   by the detector and asking for more than a mild correction, or implausible), per split.
 3. Blocks: on the sample, the share of each face's landmark block (grown 10% on every side, the
    prior-attention project's margin) inside ``prior-attention``'s fixed block, before and after
    alignment.
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from deepfer.data import load_dataset, split
-from deepfer.data.alignment import alignment_report, face_points
+from deepfer.data.alignment import accepted, alignment_report, face_points
 from deepfer.errors import DeepferError
 from deepfer.models.prior_attention import PriorAttentionNet
 from deepfer.vision.align import TEMPLATE, align_faces, alignment, points_from_68
@@ -115,7 +115,7 @@ def template_sample(faces: np.ndarray, blocks: dict[str, list[float]]) -> dict[s
 def rates(data: Any) -> dict[str, Any]:
     """Detection / alignment / fallback rates over every face, per split (what training uses)."""
     points, detected = face_points(data)
-    _, done = align_faces(data.images, points)
+    _, done = align_faces(data.images, accepted(points, detected, data.images.shape[1]))
     out = {"all": alignment_report(detected, done)}
     for part in sorted(set(data.splits.tolist())):
         sel = data.splits == part

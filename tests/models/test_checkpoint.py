@@ -147,6 +147,8 @@ def _breakers() -> dict[str, tuple]:
         "preprocess a list": (put("preprocess", [48]), "field 'preprocess' must be a dict, got list"),
         "preprocess size a float": (lambda raw: raw["preprocess"].__setitem__("size", 48.0),
                                     "field 'preprocess.size' must be a int, got float"),
+        "preprocess align unknown": (lambda raw: raw["preprocess"].__setitem__("align", "eyes"),
+                                     "field 'preprocess.align' must be one of none, landmarks, got 'eyes'"),
         "info a str": (put("info", "fer2013"), "field 'info' must be a dict, got str"),
         "digest an int": (put(DIGEST_KEY, 5), f"field '{DIGEST_KEY}' must be a hex string, got int"),
         "rng a list": (lambda raw: raw.update(optimizer={}, rng=[1, 2], state={}), "field 'rng' must be a Tensor, got list"),
@@ -166,6 +168,17 @@ def test_malformed_fields_are_one_line_errors_naming_the_file_and_field(case: st
         Checkpoint.load(path)
     text = str(err.value)
     assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_a_model_that_takes_aligned_faces_says_so_in_its_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = create_model("prior-attention")
+    Checkpoint.from_model(net, FER7).save(tmp_path / "p.pt")
+    raw = torch.load(tmp_path / "p.pt", weights_only=True)
+    assert raw["preprocess"]["align"] == "landmarks"  # what deepfer predict and ONNX consumers read
+    assert Checkpoint.load(tmp_path / "p.pt").preprocess.align == "landmarks"
+    plain = create_model("prior-attention", align="none")
+    assert Preprocess.from_config(plain.config).to_dict() == {"size": 48, "mean": 0.5, "std": 0.25, "grayscale": True}
 
 
 def test_weights_that_do_not_fit_the_architecture(model: torch.nn.Module, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from deepfer.data.faces import FaceData
 from deepfer.files import atomic_open
 from deepfer.vision.align import align_faces, alignment, points_from_68
 
-__all__ = ["MILD", "aligned", "alignment_report", "face_points", "for_model", "mild"]
+__all__ = ["MILD", "accepted", "aligned", "alignment_report", "face_points", "for_model", "mild"]
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,19 @@ def aligned(data: FaceData, use_cache: bool = True) -> FaceData:
     """``data`` with its faces aligned on their landmarks; ``meta["alignment"]`` holds the rates
     (:func:`alignment_report`)."""
     points, detected = face_points(data, use_cache)
-    points = np.where((detected | mild(points, data.images.shape[1]))[:, None, None], points, np.nan)
-    images, done = align_faces(data.images, points)
+    images, done = align_faces(data.images, accepted(points, detected, data.images.shape[1]))
     report = alignment_report(detected, done)
     log.info("%s: aligned %d of %d faces (%.1f%%); fixed-block fallback for %.1f%% (dlib's detector found %.1f%%)",
              data.name, report["aligned"], report["faces"], 100 * report["aligned_rate"],
              100 * report["fallback_rate"], 100 * report["detected_rate"])
     return dataclasses.replace(data, images=images, meta={**data.meta, "alignment": report})
+
+
+def accepted(points: np.ndarray, detected: np.ndarray, size: int) -> np.ndarray:
+    """The points alignment may use: those of faces dlib's detector found, and of the others only
+    the :func:`mild` ones; NaN elsewhere (the fixed-block fallback)."""
+    keep = np.asarray(detected, bool) | mild(points, size)
+    return np.where(keep[:, None, None], points, np.nan)
 
 
 def mild(points: np.ndarray, size: int) -> np.ndarray:

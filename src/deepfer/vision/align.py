@@ -14,9 +14,10 @@ symmetric (so that a mirrored aligned face is an aligned face). A face already f
 FER2013 barely moves; a tilted, shifted or zoomed one is brought to that framing.
 
 An alignment is refused (``None``: the caller keeps the unaligned face, the fixed-block
-fallback) when the points are implausible: a scale outside :data:`SCALE_RANGE`, a rotation over
-:data:`MAX_ANGLE` degrees, or points that a similarity cannot bring near the template (a
-residual over :data:`MAX_RESIDUAL` of the face).
+fallback) when the points are implausible: a rotation over :data:`MAX_ANGLE` degrees, or points
+that a similarity cannot bring near the template (a residual over :data:`MAX_RESIDUAL` of the
+face: eyes and mouth in proportions no upright face has). The scale is not bounded here: a face in
+a photo may be any size; the dataset side bounds it (:data:`deepfer.data.alignment.MILD`).
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ import numpy as np
 
 from deepfer.vision.geometry import Detection
 
-__all__ = ["MAX_ANGLE", "MAX_RESIDUAL", "SCALE_RANGE", "TEMPLATE", "align_faces", "aligned_transform",
+__all__ = ["MAX_ANGLE", "MAX_RESIDUAL", "TEMPLATE", "align_faces", "aligned_transform",
            "alignment", "points_from_68", "points_from_detection", "similarity"]
 
 # (x, y) fractions of the face: left eye centre (image left), right eye centre, mouth centre.
 # The median of dlib's points on the 1,359 of 2,000 FER2013 training faces (seed 0) its detector
 # found, (0.3135, 0.3958), (0.6812, 0.3917), (0.5, 0.7688), symmetrised (benchmarks/ALIGNMENT.md).
 TEMPLATE: np.ndarray = np.array([[0.3162, 0.3938], [0.6838, 0.3938], [0.5, 0.7688]])
-SCALE_RANGE = (0.5, 2.0)
 MAX_ANGLE = 45.0
 MAX_RESIDUAL = 0.08
 
@@ -100,12 +100,9 @@ def alignment(points: np.ndarray, size: int) -> np.ndarray | None:
         return None
     dst = TEMPLATE * size - 0.5
     m = similarity(src, dst)
-    scale = math.hypot(m[0, 0], m[1, 0])
     angle = math.degrees(math.atan2(m[1, 0], m[0, 0]))
-    residual = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1).max() / size
-    # The scale bound is relative to the template's eye distance, so it holds for any picture size.
-    eye_scale = scale * np.linalg.norm(src[1] - src[0]) / np.linalg.norm(dst[1] - dst[0])
-    if not (SCALE_RANGE[0] <= eye_scale <= SCALE_RANGE[1]) or abs(angle) > MAX_ANGLE or residual > MAX_RESIDUAL:
+    residual = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1).max() / size  # on the crop
+    if abs(angle) > MAX_ANGLE or residual > MAX_RESIDUAL:
         return None
     return m
 
