@@ -121,7 +121,7 @@ def face_panels(face: FaceMaps, methods: Sequence[str]) -> list[Panel]:
     where ``face.heatmaps`` has them), then the STN's two panels."""
     seen = "face as the model sees it" + (" (aligned)" if face.aligned else "")
     panels = [Panel(face.crop, seen)]
-    for m in with_branches(methods, [m for m in face.heatmaps if m.startswith("gradcam:")]):
+    for m in with_branches(methods, [k for k in face.heatmaps if k.startswith("gradcam:")]):
         if m == "stn" and face.stn is not None:
             grid = face.stn.grid[0]
             panels.append(Panel(face.crop, "STN sampling grid", lambda ax, g=grid: draw_grid(ax, g)))
