@@ -520,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--small-faces", action="store_true",
                     help="yunet: search every image down to --min-face (default 32 px), also beside larger faces; "
                     "slower (by default the fine search runs only where the quick one finds nothing)")
-    pr.add_argument("--no-detect", action="store_true", help="each input is one already-cropped face")
+    pr.add_argument("--no-detect", action="store_true",
+                    help="each input is one already-cropped face (no landmarks: a model that takes aligned faces, "
+                    "prior-attention, gets them unaligned, its fixed-block fallback)")
     pr.add_argument("--every", type=int, default=1, metavar="N", help="videos: keep every Nth frame")
     pr.add_argument("--max-frames", type=int, metavar="N", help="videos, webcam: stop after N kept frames")
     pr.add_argument("--format", choices=["table", "json", "csv"], default="table",

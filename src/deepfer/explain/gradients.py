@@ -9,6 +9,12 @@ Only the input's and the hooked activation's gradients are computed, so paramete
 With a spatial transformer in front, ``cam_layer`` sees the *warped* face; the Grad-CAM map is
 warped back with the inverse of the predicted affine transform, so it lies on the input face (the
 parts of the face the transformer does not sample get 0: they cannot influence the output).
+
+A model made of branches (``prior-attention``: an eyes-and-brows block, a mouth block, the whole
+face) says where each branch lies in ``cam_layer``'s output with ``branches_info``, a list of
+``(name, channel slice, (top, bottom, left, right) box in cells)``. ``gradcam(..., branch=name)``
+is then Grad-CAM on that branch alone: its channels, weighted by their own gradients averaged over
+its own box, so the map says what that block saw and is zero outside the block.
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepfer.errors import DataError
+from deepfer.errors import DataError, ModelError
 from deepfer.explain.base import Explanation, eval_mode, normalize_maps, prepare, resolve_targets, unwrap
 
-__all__ = ["cam_centres", "gradcam", "invert_theta", "saliency", "upsample_cam"]
+__all__ = ["branch_names", "cam_centres", "gradcam", "invert_theta", "saliency", "upsample_cam"]
 
 
 def saliency(
@@ -75,6 +81,7 @@ def gradcam(
     faces: np.ndarray | Tensor,
     target: int | Sequence[int] | np.ndarray | None = None,
     batch_size: int = 256,
+    branch: str | None = None,
 ) -> Explanation:
     """Grad-CAM on ``model.cam_layer``: ``ReLU(sum_k mean(d logit / d A_k) * A_k)``, bilinearly
     upsampled to the input size with each cell at the centre of its receptive field
@@ -85,12 +92,20 @@ def gradcam(
         faces: uint8 faces (N, H, W) at the model's input size, or one face (H, W).
         target: class(es) to explain: ``None`` for each face's predicted class, an int, or one per face.
         batch_size: faces per forward/backward pass.
+        branch: for a model with ``branches_info``, the map of this branch alone (its channels,
+            their gradients averaged over its box; zero outside the box's cells), method
+            ``gradcam:<branch>``.
 
     Returns:
         An :class:`~deepfer.explain.base.Explanation` (``raw``: the upsampled class map;
-        ``info["resolution"]``: the side of the conv map, e.g. 9 for Deep-Emotion, 6 for DeepFER).
+        ``info["resolution"]``: the side of the conv map, e.g. 9 for Deep-Emotion, 6 for DeepFER;
+        with ``branch``, ``info["branch"]`` and ``info["box"]``, its cells).
+
+    Raises:
+        ModelError: ``branch`` is not one of the model's branches.
     """
     net = unwrap(model)
+    part = _branch(net, branch) if branch is not None else None
     x = prepare(faces, net.config)
     per_face = _per_face(target, len(x))
     h, w = x.shape[2:]
@@ -109,10 +124,14 @@ def gradcam(
                 t = resolve_targets(None if per_face is None else per_face[start : start + len(xb)],
                                     logits.detach())
                 (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), acts)
-                weights = grad.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
-                cam = (weights * acts).sum(1, keepdim=True).relu().detach()  # (B, 1, h, w)
-                resolution = tuple(cam.shape[2:])
-                cam = upsample_cam(cam, cam_centres(net.config, resolution), (h, w))  # (B, 1, H, W)
+                resolution = tuple(acts.shape[2:])
+                centres = cam_centres(net.config, resolution)
+                if part is None:
+                    weights = grad.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
+                    cam = (weights * acts).sum(1, keepdim=True).relu().detach()  # (B, 1, h, w)
+                    cam = upsample_cam(cam, centres, (h, w))  # (B, 1, H, W)
+                else:
+                    cam = _branch_cam(acts.detach(), grad, part[1], part[2], centres, (h, w))
                 if net.stn is not None:
                     with torch.no_grad():
                         theta = net.stn.theta(xb.detach())  # (B, 2, 3), output -> input
@@ -124,7 +143,50 @@ def gradcam(
     finally:
         handle.remove()
         store.clear()
-    return _result("gradcam", maps, probs, targets, x, net, {"resolution": list(resolution)})
+    info: dict[str, Any] = {"resolution": list(resolution)}
+    if part is not None:
+        info.update(branch=part[0], box=list(part[2]))
+    return _result("gradcam" if part is None else f"gradcam:{part[0]}", maps, probs, targets, x, net, info)
+
+
+def branch_names(model: nn.Module) -> list[str]:
+    """The names of a model's branches (``branches_info``, see the module docstring), in order;
+    empty for a model without branches."""
+    return [str(info[0]) for info in getattr(unwrap(model), "branches_info", None) or ()]
+
+
+def _branch(net: nn.Module, name: str) -> tuple[str, slice, tuple[int, int, int, int]]:
+    for info in getattr(net, "branches_info", None) or ():
+        if info[0] == name:
+            return str(info[0]), info[1], tuple(int(v) for v in info[2])  # type: ignore[return-value]
+    names = branch_names(net)
+    raise ModelError(f"{net.config.name}: no branch {name!r} to explain; "
+                     + (f"its branches are {', '.join(names)}" if names else "it has no branches"))
+
+
+def _branch_cam(acts: Tensor, grad: Tensor, channels: slice, box: tuple[int, int, int, int],
+                centres: tuple[float, float], size: tuple[int, int]) -> Tensor:
+    """One branch's Grad-CAM ``(B, 1, H, W)``: its channels and box of the (B, C, h, w) canvas,
+    upsampled over the box's pixels only (the box's edge cells reach to the box's edge rather
+    than fading towards the empty cells beside it) and zero outside."""
+    y0, y1, x0, x1 = box
+    a, g = acts[:, channels, y0:y1, x0:x1], grad[:, channels, y0:y1, x0:x1]
+    cam = (g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True).relu()  # (B, 1, y1 - y0, x1 - x0)
+    h, w = acts.shape[2:]
+    cam = F.pad(cam, (x0, w - x1, y0, h - y1), mode="replicate")  # (B, 1, h, w)
+    cam = upsample_cam(cam, centres, size)  # (B, 1, H, W)
+    # The pixels whose centres fall in the box's cells (cell i spans first + step * (i -+ 0.5)); a
+    # box on the canvas's edge reaches the face's edge, as the whole map's edge cells do.
+    first, step = centres
+
+    def inside(n: int, lo: int, hi: int, cells: int) -> Tensor:
+        p = torch.arange(n) + 0.5
+        low = first + step * (lo - 0.5) if lo > 0 else -math.inf
+        high = first + step * (hi - 0.5) if hi < cells else math.inf
+        return (p >= low) & (p < high)
+
+    mask = inside(size[0], y0, y1, h)[:, None] & inside(size[1], x0, x1, w)[None, :]
+    return cam * mask.to(cam.dtype)
 
 
 def cam_centres(config: Any, resolution: tuple[int, ...]) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from deepfer.errors import DataError, DeepferError
 from deepfer.explain.base import Fill, load_explainable
-from deepfer.explain.methods import HEATMAP_METHODS, METHODS
+from deepfer.explain.methods import METHODS, branch_methods, is_heatmap, with_branches
 from deepfer.explain.overlay import Panel, blend, save_panels, stretch
 from deepfer.explain.picture import FaceMaps, explain_picture
 from deepfer.explain.stn_view import describe_theta, draw_grid
@@ -59,7 +59,9 @@ def explain_faces(
             grey); one or a sequence.
         model: shipped weights name, checkpoint file, ``None`` (the shipped default) or a model.
         methods: any of ``occlusion``, ``saliency``, ``gradcam``, ``stn``; each face's PNG has one
-            panel per heatmap method and two for ``stn`` (grid on the face, warped face).
+            panel per heatmap method and two for ``stn`` (grid on the face, warped face). For a
+            model with branches (``branches_info``), ``gradcam`` adds one panel per branch (its
+            block's Grad-CAM), and ``gradcam:<branch>`` asks for one branch alone.
         detector: ``"auto"`` (predict's default: YuNet where ``yuface`` is installed, else Haar),
             ``"yunet"``, ``"haar"``, ``"dlib"``, a detector object, or ``None``: each image is one face
             crop, resized like the datasets (``--no-detect``).
@@ -82,6 +84,10 @@ def explain_faces(
     target_index = _target_index(target, names)
     if methods.count("stn") and net.stn is None:
         raise DeepferError(f"model {net.config.name} has no spatial transformer: drop --method stn")
+    unknown = [m for m in methods if m not in METHODS and m not in branch_methods(net)]
+    if unknown:
+        raise DeepferError(f"model {net.config.name} has no branch for {', '.join(unknown)}; its branch maps: "
+                           f"{', '.join(branch_methods(net)) or 'none'}")
     if isinstance(detector, str):
         detector = create_detector(detector, **(detector_options or {}))
     options = {"patch": patch, "stride": stride, "fill": fill}
@@ -103,7 +109,7 @@ def explain_faces(
                 path = Path(out) / rel.parent / f"{stem}.png"
                 save_panels(face_panels(face, methods), path, title=f"{name} face {i}: {face.label} {face.score:.2f}"
                             + (f", maps for {face.target}" if face.target != face.label else ""),
-                            colorbar=any(m in HEATMAP_METHODS for m in methods))
+                            colorbar=any(is_heatmap(m) for m in methods))
                 written.append(_with_png(face, path))
             faces = written
         reports.append(ImageReport(name, faces))
@@ -111,9 +117,11 @@ def explain_faces(
 
 
 def face_panels(face: FaceMaps, methods: Sequence[str]) -> list[Panel]:
-    """The crop, then one overlay per heatmap method, then the STN's two panels."""
-    panels = [Panel(face.crop, "face as the model sees it")]
-    for m in methods:
+    """The crop, then one overlay per heatmap method (each branch's Grad-CAM after the whole one,
+    where ``face.heatmaps`` has them), then the STN's two panels."""
+    seen = "face as the model sees it" + (" (aligned)" if face.aligned else "")
+    panels = [Panel(face.crop, seen)]
+    for m in with_branches(methods, [k for k in face.heatmaps if k.startswith("gradcam:")]):
         if m == "stn" and face.stn is not None:
             grid = face.stn.grid[0]
             panels.append(Panel(face.crop, "STN sampling grid", lambda ax, g=grid: draw_grid(ax, g)))
@@ -123,8 +131,9 @@ def face_panels(face: FaceMaps, methods: Sequence[str]) -> list[Panel]:
             draw = None
             if m == "occlusion" and face.flips is not None and face.flips.max() > 0:
                 draw = _flip_outline(face.flips)
-            title = {"occlusion": "occlusion (white: prediction flips)" if draw else "occlusion",
-                     "saliency": "saliency |d score / d pixel|", "gradcam": "Grad-CAM"}[m]
+            titles = {"occlusion": "occlusion (white: prediction flips)" if draw else "occlusion",
+                      "saliency": "saliency |d score / d pixel|", "gradcam": "Grad-CAM"}
+            title = titles.get(m) or f"Grad-CAM, {m.partition(':')[2]} block"
             panels.append(Panel(blend(face.crop, stretch(face.heatmaps[m])), title, draw))
     return panels
 
@@ -178,7 +187,7 @@ class _Failed:
 
 def _check_methods(methods: Sequence[str] | str) -> list[str]:
     chosen = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
-    unknown = [m for m in chosen if m not in METHODS]
+    unknown = [m for m in chosen if m not in METHODS and not is_heatmap(m)]
     if unknown or not chosen:
         raise DeepferError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
                            f"choose from {', '.join(METHODS)}")

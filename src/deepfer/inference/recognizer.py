@@ -1,5 +1,6 @@
 """The inference pipeline: image -> faces (detector, YuNet by default) -> eye-levelled, FER2013-framed
-crops -> probabilities, with each face's quality (:mod:`deepfer.vision.quality`).
+crops (landmark-aligned ones for a model that takes them, where the detector gives five landmarks)
+-> probabilities, with each face's quality (:mod:`deepfer.vision.quality`).
 
 :class:`Recognizer` is the Python API; ``deepfer predict`` is a loop over
 :meth:`Recognizer.iter_results`. Crops of many images are classified together in batches.
@@ -29,7 +30,7 @@ from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
-from deepfer.models.classifier import Classifier
+from deepfer.models.classifier import Classifier, alignment_of
 from deepfer.vision import (
     AUTO,
     FRAMINGS,
@@ -44,6 +45,7 @@ from deepfer.vision import (
     detect_faces,
     face_crops,
     face_quality,
+    face_transform,
     from_array,
     read_image,
     to_picture,
@@ -114,6 +116,9 @@ class Recognizer:
         self.min_face = min_face
         self.min_score = min_score
         self.framing = detector.framing if detector is not None else FRAMINGS["none"]
+        # The model takes landmark-aligned faces: crops of faces with five landmarks are aligned,
+        # the others (Haar, dlib, --no-detect, implausible landmarks) framed as for any model.
+        self.align: bool = alignment_of(self.classifier) == "landmarks"
 
     @property
     def labels(self) -> list[str]:
@@ -176,7 +181,7 @@ class Recognizer:
             image: a :class:`Picture` or a numpy image (colour arrays are RGB).
         """
         pic = image if isinstance(image, Picture) else from_array(image)
-        return face_crops(pic, self.detector, self.size, self.min_face, self.min_score)
+        return face_crops(pic, self.detector, self.size, self.min_face, self.min_score, self.align)
 
     def _recognize(self, pictures: Sequence[Picture],
                    located: Sequence[list[Detection] | None] | None = None) -> list[list[Face]]:
@@ -192,7 +197,7 @@ class Recognizer:
             for det, crop, p in zip(dets, c, probs[i : i + len(c)]):
                 scores = {name: float(v) for name, v in zip(self.labels, p)}
                 faces.append(Face(det.box, scores, self.labels[int(np.argmax(p))], face_quality(det, crop),
-                                  det.landmarks))
+                                  det.landmarks, aligned=self._aligned(det)))
             out.append(faces)
             i += len(c)
         return out
@@ -200,7 +205,14 @@ class Recognizer:
     def _crop(self, picture: Picture, detections: list[Detection]) -> np.ndarray:
         if self.detector is None:  # --no-detect: the whole frame, as face_crops makes it
             return whole_image(picture.gray, self.size) if detections else np.zeros((0, self.size, self.size), np.uint8)
-        return crop_faces(picture.gray, detections, self.framing, self.size)
+        return crop_faces(picture.gray, detections, self.framing, self.size, self.align)
+
+    def _aligned(self, det: Detection) -> bool | None:
+        """Whether ``det``'s crop was aligned on its landmarks (the crop's own choice, made again:
+        a similarity of three points); ``None`` for a model that takes unaligned faces."""
+        if not self.align:
+            return None
+        return self.detector is not None and face_transform(det, self.framing, self.size, True)[1]
 
     # -- files, folders, videos, webcams -------------------------------------------------------
 

@@ -46,6 +46,9 @@ class Face:
             they stay in view), else ``None``.
         smoothed: in a video or webcam stream, the track's class probabilities averaged over
             time (:class:`~deepfer.inference.tracking.ScoreSmoother`), else ``None``.
+        aligned: for a model that takes landmark-aligned faces, whether this face's crop was
+            aligned (``False``: no five landmarks, or implausible ones, so the FER2013 framing);
+            ``None`` for the other models.
     """
 
     box: Box
@@ -55,6 +58,7 @@ class Face:
     landmarks: tuple[Point, ...] | None = None
     track: int | None = None
     smoothed: dict[str, float] | None = None
+    aligned: bool | None = None
 
     @property
     def score(self) -> float:
@@ -69,7 +73,8 @@ class Face:
     def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
         """``{"box": [x, y, w, h], "scores": {...}, "label": ..., "quality": {...} | null,
         "landmarks": [[x, y], ...] | null}`` (scores rounded to ``digits``, landmarks to 0.1 px), with
-        ``"track"`` and ``"smoothed"`` for a face of a video or webcam frame."""
+        ``"track"`` and ``"smoothed"`` for a face of a video or webcam frame and ``"aligned"`` for a
+        model that takes landmark-aligned faces."""
         def rounded(d: dict[str, float]) -> dict[str, float]:
             return {k: (round(v, digits) if digits is not None else v) for k, v in d.items()}
 
@@ -81,6 +86,8 @@ class Face:
             out["track"] = self.track
         if self.smoothed is not None:
             out["smoothed"] = rounded(self.smoothed)
+        if self.aligned is not None:
+            out["aligned"] = self.aligned
         return out
 
 

@@ -69,6 +69,9 @@ class FaceRecord(BaseModel):
     landmarks: list[list[float]] | None = Field(
         description="eyes, nose tip and mouth corners as [x, y] in image pixels, the image's left one "
         "first; null for detectors without landmarks (haar, dlib)")
+    aligned: bool | None = Field(
+        None, description="for a model that takes landmark-aligned faces (prior-attention): whether this "
+        "face's crop was aligned (false: no five landmarks, so framed like FER2013); absent for other models")
 
 
 class PredictRecord(BaseModel):
@@ -179,8 +182,11 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
                                "X-Deepfer-Labels: their predicted classes"},
                          **_errors(400, 408, 413, 415, 500, 501, 503, 504)})
     async def explain(request: Request,
-                      method: Literal["gradcam", "occlusion", "saliency"] = Query(
-                          "gradcam", description="how the heatmap is made"),
+                      method: str = Query(
+                          "gradcam", pattern=r"^(gradcam|occlusion|saliency|gradcam:[\w-]+)$",
+                          description="how the heatmap is made: gradcam, occlusion, saliency, or "
+                          "gradcam:<branch> (one block's Grad-CAM) for a model with branches; /v1/models lists "
+                          "them as explain_methods"),
                       mode: Literal["blend", "overlay"] = Query(
                           "blend", description="blend: the photo with the heatmap over its faces; overlay: "
                           "the heatmap alone on a transparent background, to lay over the photo")) -> Response:

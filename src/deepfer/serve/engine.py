@@ -72,11 +72,15 @@ class Engine:
         # Explanations need the torch module (gradients, hooks): loaded beside an ONNX classifier.
         self.net: nn.Module | None = None
         self.architecture: str | None = None
+        # The heatmaps /v1/explain draws: a model with branches adds each branch's Grad-CAM.
+        self.explain_methods: list[str] = []
         if not is_onnx:
             from deepfer.explain import load_explainable
+            from deepfer.explain.methods import branch_methods
 
             self.net, _ = load_explainable(model)
             self.architecture = getattr(getattr(self.net, "config", None), "name", None)
+            self.explain_methods = [*EXPLAIN_METHODS, *branch_methods(self.net)]
         self._explain_lock = threading.Lock()  # Grad-CAM's hooks live on the shared module
         self._local = threading.local()
         self._admitted = 0  # requests admitted and not answered yet (the event loop's count)
@@ -155,7 +159,8 @@ class Engine:
 
         Args:
             upload: the image.
-            method: ``gradcam``, ``occlusion`` or ``saliency``.
+            method: ``gradcam``, ``occlusion``, ``saliency``, or ``gradcam:<branch>`` for a model
+            with branches (:attr:`explain_methods`).
             mode: ``blend``: the photo with the heatmap over its faces (RGB); ``overlay``: only the
                 heatmap, on a transparent background (RGBA), to lay over the photo.
 
@@ -165,8 +170,8 @@ class Engine:
         """
         if self.net is None:
             raise HTTPError(501, "explanations need a torch checkpoint; this server runs an ONNX file")
-        if method not in EXPLAIN_METHODS:
-            raise HTTPError(400, f"unknown method {method!r}; choose one of {', '.join(EXPLAIN_METHODS)}")
+        if method not in self.explain_methods:
+            raise HTTPError(400, f"unknown method {method!r}; choose one of {', '.join(self.explain_methods)}")
         if mode not in EXPLAIN_MODES:
             raise HTTPError(400, f"unknown mode {mode!r}; choose one of {', '.join(EXPLAIN_MODES)}")
         return await self._run(self._explain, upload, method, mode)
@@ -182,7 +187,7 @@ class Engine:
                 "labels": list(self.recognizer.labels), "input_size": self.recognizer.size,
                 "detector": getattr(self.recognizer.detector, "name", None),
                 "detector_options": self.detector_options,
-                "explain": self.net is not None, "explain_methods": list(EXPLAIN_METHODS) if self.net else []}
+                "explain": self.net is not None, "explain_methods": list(self.explain_methods)}
 
     # -- admission, deadline, workers -----------------------------------------------------------
 
@@ -281,11 +286,15 @@ class Engine:
         heat = np.zeros((out_h, out_w), np.float32)
         labels: list[str] = []
         if self.net is not None:
-            faces = explain_picture(self.net, rec.labels, pic, rec.detector, [method], lock=self._explain_lock)
+            faces = explain_picture(self.net, rec.labels, pic, rec.detector, [method], lock=self._explain_lock,
+                                    branches=False)
             self._check_deadline()
             labels = [face.label for face in faces]
             for face in faces:
-                placed = uncrop(stretch(face.heatmaps[method]), face.detection, rec.framing, (out_h, out_w), scale)
+                # face.aligned: the crop was warped onto the landmark template (the model asks for it
+                # and the face has five landmarks), so the map goes back by the inverse of that warp.
+                placed = uncrop(stretch(face.heatmaps[method]), face.detection, rec.framing, (out_h, out_w), scale,
+                                align=face.aligned)
                 np.maximum(heat, placed, out=heat)
         rgb = colorize(heat)  # (H, W, 3)
         weight = ALPHA * heat[..., None]

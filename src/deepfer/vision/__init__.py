@@ -18,6 +18,7 @@ from deepfer.vision.crop import (
     crop_faces,
     crop_square,
     crop_transform,
+    face_transform,
     uncrop,
     whole_image,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "AUTO", "Quality", "YuNetDetector", "accepted_options", "default_detector", "face_quality",
     "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
     "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
-    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "from_array",
+    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "face_transform",
+    "from_array",
     "from_bytes", "from_pil", "list_detectors", "read_image", "resize", "to_picture", "uncrop", "whole_image",
 ]

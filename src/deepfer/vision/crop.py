@@ -18,6 +18,16 @@ tilted faces it is what keeps the crop like a training face. :data:`FRAMINGS` ho
 numbers; every crop, whatever the detector, comes out framed like a FER2013 face, then goes through
 :func:`deepfer.vision.pictures.resize`, the same resize the dataset readers use.
 
+For a model that takes landmark-aligned faces (``Preprocess.align == "landmarks"``, asked for by
+``align=True``), a detection with five landmarks (YuNet's) is instead warped by
+:func:`deepfer.vision.align.aligned_transform`, its eyes and mouth onto the template the model was
+trained on, straight to the model's size (when that shrinks the face, the warp goes to the face's
+own scale and :func:`~deepfer.vision.pictures.resize` averages it down: a bilinear warp of a
+face ten times the model's side would keep one pixel in a hundred and alias). Without mouth
+corners (Haar, dlib's HOG, ``--no-detect``) or when the alignment is refused as implausible, the
+face is framed as above: the fixed-block fallback the model was also trained with.
+:func:`face_transform` is the one place that makes that choice, for the crop and for the uncrop.
+
 :func:`uncrop` is the inverse: it lays a map computed on a crop (an explanation's heatmap) back
 where the crop came from in the photo.
 """
@@ -31,11 +41,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from deepfer.vision.align import aligned_transform
 from deepfer.vision.geometry import Box, Detection
 from deepfer.vision.pictures import resize
 
-__all__ = ["FRAMINGS", "Framing", "crop_face", "crop_faces", "crop_square", "crop_transform", "uncrop",
-           "whole_image"]
+__all__ = ["FRAMINGS", "Framing", "crop_face", "crop_faces", "crop_square", "crop_transform", "face_transform",
+           "uncrop", "whole_image"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,42 @@ def crop_transform(det: Detection, framing: Framing) -> tuple[np.ndarray, int]:
     return m, side
 
 
-def crop_face(gray: np.ndarray, det: Detection, framing: Framing, size: int) -> np.ndarray:
+def face_transform(det: Detection, framing: Framing, size: int, align: bool = False) -> tuple[np.ndarray, bool]:
+    """The affine map from picture pixels to the model's ``size`` x ``size`` crop of ``det`` (both in
+    OpenCV's convention, pixel ``i`` centred on ``i``), and whether it is a landmark alignment.
+
+    With ``align``, :func:`~deepfer.vision.align.aligned_transform` where the detection has five
+    landmarks and they are plausible; otherwise the FER2013 framing of :func:`crop_transform`
+    followed by the resize to ``size``.
+
+    Returns:
+        float64 (2, 3) matrix ``m`` (crop = ``m @ (x, y, 1)``) and ``True`` if the crop is aligned.
+    """
+    if align:
+        m = aligned_transform(det, size)
+        if m is not None:
+            return m, True
+    m, side = crop_transform(det, framing)
+    k = size / side  # the resize, pixel centres kept: u = k * (c + 0.5) - 0.5
+    out = k * m
+    out[:, 2] += 0.5 * k - 0.5
+    return out, False
+
+
+def _warp(gray: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """``gray`` warped by ``m`` (picture -> crop pixels) onto a ``size`` x ``size`` crop; a shrinking
+    map warps at the face's own scale first, then :func:`resize` (area) brings it to ``size``."""
+    scale = math.hypot(m[0, 0], m[1, 0])
+    side = size if scale >= 1.0 else max(size, round(size / scale))
+    k = size / side
+    # The map onto the (side, side) patch whose resize to ``size`` is ``m`` (see face_transform).
+    m1 = m / k
+    m1[:, 2] = (m[:, 2] + 0.5) / k - 0.5
+    patch = cv2.warpAffine(gray, m1, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return resize(patch, size)
+
+
+def crop_face(gray: np.ndarray, det: Detection, framing: Framing, size: int, align: bool = False) -> np.ndarray:
     """The (size, size) uint8 crop of one detected face, framed like a FER2013 face.
 
     Parts of the crop that fall outside the image repeat its border pixels. With eye landmarks
@@ -111,10 +157,16 @@ def crop_face(gray: np.ndarray, det: Detection, framing: Framing, size: int) -> 
         det: the detection.
         framing: how the detector's box relates to a FER2013 frame (:data:`FRAMINGS`).
         size: the model's input side.
+        align: the model takes landmark-aligned faces: warp the eyes and mouth onto the template
+            where the detection has five landmarks (see :func:`face_transform`); the framing
+            otherwise.
 
     Returns:
         uint8 array (size, size).
     """
+    m, aligned = face_transform(det, framing, size, align)
+    if aligned:
+        return _warp(gray, m, size)
     if det.eyes is not None:
         m, side = crop_transform(det, framing)
         patch = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR,
@@ -133,11 +185,12 @@ def crop_face(gray: np.ndarray, det: Detection, framing: Framing, size: int) -> 
     return resize(np.ascontiguousarray(patch), size)
 
 
-def crop_faces(gray: np.ndarray, detections: Sequence[Detection], framing: Framing, size: int) -> np.ndarray:
-    """Crops of all ``detections`` of one image, uint8 (N, size, size)."""
+def crop_faces(gray: np.ndarray, detections: Sequence[Detection], framing: Framing, size: int,
+               align: bool = False) -> np.ndarray:
+    """Crops of all ``detections`` of one image, uint8 (N, size, size) (``align``: see :func:`crop_face`)."""
     if not detections:
         return np.zeros((0, size, size), np.uint8)
-    return np.stack([crop_face(gray, d, framing, size) for d in detections])
+    return np.stack([crop_face(gray, d, framing, size, align) for d in detections])
 
 
 def whole_image(gray: np.ndarray, size: int) -> np.ndarray:
@@ -147,7 +200,7 @@ def whole_image(gray: np.ndarray, size: int) -> np.ndarray:
 
 
 def uncrop(face_map: np.ndarray, det: Detection, framing: Framing, shape: tuple[int, int],
-           scale: float = 1.0) -> np.ndarray:
+           scale: float = 1.0, align: bool = False) -> np.ndarray:
     """A map computed on a face's crop, laid where the crop came from: the inverse of
     :func:`crop_face`.
 
@@ -157,6 +210,8 @@ def uncrop(face_map: np.ndarray, det: Detection, framing: Framing, shape: tuple[
         framing: the framing it was made with.
         shape: (H, W) of the output: the original image scaled by ``scale``.
         scale: output pixels per image pixel (below 1 for a smaller canvas).
+        align: the crop was made with ``align`` (the same choice, :func:`face_transform`, is made
+            again, so an aligned crop and a fallback one are each undone by their own map).
 
     Returns:
         float32 ``shape``, the map's values where the crop lay (bilinear), zero outside it.
@@ -165,14 +220,10 @@ def uncrop(face_map: np.ndarray, det: Detection, framing: Framing, shape: tuple[
         - face_map: :math:`(S, S)`
         - output: ``shape``
     """
-    size = face_map.shape[0]
-    m, side = crop_transform(det, framing)
-    rot, shift = m[:, :2], m[:, 2]
-    k = size / side  # crop pixels -> map pixels (pixel centres aligned)
-    # output pixel o -> image pixel (o + 0.5) / scale - 0.5 -> crop -> map
-    c1 = np.full(2, 0.5 / scale - 0.5)
-    lin = (k / scale) * rot
-    off = k * (rot @ c1 + shift) + (0.5 * k - 0.5)
+    m, _ = face_transform(det, framing, face_map.shape[0], align)
+    # output pixel o -> image pixel (o + 0.5) / scale - 0.5 -> map pixel m @ (x, y, 1)
+    lin = m[:, :2] / scale
+    off = m[:, :2] @ np.full(2, 0.5 / scale - 0.5) + m[:, 2]
     out_to_map = np.hstack([lin, off[:, None]]).astype(np.float64)
     return cv2.warpAffine(face_map.astype(np.float32), out_to_map, (shape[1], shape[0]),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,

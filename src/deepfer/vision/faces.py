@@ -1,5 +1,6 @@
 """From a picture to the model's face crops: detect, keep the faces wide and sure enough, then crop
-with the detector's framing (eyes levelled where the detector gives them). The one path that
+with the detector's framing (eyes levelled where the detector gives them), or, for a model that
+takes landmark-aligned faces, onto its landmark template where the detector gives five landmarks. The one path that
 ``deepfer predict``, ``deepfer explain``, the server and the JAFFE reader share, so a face is
 cropped the same way wherever it is read."""
 
@@ -34,7 +35,7 @@ def detect_faces(picture: Picture, detector: FaceDetector | None, min_face: int 
 
 
 def face_crops(picture: Picture, detector: FaceDetector | None, size: int, min_face: int = 0,
-               min_score: float = 0.0) -> tuple[list[Detection], np.ndarray]:
+               min_score: float = 0.0, align: bool = False) -> tuple[list[Detection], np.ndarray]:
     """The detections of a picture and their uint8 (N, size, size) crops, exactly as the model sees
     them.
 
@@ -45,6 +46,9 @@ def face_crops(picture: Picture, detector: FaceDetector | None, size: int, min_f
         size: the model's input side.
         min_face: drop faces narrower than this many pixels (see :func:`detect_faces`).
         min_score: drop faces the detector scores below this (see :func:`detect_faces`).
+        align: the model takes landmark-aligned faces (``Preprocess.align == "landmarks"``): faces
+            with five landmarks are aligned, the others framed (:func:`~deepfer.vision.crop.face_transform`);
+            without a detector there are no landmarks, so the whole image as above.
 
     Returns:
         The detections (largest first) and their crops, in the same order.
@@ -58,4 +62,4 @@ def face_crops(picture: Picture, detector: FaceDetector | None, size: int, min_f
     dets = detect_faces(picture, detector, min_face, min_score)
     if detector is None:
         return dets, whole_image(picture.gray, size)
-    return dets, crop_faces(picture.gray, dets, detector.framing, size)
+    return dets, crop_faces(picture.gray, dets, detector.framing, size, align)

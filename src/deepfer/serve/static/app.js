@@ -112,6 +112,12 @@
         el.explain.disabled = true;
         el.method.disabled = true;
       }
+      // A model with branches (prior-attention) also draws each block's Grad-CAM (gradcam:<branch>).
+      for (const m of info.model.explain_methods || []) {
+        if (m.startsWith("gradcam:") && ![...el.method.options].some((o) => o.value === m)) {
+          el.method.add(new Option(`Grad-CAM, ${m.slice(8)} block`, m));
+        }
+      }
       setState("ready");
     } catch (err) {
       el.model.textContent = "";
