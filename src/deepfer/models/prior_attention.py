@@ -45,7 +45,6 @@ CELL = 4  # pixels per canvas cell: the block trunks' maps after two pools
 _SNAP = 0.1  # pixels: an edge this close to the 4-px grid is on it (fractions written to 4 decimals)
 FUSIONS = ("concat", "attention")
 ALIGNS = ("landmarks", "none")
-WHOLE_FACE = (0.0, 1.0, 0.0, 1.0)
 
 
 def block_boxes(size: int, regions: Sequence[Sequence[float]]) -> list[Box]:
@@ -121,7 +120,9 @@ class FaceCanvas(nn.Module):
                 m = F.interpolate(m, scale_factor=2.0, mode="nearest")  # (B, C, h, w): exact average
             elif tuple(m.shape[2:]) != box:
                 m = F.interpolate(m, size=box, mode="bilinear", align_corners=False)  # (B, C, h, w)
-            placed.append(F.pad(m, (x0, self.cells - x1, y0, self.cells - y1)))  # (B, C, S/4, S/4)
+            if (y0, y1, x0, x1) != (0, self.cells, 0, self.cells):  # the face branch needs no pad (one copy less)
+                m = F.pad(m, (x0, self.cells - x1, y0, self.cells - y1))  # (B, C, S/4, S/4)
+            placed.append(m)
         return torch.cat(placed, 1)  # (B, sum of widths, S/4, S/4)
 
     def extra_repr(self) -> str:
@@ -159,10 +160,15 @@ class PriorAttentionNet(nn.Module):
     -> (256, 3, 4), face -> (512, 6, 6); canvas (1024, 12, 12). Pools round up (``ceil_mode``):
     a 20-px block keeps its last 4 pixels as a cell of its own instead of dropping them.
 
-    Parameters: 2.86M with the face branch (concat or attention), 1.82M without; ``deepfer`` has
-    0.99M. Training speed (forward + backward + AdamW step, batch 128, channels_last, two CPU
-    threads, best of 6 steps, measured back to back with ``deepfer`` by
-    ``benchmarks/bench_prior_attention.py``): see ``benchmarks/PRIOR_ATTENTION_SPEED.md``.
+    Cost (``python benchmarks/bench_prior_attention.py``, ``benchmarks/PRIOR_ATTENTION_SPEED.md``:
+    forward + backward + AdamW step, batch 128, channels_last, two CPU threads, back to back with
+    ``deepfer``; the ratio is of process CPU time, which the shared machine's other jobs do not
+    inflate): 1.82M parameters, 1.59x ``deepfer``'s (0.99M, with its STN) CPU time per image
+    with concat fusion, 1.57x with attention (143 and 145 images/s wall against 218, on a loaded
+    machine); without the face branch 0.86M and 0.51x. The block widths were narrowed from
+    ``deepfer``'s (16, 16, 32, 64, 128, 128, 256: 2.19M, 1.63-1.74x, over the 1.6x budget):
+    the full-resolution convs, memory-bound, cost the most per FLOP. The canvas and head cost
+    little once the head sums the canvas instead of slicing it (see ``branch_vectors``).
     """
 
     default_config: ClassVar[ModelConfig] = ModelConfig(
@@ -173,7 +179,7 @@ class PriorAttentionNet(nn.Module):
             "upper": [0.125, 0.5, 0.0833, 0.9167],
             "lower": [0.5833, 0.9583, 0.1667, 0.8333],
             "face_branch": True,
-            "block_widths": [16, 16, 32, 64, 128, 128, 256],
+            "block_widths": [12, 12, 24, 48, 96, 96, 256],
             "face_widths": [16, 16, 32, 64, 128, 128, 512],
             "fusion": "concat",
             "head_hidden": 256,
@@ -203,7 +209,9 @@ class PriorAttentionNet(nn.Module):
         block_w, face_w = _widths(opts, "block_widths"), _widths(opts, "face_widths")
 
         names = ["upper", "lower"] + (["face"] if opts["face_branch"] else [])
-        self.boxes = block_boxes(size, [opts["upper"], opts["lower"]]) + ([(0, size, 0, size)] if opts["face_branch"] else [])
+        self.boxes = block_boxes(size, [opts["upper"], opts["lower"]])  # pixels
+        if opts["face_branch"]:
+            self.boxes.append((0, size, 0, size))
         for name, (_, _, left, right) in zip(names, self.boxes, strict=True):
             if left != size - right:
                 raise ModelError(
@@ -228,13 +236,13 @@ class PriorAttentionNet(nn.Module):
         self.branches_info: list[tuple[str, slice, Box]] = [
             (name, slice(s, s + w), box) for name, s, w, box in zip(names, starts, widths, cells, strict=True)
         ]
-        # Each branch's average over its box as one product with a constant (C, S/4 * S/4) mask of
-        # 1 / box area inside the box, 0 elsewhere: the same values and gradients as slicing each
-        # box out, without slicing's backward (a zero canvas per slice), which cost 12% of a step.
-        mask = torch.zeros(sum(widths), size // CELL, size // CELL)
-        for _, ch, (y0, y1, x0, x1) in self.branches_info:
-            mask[ch, y0:y1, x0:x1] = 1.0 / ((y1 - y0) * (x1 - x0))
-        self.register_buffer("box_mean", mask.flatten(1), persistent=False)  # (1024, 144)
+        # The canvas is zero outside each branch's box, so the box's average is the channel's sum
+        # over the canvas / the box's area: no slicing (whose backward builds a zero canvas per
+        # slice; 12% of a step in the profiler), no mask product, and the gradient of the sum stays
+        # a broadcast view that is never written out.
+        area = torch.cat([torch.full((w,), float((y1 - y0) * (x1 - x0)))
+                          for w, (y0, y1, x0, x1) in zip(widths, cells, strict=True)])
+        self.register_buffer("box_area", area, persistent=False)  # (1024,)
         self.fusion = opts["fusion"]
         self.drop = nn.Dropout(config.dropout)
         if self.fusion == "concat":
@@ -270,8 +278,14 @@ class PriorAttentionNet(nn.Module):
         return self.canvas(*maps)  # (B, 1024, 12, 12)
 
     def branch_vectors(self, features: Tensor) -> list[Tensor]:
-        """Each branch's average over its own channels inside its box, ``(B, width)`` each."""
-        pooled = (features.flatten(2) * self.box_mean).sum(2)  # (B, 1024)
+        """Each branch's average over its own channels inside its box, ``(B, width)`` each.
+
+        Computed as the sum over the whole canvas / the box's area, which is the box's average
+        for what ``forward_features`` returns (zero outside the box). Grad-CAM then weighs a
+        channel by ``d logit / d vector / box area``, so a cell's map value is its share of the
+        logit (the head's first layer being linear) whatever the size of its branch's box.
+        """
+        pooled = features.sum((2, 3)) / self.box_area  # (B, 1024)
         return [pooled[:, ch] for _, ch, _ in self.branches_info]
 
     def _attend(self, vectors: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -294,7 +308,9 @@ class PriorAttentionNet(nn.Module):
             ModelError: the model fuses by concatenation, which has no per-branch weights.
         """
         if self.fusion != "attention":
-            raise ModelError(f"PriorAttentionNet: branch_weights needs fusion 'attention', this model uses {self.fusion!r}")
+            raise ModelError(
+                f"PriorAttentionNet: branch_weights needs fusion 'attention', this model uses {self.fusion!r}"
+            )
         return self._attend(self.branch_vectors(self.forward_features(x)))[1]
 
     def forward(self, x: Tensor) -> Tensor:
