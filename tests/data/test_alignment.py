@@ -68,6 +68,11 @@ def test_for_model_leaves_unaligned_models_alone(stub_points: dict[str, np.ndarr
     assert alignment.for_model(data, "none") is data
     with pytest.raises(ValueError, match="unknown alignment"):
         alignment.for_model(data, "eyes")
+    stub_points.update(points=_points(20.0)[None], detected=np.array([True]))
+    once = alignment.for_model(data, "landmarks")
+    assert alignment.for_model(once, "landmarks") is once  # never aligned twice
+    with pytest.raises(ValueError, match="aligned on landmarks"):
+        alignment.for_model(once, "none")
 
 
 def test_points_come_from_the_cache_without_dlib(cache_root: object, monkeypatch: pytest.MonkeyPatch) -> None:

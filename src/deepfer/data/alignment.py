@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 from deepfer.data.cache import cache_dir
 from deepfer.data.faces import FaceData
 from deepfer.files import atomic_open
-from deepfer.vision.align import align_faces, alignment, points_from_68
+from deepfer.vision.align import align_faces, alignments, points_from_68
 
 __all__ = ["MILD", "accepted", "aligned", "alignment_report", "face_points", "for_model", "mild"]
 
@@ -97,17 +96,13 @@ def accepted(points: np.ndarray, detected: np.ndarray, size: int) -> np.ndarray:
 
 def mild(points: np.ndarray, size: int) -> np.ndarray:
     """Which faces' points ``(N, 3, 2)`` (fractions) ask only for a :data:`MILD` alignment, ``(N,)``."""
-    out = np.zeros(len(points), bool)
-    centre = np.array([(size - 1) / 2, (size - 1) / 2])
-    for i, pts in enumerate(np.asarray(points, np.float64)):
-        m = alignment(pts * size - 0.5, size)
-        if m is None:
-            continue
-        scale = math.hypot(m[0, 0], m[1, 0])
-        angle = abs(math.degrees(math.atan2(m[1, 0], m[0, 0])))
-        shift = np.linalg.norm(m[:, :2] @ centre + m[:, 2] - centre) / size
-        out[i] = angle <= MILD["angle"] and MILD["scale"][0] <= scale <= MILD["scale"][1] and shift <= MILD["shift"]
-    return out
+    m, ok = alignments(np.asarray(points, np.float64) * size - 0.5, size)
+    scale = np.hypot(m[:, 0, 0], m[:, 1, 0])
+    angle = np.abs(np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0])))
+    centre = np.full(2, (size - 1) / 2)
+    shift = np.linalg.norm(m[:, :, :2] @ centre + m[:, :, 2] - centre, axis=1) / size
+    lo, hi = MILD["scale"]
+    return ok & (angle <= MILD["angle"]) & (scale >= lo) & (scale <= hi) & (shift <= MILD["shift"])
 
 
 def alignment_report(detected: np.ndarray, done: np.ndarray) -> dict[str, Any]:
@@ -129,9 +124,17 @@ def alignment_report(detected: np.ndarray, done: np.ndarray) -> dict[str, Any]:
 
 def for_model(data: FaceData, align: str, use_cache: bool = True) -> FaceData:
     """The faces as a model with ``Preprocess.align == align`` must see them: ``data`` itself for
-    ``"none"``, :func:`aligned` for ``"landmarks"``."""
+    ``"none"``, :func:`aligned` for ``"landmarks"`` (``data`` itself if it is aligned already).
+
+    Raises:
+        ValueError: an unknown ``align``, or faces already aligned asked for as they were stored.
+    """
+    done = "alignment" in data.meta
     if align == "none":
+        if done:
+            raise ValueError(f"{data.name}: these faces are aligned on landmarks; a model that takes them "
+                             "as stored needs the dataset as loaded")
         return data
     if align == "landmarks":
-        return aligned(data, use_cache)
+        return data if done else aligned(data, use_cache)
     raise ValueError(f"unknown alignment {align!r}; choose 'none' or 'landmarks'")

@@ -163,12 +163,13 @@ class PriorAttentionNet(nn.Module):
     Cost (``python benchmarks/bench_prior_attention.py``, ``benchmarks/PRIOR_ATTENTION_SPEED.md``:
     forward + backward + AdamW step, batch 128, channels_last, two CPU threads, back to back with
     ``deepfer``; the ratio is of process CPU time, which the shared machine's other jobs do not
-    inflate): 1.82M parameters, 1.59x ``deepfer``'s (0.99M, with its STN) CPU time per image
-    with concat fusion, 1.57x with attention (143 and 145 images/s wall against 218, on a loaded
-    machine); without the face branch 0.86M and 0.51x. The block widths were narrowed from
-    ``deepfer``'s (16, 16, 32, 64, 128, 128, 256: 2.19M, 1.63-1.74x, over the 1.6x budget):
-    the full-resolution convs, memory-bound, cost the most per FLOP. The canvas and head cost
-    little once the head sums the canvas instead of slicing it (see ``branch_vectors``).
+    inflate): 2.19M parameters, 1.63-1.74x ``deepfer``'s (0.99M, with its STN) CPU time per
+    image (134 images/s wall against 218 on a loaded machine). Block trunks narrowed to (12, 12,
+    24, 48, 96, 96, 256) cost 1.59x (1.82M; 1.57x with attention fusion) and without the face
+    branch 0.51x; the default keeps ``deepfer``'s widths because the measured runs
+    (``benchmarks/ABLATION.md``, ``benchmarks/PRIOR_ATTENTION.md``) were trained with them. The
+    canvas and head cost little once the head sums the canvas instead of slicing it (see
+    ``branch_vectors``).
     """
 
     default_config: ClassVar[ModelConfig] = ModelConfig(
@@ -179,7 +180,7 @@ class PriorAttentionNet(nn.Module):
             "upper": [0.125, 0.5, 0.0833, 0.9167],
             "lower": [0.5833, 0.9583, 0.1667, 0.8333],
             "face_branch": True,
-            "block_widths": [12, 12, 24, 48, 96, 96, 256],
+            "block_widths": [16, 16, 32, 64, 128, 128, 256],
             "face_widths": [16, 16, 32, 64, 128, 128, 512],
             "fusion": "concat",
             "head_hidden": 256,

@@ -22,15 +22,13 @@ a photo may be any size; the dataset side bounds it (:data:`deepfer.data.alignme
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
 from deepfer.vision.geometry import Detection
 
 __all__ = ["MAX_ANGLE", "MAX_RESIDUAL", "TEMPLATE", "align_faces", "aligned_transform",
-           "alignment", "points_from_68", "points_from_detection", "similarity"]
+           "alignment", "alignments", "points_from_68", "points_from_detection", "similarity"]
 
 # (x, y) fractions of the face: left eye centre (image left), right eye centre, mouth centre.
 # The median of dlib's points on the 1,359 of 2,000 FER2013 training faces (seed 0) its detector
@@ -67,27 +65,45 @@ def _ordered(p: np.ndarray) -> np.ndarray:
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The least-squares similarity taking points ``src`` to ``dst`` (both ``(K, 2)``, K >= 2):
-    Umeyama's closed form (IEEE TPAMI 13(4), 1991), reflections excluded.
+    """The least-squares similarity taking points ``src`` to ``dst``: the closed form for 2-D
+    points (Umeyama, IEEE TPAMI 13(4), 1991, with reflections excluded by construction),
+    batched over leading axes.
+
+    Args:
+        src: ``(..., K, 2)`` points, K >= 2.
+        dst: ``(K, 2)`` or ``(..., K, 2)`` points.
 
     Returns:
-        float64 ``(2, 3)`` matrix ``m`` with ``dst ~ m @ (x, y, 1)``.
+        float64 ``(..., 2, 3)`` matrices ``m`` with ``dst ~ m @ (x, y, 1)``.
 
     Example:
         >>> src = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-        >>> similarity(src, 2 * src + 3).round(6).tolist()
+        >>> (similarity(src, 2 * src + 3).round(6) + 0.0).tolist()
         [[2.0, 0.0, 3.0], [0.0, 2.0, 3.0]]
     """
     src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    mu_s, mu_d = src.mean(-2, keepdims=True), dst.mean(-2, keepdims=True)
     s, d = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
-    e = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rot = u @ np.diag(e) @ vt
-    var = (s**2).sum() / len(src)
-    scale = float((sig * e).sum() / var) if var > 0 else 1.0
-    shift = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, shift[:, None]])
+    var = np.maximum((s**2).sum((-2, -1)), 1e-12)
+    a = (s * d).sum((-2, -1)) / var  # scale * cos
+    b = (s[..., 0] * d[..., 1] - s[..., 1] * d[..., 0]).sum(-1) / var  # scale * sin
+    lin = np.stack([np.stack([a, -b], -1), np.stack([b, a], -1)], -2)  # (..., 2, 2)
+    shift = mu_d[..., 0, :] - (lin @ mu_s[..., 0, :, None])[..., 0]
+    return np.concatenate([lin, shift[..., None]], -1)
+
+
+def alignments(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`alignment` for many faces at once: ``(N, 3, 2)`` points -> ``(N, 2, 3)`` matrices
+    and a bool ``(N,)`` mask of the accepted ones (refused rows are left as computed)."""
+    src = np.asarray(points, dtype=np.float64).reshape(-1, 3, 2)
+    finite = np.isfinite(src).all((1, 2))
+    src = np.where(finite[:, None, None], src, TEMPLATE * size - 0.5)  # placeholders for missing points
+    dst = TEMPLATE * size - 0.5
+    m = similarity(src, dst)
+    angle = np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0]))
+    moved = src @ m[:, :, :2].transpose(0, 2, 1) + m[:, None, :, 2]
+    residual = np.linalg.norm(moved - dst, axis=2).max(1) / size  # on the crop
+    return m, finite & (np.abs(angle) <= MAX_ANGLE) & (residual <= MAX_RESIDUAL)
 
 
 def alignment(points: np.ndarray, size: int) -> np.ndarray | None:
@@ -95,16 +111,8 @@ def alignment(points: np.ndarray, size: int) -> np.ndarray | None:
     found in, OpenCV's convention: pixel ``i`` is centred on ``i``) to the template on a ``size`` x
     ``size`` crop, ready for ``cv2.warpAffine``; ``None`` when it is implausible (see the module
     docstring) or a point is missing (NaN)."""
-    src = np.asarray(points, dtype=np.float64).reshape(3, 2)
-    if not np.isfinite(src).all():
-        return None
-    dst = TEMPLATE * size - 0.5
-    m = similarity(src, dst)
-    angle = math.degrees(math.atan2(m[1, 0], m[0, 0]))
-    residual = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1).max() / size  # on the crop
-    if abs(angle) > MAX_ANGLE or residual > MAX_RESIDUAL:
-        return None
-    return m
+    m, ok = alignments(np.asarray(points, dtype=np.float64).reshape(1, 3, 2), size)
+    return m[0] if ok[0] else None
 
 
 def align_faces(faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,13 +132,10 @@ def align_faces(faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.n
         raise ValueError(f"align_faces takes square (N, S, S) faces, got {faces.shape}")
     size = faces.shape[1]
     out = faces.copy()
-    done = np.zeros(len(faces), dtype=bool)
-    for i, (face, pts) in enumerate(zip(faces, np.asarray(points, dtype=np.float64), strict=True)):
-        m = alignment(pts * size - 0.5, size)  # fractions -> pixel-centre coordinates
-        if m is None:
-            continue
+    ms, done = alignments(np.asarray(points, dtype=np.float64) * size - 0.5, size)  # fractions -> pixel centres
+    for i in np.flatnonzero(done):
+        face, m = faces[i], ms[i]
         out[i] = cv2.warpAffine(face, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        done[i] = True
     return out, done
 
 
