@@ -13,6 +13,8 @@ selected on PublicTest by training; the test split is only scored here):
    so the head sees an average face there; the per-class recall each branch's loss costs. The
    source's claim to test: the mouth decides happiness, the eyes and brows surprise.
 3. Training curves from each run's `log.csv` (training accuracy: did the under-fitting go?).
+4. CK+48, subject-10fold (`runs/prior-attention_ckplus-10fold`, every fold): accuracy over the ten
+   test folds, each scored with its own fold's checkpoint, and per-class recall.
 
 Nothing is selected here: every number is a measurement of a run already chosen by its recipe.
 """
@@ -34,7 +36,7 @@ from deepfer.data.alignment import for_model
 from deepfer.labels import map_to_model
 from deepfer.models.checkpoint import Checkpoint
 from deepfer.models.predict import to_input
-from deepfer.train.evaluate import evaluate_indices
+from deepfer.train.evaluate import evaluate, evaluate_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name, write_report  # noqa: E402
@@ -42,6 +44,7 @@ from _machine import cpu_name, write_report  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FER = "fer2013/fer2013_images.tar.gz"
+CKPLUS = "ckplus/CK+48"
 
 
 def runs_of(root: Path) -> dict[str, list[Path]]:
@@ -134,6 +137,14 @@ def write_markdown(results: dict[str, Any], meta: dict[str, Any], out: Path) -> 
                           + ", ".join(f"{100 * row.get('val_acc', float('nan')):.1f}" for row in rows)
                           + f"; selected epoch {int(best.get('epoch', 0))}."]
         lines.append("")
+    if "ckplus" in results:
+        ck = results["ckplus"]
+        lines += ["## CK+48, subject-10fold (no person on both sides of a fold)", "",
+                  f"`{ck['run']}`: {100 * ck['accuracy']:.2f} ± {100 * ck['accuracy_std']:.2f}% over the ten test folds "
+                  f"(folds: {', '.join(f'{100 * a:.1f}' for a in ck['folds'])}). Per-class recall, mean over the folds "
+                  "that hold the class:", "",
+                  "| " + " | ".join(ck["recall"]) + " |", "|" + " --- |" * len(ck["recall"]),
+                  "| " + " | ".join(f"{100 * v:.1f}" for v in ck["recall"].values()) + " |", ""]
     out.write_text("\n".join(lines))
 
 
@@ -169,6 +180,15 @@ def main() -> None:
             "curves": {str(b.parent.relative_to(root)): curves(b) for b in bests},
         }
         print(f"{recipe}: done", file=sys.stderr)
+    ck = root / "prior-attention_ckplus-10fold"
+    if len(list(ck.glob("fold*/best.pt"))) == 10:
+        rep = evaluate([str(ck)], "ckplus", str(Path(args.data) / CKPLUS), "subject-10fold", "test",
+                       out=str(ck / "eval"), compare_uncalibrated=False)
+        results["ckplus"] = {"run": str(ck), "accuracy": rep["accuracy"], "accuracy_std": rep["accuracy_std"],
+                             "folds": [f["accuracy"] for f in rep["folds"]],
+                             "recall": {c: float(np.mean([f["per_class"][c]["recall"] for f in rep["folds"]
+                                                          if f["per_class"][c]["support"]]))
+                                        for c in rep["folds"][0]["per_class"]}}
     meta = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
     write_report(args.out, meta, results, write_markdown)
 

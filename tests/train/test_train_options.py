@@ -11,6 +11,7 @@ import torch
 
 from deepfer.models.predict import predict_proba
 from deepfer.data import load_dataset
+from deepfer.data.cache import cache_dir
 from deepfer.models.checkpoint import Checkpoint
 from deepfer.train import loop
 from deepfer.train.config import TrainConfig, load_config
@@ -35,6 +36,29 @@ VARIANTS = {
 }
 
 
+class FakeLandmarker:
+    """Stands in for dlib (not installed where `make test` runs): each face's 68 points are the
+    alignment template's eyes and mouth, shifted by up to a pixel, so prior-attention's training
+    path (points, cache, alignment) runs for real on the fixture."""
+
+    def __call__(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from deepfer.vision.align import TEMPLATE
+
+        rng = np.random.default_rng(len(faces))
+        p = np.zeros((len(faces), 68, 2), np.float32)
+        shift = rng.uniform(-1, 1, (len(faces), 1, 2)) / faces.shape[1]
+        p[:, 36:42], p[:, 42:48] = TEMPLATE[0], TEMPLATE[1]
+        p[:, 48], p[:, 54] = TEMPLATE[2] - [0.1, 0.0], TEMPLATE[2] + [0.1, 0.0]
+        return p + shift, np.ones(len(faces), bool)
+
+
+@pytest.fixture(autouse=True)
+def _landmarks_without_dlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepfer.vision.landmarks
+
+    monkeypatch.setattr(deepfer.vision.landmarks, "Landmarker", FakeLandmarker)
+
+
 def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
     base = dict(model="deep-emotion", dataset="jaffe", data=str(data), protocol="random", epochs=2,
                 batch_size=16, lr=3e-3, augment="basic", out=str(out), seed=1)
@@ -48,6 +72,8 @@ def test_variant_trains_and_its_checkpoint_reloads(name: str, pattern_jaffe: Pat
     cfg = _cfg(pattern_jaffe, out, **VARIANTS[name])
     (summary,) = fit(cfg)
     assert summary["epochs_run"] == 2 and np.isfinite(summary["best_val"])
+    # prior-attention trained on landmark-aligned faces, their points cached with the dataset.
+    assert bool(list(cache_dir().glob("landmarks-*.npz"))) == (cfg.model == "prior-attention")
     ckpt = Checkpoint.load(out / "best.pt")
     assert ckpt.info["train_config"] == cfg.to_dict()  # the recipe, new options included
     model = ckpt.build()

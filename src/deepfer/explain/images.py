@@ -133,7 +133,8 @@ def face_panels(face: FaceMaps, methods: Sequence[str]) -> list[Panel]:
                 draw = _flip_outline(face.flips)
             titles = {"occlusion": "occlusion (white: prediction flips)" if draw else "occlusion",
                       "saliency": "saliency |d score / d pixel|", "gradcam": "Grad-CAM"}
-            title = titles.get(m) or f"Grad-CAM, {m.partition(':')[2]} block"
+            branch = m.partition(":")[2]
+            title = titles.get(m) or ("Grad-CAM, whole-face branch" if branch == "face" else f"Grad-CAM, {branch} block")
             panels.append(Panel(blend(face.crop, stretch(face.heatmaps[m])), title, draw))
     return panels
 
