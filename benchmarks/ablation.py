@@ -186,6 +186,13 @@ def assess(v: Variant, runs_root: Path, cache: dict[str, dict[str, Any]] | None 
     return row
 
 
+def _same_recipe(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a recipe is the one a row was measured with: equal on every option the row recorded
+    (options added to TrainConfig since then, such as ``minutes`` or ``precision``, take defaults that
+    do not change the recipe)."""
+    return all(new.get(k) == value for k, value in old.items())
+
+
 def bench(cfg: TrainConfig, batch: int = 128, steps: int = 5, threads: int = 1) -> dict[str, Any]:
     """Training images/s of one recipe's full step on random 48x48 faces (7 classes)."""
     torch.set_num_threads(threads)
@@ -257,8 +264,9 @@ def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict
         "probabilities. Unweighted = macro average over classes. Val acc: the selected epoch on the",
         "validation split, scored on the test's labels (FER+: majority votes, also for runs trained on the",
         "vote distribution), the yardstick for choosing the best variant. Trained on: the device that trained",
-        "the runs, with the training images/s logged (mean over epochs): `cpu` is 2 threads on this project's",
-        "shared 2-core CPU (other jobs may have run beside it); runs trained on a GPU ran eight at a time",
+        "the runs, with the training images/s logged (mean over epochs): `cpu` is this project's shared",
+        "2-core CPU (2 threads, or 1 each where two runs trained side by side; other jobs may have run beside",
+        "it); runs trained on a GPU ran eight at a time",
         "(`make ablation ABLATION_JOBS=8`), so their speed is a share of the GPU. Recipe, budget and protocol",
         "do not depend on the device.",
         "",
@@ -303,8 +311,18 @@ def render(rows: list[dict[str, Any]], variants: dict[str, Variant], speed: dict
                   f"{meta.get('threads')} thread, median of {meta.get('steps')} timed steps, on {meta.get('cpu', '?')} "
                   f"(measured {meta.get('date', '?')}; other jobs may have shared the CPU).", "",
                   "| recipe | params | train img/s |", "| --- | --- | --- |"]
+        stale = []
         for name, s in speed.get("recipes", {}).items():
+            v = variants.get(name)
+            now = v and sum(p.numel() for p in create_model(v.cfg.model, num_classes=7, **v.cfg.model_options).parameters())
+            if now and now != s["params"]:  # the recipe's model changed since it was measured
+                stale.append(name)
+                continue
             lines.append(f"| `{name}` | {s['params']:,} | {s['train_images_per_s']:.0f} |")
+        if stale:
+            lines += ["", f"Left out, measured for an earlier model of the recipe (rerun `--bench`): "
+                      f"{', '.join(f'`{n}`' for n in stale)}; `benchmarks/PRIOR_ATTENTION_SPEED.md` has "
+                      "prior attention's current cost."]
         lines.append("")
     return "\n".join(lines)
 
@@ -339,7 +357,8 @@ def main() -> None:
         # Runs trained elsewhere (a GPU machine) and not copied here keep their measured row, as long
         # as the recipe is the one they were trained with.
         old = before.get(v.name)
-        if not row["seeds"] and old and old.get("seeds") and previous.get("recipes", {}).get(v.name) == v.cfg.to_dict():
+        recipe = previous.get("recipes", {}).get(v.name)
+        if not row["seeds"] and old and old.get("seeds") and recipe is not None and _same_recipe(recipe, v.cfg.to_dict()):
             row = old
         rows.append(row)
         print(f"{v.name:<28} {rows[-1]['status']}", flush=True)
