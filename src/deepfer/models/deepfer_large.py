@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from deepfer.errors import ModelError
 from deepfer.layers import SpatialTransformer
+from deepfer.layers.conv_stages import conv_bn_relu
 from deepfer.models.deepfer_net import ATTENTION_STAGES, attention_block
 from deepfer.models.registry import ModelConfig, check_input, complete_config, register_model
 
@@ -28,11 +29,8 @@ _NUM_STAGES = 4
 
 
 def _stage(in_chans: int, out_chans: int, pool: bool) -> nn.Sequential:
-    """Two 3x3 conv-BN-ReLU (no conv bias: the BatchNorm has its own shift), then a 2x2 max-pool."""
-    layers: list[nn.Module] = []
-    for c_in in (in_chans, out_chans):
-        layers += [nn.Conv2d(c_in, out_chans, 3, padding=1, bias=False), nn.BatchNorm2d(out_chans),
-                   nn.ReLU(inplace=True)]
+    """Two 3x3 conv-BN-ReLU (``deepfer.layers.conv_bn_relu``), then a 2x2 max-pool."""
+    layers = [*conv_bn_relu(in_chans, out_chans), *conv_bn_relu(out_chans, out_chans)]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
