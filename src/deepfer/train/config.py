@@ -36,7 +36,7 @@ class TrainConfig:
     fc_l2: float = 0.0  # the papers' lambda * ||W_fc||^2
     scheduler: str = "cosine"  # cosine | onecycle | none
     warmup_epochs: float = 0.0
-    augment: str = "basic"  # none | flip | basic | strong
+    augment: str = "basic"  # none | flip | basic | strong | wild
     label_smoothing: float = 0.0
     soft_labels: bool = False  # train on the vote distribution where the data has one (FER+)
     mixup: float = 0.0  # Beta(alpha, alpha) of batch-level mixup; 0 = off (train/mix.py)
@@ -45,6 +45,8 @@ class TrainConfig:
     eac: float = 0.0  # weight of the erasing attention consistency loss (train/eac.py); 0 = off
     teacher: list[str] = field(default_factory=list)  # weights distilled from (train/distill.py), averaged
     distill: float = 0.0  # share of the target given to the teachers' probabilities; 0 = off
+    ema: float = 0.0  # decay of an exponential moving average of the weights (torch.optim.swa_utils), validated,
+    #                   selected and saved in place of the raw weights; 0 = off
     patience: int = 0  # early stopping on validation accuracy; 0 = off
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave torch's default
@@ -60,7 +62,7 @@ class TrainConfig:
             "lr": self.lr > 0,
             "optimizer": self.optimizer in ("adam", "adamw", "sgd"),
             "scheduler": self.scheduler in ("cosine", "onecycle", "none"),
-            "augment": self.augment in ("none", "flip", "basic", "strong"),
+            "augment": self.augment in ("none", "flip", "basic", "strong", "wild"),
             "label_smoothing": 0.0 <= self.label_smoothing < 1.0,
             "fc_l2": self.fc_l2 >= 0,
             "mixup": self.mixup >= 0,
@@ -68,6 +70,7 @@ class TrainConfig:
             "mix_prob": 0.0 <= self.mix_prob <= 1.0,
             "eac": self.eac >= 0,
             "distill": 0.0 <= self.distill <= 1.0,
+            "ema": 0.0 <= self.ema < 1.0,
             "precision": self.precision in ("auto", "float32", "bfloat16"),
         }
         bad = [k for k, ok in checks.items() if not ok]

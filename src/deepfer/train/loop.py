@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import log_loss
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from deepfer.data import FaceData, Fold, load_dataset, split
@@ -171,6 +172,8 @@ def train_fold(
     x_val, y_val = _faces_and_labels(cfg, data, fold.val, classes, size, env.device)
     ddp = nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
     step = TrainStep.build(cfg, model, len(classes), env.device, wrapped=ddp)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    kept = ema.module if ema is not None else model  # what is validated, selected and saved
     per_rank = max(1, cfg.batch_size // env.world)
     steps_per_epoch = max(1, len(x_train) // env.world // per_rank)  # drop the ragged last batch (batch-norm)
 
@@ -178,6 +181,8 @@ def train_fold(
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
     if resume and last_path.is_file():
         state = load_training_state(last_path, model, step.optimizer)
+        if ema is not None and "ema_state" in state:
+            ema.load_state_dict(state["ema_state"])
         log.info("resumed %s at epoch %d", last_path, state["epoch"])
     elif resume:
         log.info("--resume: no checkpoint at %s, starting fresh", last_path)
@@ -200,11 +205,11 @@ def train_fold(
         order = torch.randperm(len(x_train), generator=g)[env.rank :: env.world].to(env.device)
         of = f"/{cfg.epochs}" if not cfg.minutes else f" ({cfg.minutes:g} min)"
         stats = train_epoch(step, x_train, y_train, order, per_rank, schedule, epoch * steps_per_epoch,
-                            steps_per_epoch, desc=f"epoch {epoch + 1}{of}", show=env.main)
+                            steps_per_epoch, desc=f"epoch {epoch + 1}{of}", show=env.main, ema=ema)
         seen = stats.pop("seen")
         row = {"epoch": epoch + 1, **stats, "images_per_s": seen * env.world / max(time.time() - t0, 1e-9)}
         if len(y_val):
-            row.update(validate(model, x_val, y_val, cfg.eval_batch_size))
+            row.update(validate(kept, x_val, y_val, cfg.eval_batch_size))
         if env.device.type == "cuda":
             row["gpu_memory_gb"] = torch.cuda.max_memory_allocated(env.device) / 1e9
         row["seconds"] = time.time() - t0
@@ -214,7 +219,9 @@ def train_fold(
         if env.main:
             info = _info(cfg, state, data, fold, warnings)
             if improved:
-                Checkpoint.from_model(model, labels, **info).save(best_path)
+                Checkpoint.from_model(kept, labels, **info).save(best_path)
+            if ema is not None:
+                state["ema_state"] = ema.state_dict()
             save_training_state(last_path, model, labels, step.optimizer, state, info)
             _write_log(out / "log.csv", state["history"])
             _log_epoch(tb, row)
@@ -228,7 +235,8 @@ def train_fold(
 
 
 def train_epoch(step: TrainStep, images: Tensor, targets: Tensor, order: Tensor, batch_size: int,
-                schedule: Schedule, first_step: int, steps: int, desc: str = "", show: bool = True) -> dict[str, Any]:
+                schedule: Schedule, first_step: int, steps: int, desc: str = "", show: bool = True,
+                ema: AveragedModel | None = None) -> dict[str, Any]:
     """One pass of optimisation steps over ``order``, in batches of ``batch_size``.
 
     Args:
@@ -242,6 +250,7 @@ def train_epoch(step: TrainStep, images: Tensor, targets: Tensor, order: Tensor,
         steps: steps in a full epoch (the ragged last batch is dropped).
         desc: the progress bar's label.
         show: whether this process may show a progress bar (the main rank).
+        ema: a moving average of the weights, updated after each step (None: none kept).
 
     Returns:
         ``lr`` (the last step's), ``train_loss`` and ``train_acc`` (means over the faces seen) and
@@ -258,6 +267,8 @@ def train_epoch(step: TrainStep, images: Tensor, targets: Tensor, order: Tensor,
         idx = order[b * batch_size : (b + 1) * batch_size]
         set_lr(step.optimizer, step.cfg.lr * schedule.factor(first_step + b))
         result = step(images[idx], targets[idx])
+        if ema is not None:
+            ema.update_parameters(getattr(step.model, "module", step.model))
         loss_sum += result.loss.double() * result.size
         correct += result.correct
         seen += result.size
