@@ -220,6 +220,7 @@ class PredictOptions:
     no_progress: bool = False
     detect_every: int | None = None  # videos, webcams; None: deepfer.inference.tracking.DETECT_EVERY
     smooth: float | None = None  # seconds; None: deepfer.inference.tracking.SMOOTHING
+    reid_window: str | None = None  # seconds or "all"; None: deepfer.inference.tracking.REID_WINDOW
     timeline: str | None = None
     summary: bool = False
 
@@ -236,12 +237,13 @@ def predict(opts: PredictOptions) -> int:
     from deepfer.inference.formats import make_writer
     from deepfer.inference.inputs import expand, webcam
     from deepfer.inference.timeline import TimelineWriter, TrackSummary, write_summary
-    from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING
+    from deepfer.inference.tracking import DETECT_EVERY, REID_WINDOW, SMOOTHING
 
     if bool(opts.paths) == (opts.webcam is not None):
         raise DeepferError("give image/video PATHs or --webcam N (not both)")
     if opts.smooth is not None and not 0 <= opts.smooth < float("inf"):
         raise DeepferError(f"--smooth must be a number of seconds >= 0, got {opts.smooth}")
+    reid_window = REID_WINDOW if opts.reid_window is None else _window(opts.reid_window)
     if opts.every < 1 or opts.batch_size < 1 or (opts.detect_width or 0) < 0 or (opts.threads or 1) < 1:
         raise DeepferError("--every, --batch-size and --threads must be >= 1, --detect-width >= 0")
     detector, detector_options = _detector(opts.detector, opts.detect_width, opts.detect_step, opts.small_faces)
@@ -263,7 +265,8 @@ def predict(opts: PredictOptions) -> int:
                                        keep_pictures=annotator is not None or timeline is not None,
                                        progress=not opts.no_progress,
                                        detect_every=DETECT_EVERY if opts.detect_every is None else opts.detect_every,
-                                       smoothing=SMOOTHING if opts.smooth is None else opts.smooth):
+                                       smoothing=SMOOTHING if opts.smooth is None else opts.smooth,
+                                       reid_window=reid_window):
             if writer is not None:
                 writer.write(result)
             read += result.decoded
@@ -291,6 +294,19 @@ def predict(opts: PredictOptions) -> int:
         print("deepfer: error: none of the inputs could be read", file=sys.stderr)
         return 1
     return 0
+
+
+def _window(text: str) -> float | None:
+    """``--reid-window``: seconds >= 0, or ``all`` (``None``: the whole video)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise DeepferError(f"--reid-window must be a number of seconds >= 0 or 'all', got {text!r}")
+    return value
 
 
 def _detector(name: str, detect_width: int | None, detect_step: float,
@@ -542,10 +558,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "frames between, which are still classified (default 4; see benchmarks/TRACKING.md)")
     video.add_argument("--smooth", type=float, metavar="S",
                        help="time constant of the smoothed scores in seconds (default 0.1; 0: none)")
+    video.add_argument("--reid-window", metavar="S|all",
+                       help="a face that comes back within S seconds of when it was last seen (hidden, out of "
+                       "view, after a scene cut) gets its track id back when its face embedding matches (default: "
+                       "all, the whole video; 0: off; needs pip install 'deepfer[reid]', see "
+                       "benchmarks/TRACKING_REID.md)")
     video.add_argument("--timeline", metavar="OUT", help="write OUT/<video>.timeline.csv (one row per track and "
                        "frame) and OUT/<video>.timeline.png (each track's emotions over time)")
     video.add_argument("--summary", action="store_true", help="print one record per track (first and last time "
-                       "seen, dominant emotion, share of each) instead of one per frame, in --format")
+                       "seen, separate appearances, dominant emotion, share of each) instead of one per frame, in "
+                       "--format")
     pr.set_defaults(run=lambda a: predict(_options(PredictOptions, a)))
 
     ex = sub.add_parser("export", help="export weights to ONNX (uint8 faces in, probabilities out)")

@@ -109,8 +109,8 @@ def test_iter_results_keeps_going_and_reports_each_problem(recognizer: Recognize
 
 def test_folder_gives_a_dataframe(recognizer: Recognizer, folder: Path) -> None:
     table = recognizer.predict_table(folder)
-    assert list(table.columns) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score",
-                                   *FER7, "detector_score", "face_width", "roll", "yaw", "blur", "error"]
+    assert list(table.columns) == ["path", "frame", "time", "face", "track", "detected", "x", "y", "w", "h", "label",
+                                   "score", *FER7, "detector_score", "face_width", "roll", "yaw", "blur", "error"]
     assert len(table) == 4
     face = table[table.path.str.endswith("a_face.png")].iloc[0]
     assert face.label in FER7 and pd.isna(face.error)

@@ -49,14 +49,14 @@ def test_result_record_leaves_the_picture_out() -> None:
 
 
 def test_rows_one_per_face_or_one_empty() -> None:
-    assert columns(LABELS) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", "happy",
-                               "sad", "detector_score", "face_width", "roll", "yaw", "blur", "error"]
+    assert columns(LABELS) == ["path", "frame", "time", "face", "track", "detected", "x", "y", "w", "h", "label",
+                               "score", "happy", "sad", "detector_score", "face_width", "roll", "yaw", "blur", "error"]
     two = rows(Result("a.jpg", None, [face((1, 2, 3, 4), 0.75), face((5, 6, 7, 8), 0.5)]), LABELS)
     assert [list(r) for r in two] == [columns(LABELS)] * 2
     assert [(r["face"], r["x"], r["h"], r["label"], r["score"], r["sad"]) for r in two] == [
         (0, 1, 4, "happy", 0.75, 0.25), (1, 5, 8, "happy", 0.5, 0.5)]
     [empty] = rows(Result("v.avi", 7, [], "v.avi: cannot decode", decoded=False), LABELS)
-    assert empty == {"path": "v.avi", "frame": 7, "time": None, "face": None, "track": None, "x": None, "y": None,
+    assert empty == {"path": "v.avi", "frame": 7, "time": None, "face": None, "track": None, "detected": None, "x": None, "y": None,
                      "w": None, "h": None, "label": None, "score": None, "happy": None, "sad": None,
                      "detector_score": None, "face_width": None, "roll": None, "yaw": None, "blur": None,
                      "error": "v.avi: cannot decode"}

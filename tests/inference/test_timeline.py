@@ -49,7 +49,7 @@ def test_summary_counts_shares_and_dominant() -> None:
     s.add(Face((0, 0, 1, 1), {"happy": 1.0, "sad": 0.0, "neutral": 0.0}, "happy"), 0.2)  # untracked: ignored
     nine, four = s.records()  # in order of appearance
     assert four == {"path": "v.mp4", "track": 4, "first": 1.0, "last": 2.5, "duration": 1.5, "frames": 4,
-                    "dominant": "sad", "shares": {"happy": 0.25, "sad": 0.75, "neutral": 0.0}}
+                    "appearances": 1, "dominant": "sad", "shares": {"happy": 0.25, "sad": 0.75, "neutral": 0.0}}
     assert nine["track"] == 9 and nine["duration"] == 0 and nine["dominant"] == "neutral"
 
 
@@ -96,14 +96,14 @@ def test_summary_formats() -> None:
         s.add(face(2, "sad"), i / 10)
     records = s.records()
     text = format_summary(records, LABELS)
-    assert text.splitlines()[1].split() == ["v.mp4", "2", "0:00.0", "0:00.2", "0.2", "sad", "0%", "100%", "0%"]
+    assert text.splitlines()[1].split() == ["v.mp4", "2", "0:00.0", "0:00.2", "0.2", "1", "sad", "0%", "100%", "0%"]
     out = io.StringIO()
     write_summary(records, "json", out, LABELS)
     assert json.loads(out.getvalue()) == records[0]
     out = io.StringIO()
     write_summary(records, "csv", out, LABELS)
-    assert out.getvalue().splitlines() == ["path,track,first,last,duration,frames,dominant,share_happy,share_sad,"
-                                           "share_neutral", "dir/v.mp4,2,0.0,0.2,0.2,3,sad,0.0000,1.0000,0.0000"]
+    assert out.getvalue().splitlines() == ["path,track,first,last,duration,frames,appearances,dominant,share_happy,"
+                                           "share_sad,share_neutral", "dir/v.mp4,2,0.0,0.2,0.2,3,1,sad,0.0000,1.0000,0.0000"]
     assert format_summary([], LABELS).splitlines()[1] == "(no face was tracked)"
 
 

@@ -226,12 +226,13 @@ def test_images_have_no_track_fields(recognizer: Recognizer, astronaut: Path) ->
 
 def test_track_dataframe_and_summary(recognizer: Recognizer, moving: Path) -> None:
     table = recognizer.track(moving, detect_every=2)
-    assert list(table.columns) == ["path", "track", "frame", "time", "box", "scores", "smoothed", "label",
-                                   "smoothed_label"]
+    assert list(table.columns) == ["path", "track", "frame", "time", "box", "detected", "scores", "smoothed",
+                                   "label", "smoothed_label"]
     assert len(table) == 24 and set(table.track) == {1} and table.time.iloc[-1] == pytest.approx(23 / 12)
     assert 70 < table.box.iloc[0][2] < 110 and set(table.smoothed.iloc[3]) == set(recognizer.labels)
     summary = summarize(table)
-    assert list(summary.columns[:7]) == ["path", "track", "first", "last", "duration", "frames", "dominant"]
+    assert list(summary.columns[:8]) == ["path", "track", "first", "last", "duration", "frames", "appearances",
+                                         "dominant"]
     [row] = summary.to_dict("records")
     assert row["frames"] == 24 and row["first"] == 0 and row["last"] == pytest.approx(23 / 12, abs=1e-3)
     shares = [row[k] for k in recognizer.labels]

@@ -28,9 +28,22 @@ COLORS: dict[str, tuple[int, int, int]] = {
 _WRITABLE = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
+def _dashed_rectangle(image: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], color: tuple[int, int, int],
+                      thick: int) -> None:
+    """A rectangle of dashes (a box the tracker carried, not one the detector found)."""
+    (x0, y0), (x1, y1) = p0, p1
+    dash = max(4, 4 * thick)
+    for a, b, fixed, horizontal in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False), (y0, y1, x1, False)):
+        for s in range(a, b, 2 * dash):
+            e = min(s + dash, b)
+            q0, q1 = ((s, fixed), (e, fixed)) if horizontal else ((fixed, s), (fixed, e))
+            cv2.line(image, q0, q1, color, thick)
+
+
 def draw(image: np.ndarray, faces: list[Face], top: int = 2) -> np.ndarray:
     """Draw each face's box, label and its ``top`` scores on a BGR image, in place; a tracked
-    face (video, webcam) shows its track id and smoothed label, then its raw label.
+    face (video, webcam) shows its track id and smoothed label, then its raw label. A box the
+    tracker carried (``detected`` false) is dashed and thin; the detector's boxes are solid.
 
     Args:
         image: uint8 (H, W, 3) BGR.
@@ -46,7 +59,10 @@ def draw(image: np.ndarray, faces: list[Face], top: int = 2) -> np.ndarray:
     for face in faces:
         x, y, bw, bh = face.box
         color = COLORS.get(face.smoothed_label or face.label, (255, 255, 255))
-        cv2.rectangle(image, (x, y), (x + bw, y + bh), color, thick)
+        if face.detected is False:
+            _dashed_rectangle(image, (x, y), (x + bw, y + bh), color, max(1, thick // 2))
+        else:
+            cv2.rectangle(image, (x, y), (x + bw, y + bh), color, thick)
         ranked = sorted(face.scores.items(), key=lambda kv: -kv[1])[:top]
         lines = [f"{face.label} {face.score:.2f}"] + [f"{k} {v:.2f}" for k, v in ranked[1:]]
         if face.track is not None and face.smoothed:  # a tracked face: its id and smoothed label first

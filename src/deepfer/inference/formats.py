@@ -62,7 +62,9 @@ def _csv_value(v: Any) -> Any:
 
 
 class TableWriter:
-    """Aligned text: path, frame, box, label and score, then every class's probability.
+    """Aligned text: path, frame, box, label and score, then every class's probability; a video
+    face whose box the tracker carried (the detector did not run on, or lost, the frame) ends with
+    ``(carried)``.
 
     Args:
         stream: where to write.
@@ -92,7 +94,8 @@ class TableWriter:
         for face in result.faces:
             box = ",".join(str(v) for v in face.box)
             probs = " ".join(f"{face.scores[k]:>7.3f}" for k in self.labels)
-            self.stream.write(f"{lead}{box:<20} {face.label:<9} {face.score:>5.2f}  {probs}\n")
+            carried = "  (carried)" if face.detected is False else ""
+            self.stream.write(f"{lead}{box:<20} {face.label:<9} {face.score:>5.2f}  {probs}{carried}\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from deepfer.errors import DataError, DeepferError
 from deepfer.inference.classifier import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
-from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
+from deepfer.inference.tracking import DETECT_EVERY, REID_WINDOW, SMOOTHING, Streams, TrackedStream
 from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier, alignment_of
 from deepfer.vision import (
@@ -219,7 +219,7 @@ class Recognizer:
     def iter_results(self, sources: Source | str | Path | Iterable[Source | str | Path], every: int = 1,
                      max_frames: int | None = None, keep_pictures: bool = False,
                      progress: bool = False, detect_every: int = DETECT_EVERY,
-                     smoothing: float = SMOOTHING) -> Iterator[Result]:
+                     smoothing: float = SMOOTHING, reid_window: float | None = REID_WINDOW) -> Iterator[Result]:
         """One :class:`Result` per image and per kept video frame, in input order.
 
         Per-input problems (missing, empty, corrupt, unsupported or huge files, videos that do not
@@ -237,12 +237,15 @@ class Recognizer:
             detect_every: videos, webcams: run the detector on one kept frame in this many; the
                 tracker carries the faces' boxes over the frames between.
             smoothing: the time constant of the smoothed scores, in seconds (0: none).
+            reid_window: seconds after a face was last seen that re-identification may give it
+                its track id back (``None``: the whole video; 0: never;
+                :mod:`deepfer.inference.reid`, the ``reid`` extra).
 
         Raises:
             DeepferError: a webcam that cannot be opened, ``detect_every`` < 1 or a negative
-                ``smoothing``.
+                ``smoothing`` or ``reid_window``.
         """
-        streams = Streams(detect_every, smoothing)
+        streams = Streams(detect_every, smoothing, reid_window)
         if isinstance(sources, (str, Path, Source)):
             sources = [sources]
         srcs: list[Source] = []
@@ -287,7 +290,8 @@ class Recognizer:
                                               smoothing=smoothing), self.labels)
 
     def track(self, video: Source | str | Path, every: int = 1, max_frames: int | None = None,
-              detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING, progress: bool = False) -> pd.DataFrame:
+              detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING, progress: bool = False,
+              reid_window: float | None = REID_WINDOW) -> pd.DataFrame:
         """Every tracked face of a video, e.g. ``Recognizer().track("interview.mp4")``; pass the
         table to :func:`deepfer.inference.timeline.summarize` for one row per track.
 
@@ -299,10 +303,12 @@ class Recognizer:
             detect_every: run the detector on one kept frame in this many (see :meth:`iter_results`).
             smoothing: the smoothed scores' time constant in seconds.
             progress: show a progress bar with the time left on stderr.
+            reid_window: as in :meth:`iter_results` (``None``: the whole video; 0: no
+                re-identification).
 
         Returns:
             One row per face and frame: ``path``, ``track``, ``frame``, ``time`` (seconds), ``box``
-            (x, y, w, h), ``scores`` and ``smoothed`` (dicts class -> probability), ``label``,
+            (x, y, w, h), ``detected``, ``scores`` and ``smoothed`` (dicts class -> probability), ``label``,
             ``smoothed_label``. A video that breaks part-way keeps its rows before the break; the
             break is logged and listed in ``table.attrs["errors"]``.
 
@@ -316,7 +322,7 @@ class Recognizer:
             raise DeepferError(f"{video}: Recognizer.track reads one video file or webcam"
                                + (f" ({srcs[0].error})" if len(srcs) == 1 and srcs[0].error else ""))
         table = track_table(self.iter_results(srcs, every, max_frames, progress=progress, detect_every=detect_every,
-                                              smoothing=smoothing))
+                                              smoothing=smoothing, reid_window=reid_window))
         errors = table.attrs["errors"]
         if errors and table.empty:
             raise DataError(errors[0])

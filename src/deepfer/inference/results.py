@@ -49,6 +49,8 @@ class Face:
         aligned: for a model that takes landmark-aligned faces, whether this face's crop was
             aligned (``False``: no five landmarks, or implausible ones, so the FER2013 framing);
             ``None`` for the other models.
+        detected: in a video or webcam stream, whether the detector found the face on this frame
+            (``False``: a box the tracker carried from its motion), else ``None``.
     """
 
     box: Box
@@ -59,6 +61,7 @@ class Face:
     track: int | None = None
     smoothed: dict[str, float] | None = None
     aligned: bool | None = None
+    detected: bool | None = None
 
     @property
     def score(self) -> float:
@@ -73,7 +76,7 @@ class Face:
     def to_dict(self, digits: int | None = 6) -> dict[str, Any]:
         """``{"box": [x, y, w, h], "scores": {...}, "label": ..., "quality": {...} | null,
         "landmarks": [[x, y], ...] | null}`` (scores rounded to ``digits``, landmarks to 0.1 px), with
-        ``"track"`` and ``"smoothed"`` for a face of a video or webcam frame and ``"aligned"`` for a
+        ``"track"``, ``"detected"`` and ``"smoothed"`` for a face of a video or webcam frame and ``"aligned"`` for a
         model that takes landmark-aligned faces."""
         def rounded(d: dict[str, float]) -> dict[str, float]:
             return {k: (round(v, digits) if digits is not None else v) for k, v in d.items()}
@@ -84,6 +87,8 @@ class Face:
                                "landmarks": points}
         if self.track is not None:
             out["track"] = self.track
+        if self.detected is not None:
+            out["detected"] = self.detected
         if self.smoothed is not None:
             out["smoothed"] = rounded(self.smoothed)
         if self.aligned is not None:
@@ -129,9 +134,9 @@ QUALITY_COLUMNS = ("detector_score", "face_width", "roll", "yaw", "blur")
 
 def columns(labels: list[str]) -> list[str]:
     """The row layout of :func:`rows`: ``path``, ``frame``, ``time`` (seconds), ``face`` (index in
-    the image), ``track``, the box (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column
+    the image), ``track``, ``detected`` (the detector found the face, not the tracker), the box (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column
     per class, the quality (``detector_score``, ``face_width``, ``roll``, ``yaw``, ``blur``), ``error``."""
-    return ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *labels,
+    return ["path", "frame", "time", "face", "track", "detected", "x", "y", "w", "h", "label", "score", *labels,
             *QUALITY_COLUMNS, "error"]
 
 
@@ -155,7 +160,7 @@ def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
         q = face.quality
         quality = dict.fromkeys(QUALITY_COLUMNS) if q is None else dict(zip(
             QUALITY_COLUMNS, (q.score, q.width, q.roll, q.yaw, q.blur)))
-        out.append({**base, "face": i, "track": face.track, "x": x, "y": y, "w": w, "h": h, "label": face.label,
+        out.append({**base, "face": i, "track": face.track, "detected": face.detected, "x": x, "y": y, "w": w, "h": h, "label": face.label,
                     "score": face.score, **{k: face.scores[k] for k in labels}, **quality, "error": result.error})
     return out
 
@@ -175,6 +180,7 @@ def to_dataframe(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
     table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=columns(labels))
     for col in ("frame", "face", "track", "x", "y", "w", "h", "face_width"):
         table[col] = table[col].astype("Int64")
+    table["detected"] = table["detected"].astype("boolean")
     for col in ("time", "score", *labels, "detector_score", "roll", "yaw", "blur"):
         table[col] = table[col].astype("float64")
     return table

@@ -4,8 +4,10 @@
   ``OUT/<stem>.timeline.csv`` (one row per track and frame, written as the frames come) and, when
   the video ends, ``OUT/<stem>.timeline.png``: per track, its smoothed probabilities over time as
   stacked bands, its thumbnail and its dominant emotion.
-* :class:`TrackSummary` keeps, per track, the first and last time seen, the number of frames and
-  the share of frames whose smoothed label is each emotion (``deepfer predict --summary``).
+* :class:`TrackSummary` keeps, per track, the first and last time seen, the number of frames,
+  the number of separate appearances (a person re-identified after leaving keeps one track id:
+  :mod:`deepfer.inference.reid`) and the share of frames whose smoothed label is each emotion
+  (``deepfer predict --summary``).
 * :func:`track_table` and :func:`summarize` are the DataFrames of :meth:`Recognizer.track
   <deepfer.inference.recognizer.Recognizer.track>`.
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from deepfer.errors import DeepferError
 from deepfer.inference.results import Face, Result
+from deepfer.inference.tracking import MAX_GAP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +46,9 @@ BINS = 600  # time bins of the timeline picture (about one per 2 pixels of its w
 MIN_TRACK = 0.5  # seconds: shorter tracks (a false face for a few frames) are left out of the picture
 MAX_ROWS = 12  # tracks drawn at most (the longest)
 THUMB = 96  # thumbnail side in pixels
+# Seconds unseen that end an appearance: longer than a track waits for a face hidden behind another,
+# so a crossing is one appearance and leaving the view and coming back is two.
+APPEARANCE_GAP = MAX_GAP
 # The web page's colours (serve/static/app.js), so the picture and the page agree.
 COLORS: dict[str, str] = {
     "angry": "#e53935", "disgust": "#8e24aa", "fear": "#5e35b1", "happy": "#fdd835",
@@ -63,14 +69,16 @@ class _Track:
     first: float
     last: float
     frames: int = 0
+    appearances: int = 1
     counts: dict[str, int] = field(default_factory=dict)
     thumb: np.ndarray | None = None
     thumb_area: int = -1
 
 
 class TrackSummary:
-    """Per track of one video: first and last time seen, frames, and the share of frames whose
-    smoothed label is each emotion.
+    """Per track of one video: first and last time seen, frames, separate appearances (spells in
+    view apart by more than :data:`APPEARANCE_GAP` s), and the share of frames whose smoothed
+    label is each emotion.
 
     Args:
         labels: the class names.
@@ -81,8 +89,8 @@ class TrackSummary:
         >>> s.add(Face((0, 0, 9, 9), {"happy": .9, "sad": .1}, "happy", track=1, smoothed={"happy": .8, "sad": .2}), 0.5)
         >>> s.add(Face((0, 0, 9, 9), {"happy": .2, "sad": .8}, "sad", track=1, smoothed={"happy": .4, "sad": .6}), 1.5)
         >>> r = s.records()[0]
-        >>> r["first"], r["last"], r["duration"], r["dominant"], r["shares"]
-        (0.5, 1.5, 1.0, 'happy', {'happy': 0.5, 'sad': 0.5})
+        >>> r["first"], r["last"], r["duration"], r["appearances"], r["dominant"], r["shares"]
+        (0.5, 1.5, 1.0, 1, 'happy', {'happy': 0.5, 'sad': 0.5})
     """
 
     def __init__(self, labels: list[str], path: str | None = None) -> None:
@@ -97,6 +105,8 @@ class TrackSummary:
         tr = self.tracks.get(face.track)
         if tr is None:
             tr = self.tracks[face.track] = _Track(time, time)
+        if time - tr.last > APPEARANCE_GAP:
+            tr.appearances += 1
         tr.first, tr.last = min(tr.first, time), max(tr.last, time)
         tr.frames += 1
         label = face.smoothed_label or face.label
@@ -107,13 +117,14 @@ class TrackSummary:
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per track, in order of appearance: ``path``, ``track``, ``first``, ``last``,
-        ``duration`` (seconds), ``frames``, ``dominant`` (the emotion with the largest share) and
+        ``duration`` (seconds), ``frames``, ``appearances``, ``dominant`` (the emotion with the largest share) and
         ``shares`` (emotion -> share of the track's frames)."""
         out = []
         for track, tr in sorted(self.tracks.items(), key=lambda kv: (kv[1].first, kv[0])):
             shares = {k: tr.counts.get(k, 0) / tr.frames for k in self.labels}
             out.append({"path": self.path, "track": track, "first": round(tr.first, 3), "last": round(tr.last, 3),
                         "duration": round(tr.last - tr.first, 3), "frames": tr.frames,
+                        "appearances": tr.appearances,
                         "dominant": max(self.labels, key=lambda k: (shares[k], -self.labels.index(k))),
                         "shares": {k: round(v, 4) for k, v in shares.items()}})
         return out
@@ -125,14 +136,14 @@ class TrackSummary:
 
 def format_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
     """The summary records as an aligned text table (``deepfer predict --summary``)."""
-    head = (f"{'video':<24} {'track':>5} {'first':>8} {'last':>8} {'seconds':>8}  {'dominant':<9} "
+    head = (f"{'video':<24} {'track':>5} {'first':>8} {'last':>8} {'seconds':>8} {'times':>5}  {'dominant':<9} "
             + " ".join(f"{k[:7]:>7}" for k in labels))
     lines = [head.rstrip()]
     for r in records:
         name = Path(r["path"] or "-").name
         name = name if len(name) <= 24 else "..." + name[-21:]
         lines.append(f"{name:<24} {r['track']:>5} {_clock(r['first']):>8} {_clock(r['last']):>8} "
-                     f"{r['duration']:>8.1f}  {r['dominant']:<9} "
+                     f"{r['duration']:>8.1f} {r['appearances']:>5}  {r['dominant']:<9} "
                      + " ".join(f"{100 * r['shares'][k]:>6.0f}%" for k in labels))
     if not records:
         lines.append("(no face was tracked)")
@@ -148,7 +159,7 @@ def write_summary(records: list[dict[str, Any]], fmt: str, stream: IO[str], labe
         for r in records:
             stream.write(json.dumps(r) + "\n")
     elif fmt == "csv":
-        base = ["path", "track", "first", "last", "duration", "frames", "dominant"]
+        base = ["path", "track", "first", "last", "duration", "frames", "appearances", "dominant"]
         out = csv.writer(stream, lineterminator="\n")
         out.writerow(base + [f"share_{k}" for k in labels])
         for r in records:
@@ -178,9 +189,9 @@ def _thumbnail(bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 def timeline_columns(labels: list[str]) -> list[str]:
     """The timeline CSV's columns: ``track``, ``frame``, ``time``, the box, the raw ``label``, the
-    ``smoothed_label``, the raw probabilities (one column per class) and the smoothed ones
+    ``smoothed_label``, ``detected`` (1: the detector's box, 0: carried by the tracker), the raw probabilities (one column per class) and the smoothed ones
     (``smoothed_<class>``)."""
-    return ["track", "frame", "time", "x", "y", "w", "h", "label", "smoothed_label", *labels,
+    return ["track", "frame", "time", "x", "y", "w", "h", "label", "smoothed_label", "detected", *labels,
             *(f"smoothed_{k}" for k in labels)]
 
 
@@ -226,7 +237,8 @@ class TimelineWriter:
             smoothed = face.smoothed or face.scores
             x, y, w, h = face.box
             rows.writerow([face.track, result.frame, f"{result.time:.4f}", x, y, w, h, face.label,
-                                face.smoothed_label or face.label, *(f"{face.scores[k]:.5f}" for k in self.labels),
+                                face.smoothed_label or face.label, "" if face.detected is None else int(face.detected),
+                                *(f"{face.scores[k]:.5f}" for k in self.labels),
                                 *(f"{smoothed[k]:.5f}" for k in self.labels)])
         file.flush()  # an interrupted run keeps every row written so far
 
@@ -341,8 +353,9 @@ def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str],
         ax.set_xlim(0, max(end, 1e-3))
         ax.set_yticks([])
         dom = r["dominant"]
+        times = f", {r['appearances']} appearances" if r["appearances"] > 1 else ""
         ax.set_title(f"track {r['track']}: mostly {dom} ({100 * r['shares'][dom]:.0f}% of its frames), "
-                     f"seen {_clock(r['first'])}-{_clock(r['last'])}", loc="left", fontsize=10)
+                     f"seen {_clock(r['first'])}-{_clock(r['last'])}{times}", loc="left", fontsize=10)
         if i < len(shown) - 1:
             ax.tick_params(labelbottom=False)
     if axes:
@@ -373,7 +386,8 @@ def _clock(seconds: float) -> str:
 
 def track_table(results: Iterable[Result]) -> pd.DataFrame:
     """One row per tracked face: ``path``, ``track``, ``frame``, ``time``, ``box`` (x, y, w, h),
-    ``scores`` and ``smoothed`` (dicts class -> probability), ``label`` and ``smoothed_label``.
+    ``detected`` (``False``: a box the tracker carried), ``scores`` and ``smoothed`` (dicts class ->
+    probability), ``label`` and ``smoothed_label``.
     Error records are collected in the table's ``attrs["errors"]``."""
     import pandas as pd
 
@@ -385,10 +399,11 @@ def track_table(results: Iterable[Result]) -> pd.DataFrame:
             if f.track is None:
                 continue
             rows.append({"path": r.path, "track": f.track, "frame": r.frame, "time": r.time, "box": tuple(f.box),
-                         "scores": f.scores, "smoothed": f.smoothed, "label": f.label,
+                         "detected": f.detected, "scores": f.scores, "smoothed": f.smoothed, "label": f.label,
                          "smoothed_label": f.smoothed_label})
-    table = pd.DataFrame(rows, columns=["path", "track", "frame", "time", "box", "scores", "smoothed", "label",
-                                        "smoothed_label"])
+    table = pd.DataFrame(rows, columns=["path", "track", "frame", "time", "box", "detected", "scores", "smoothed",
+                                        "label", "smoothed_label"])
+    table["detected"] = table["detected"].astype("boolean")
     table["track"] = table["track"].astype("Int64")
     table["frame"] = table["frame"].astype("Int64")
     table["time"] = table["time"].astype("float64")
@@ -401,7 +416,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per video and track: ``path``, ``track``, ``first``, ``last``, ``duration``
-        (seconds), ``frames``, ``dominant``, and one column per emotion with the share of the
+        (seconds), ``frames``, ``appearances``, ``dominant``, and one column per emotion with the share of the
         track's frames whose smoothed label it is.
     """
     import pandas as pd
@@ -416,7 +431,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         for row in group.itertuples(index=False):
             summary.add(Face(row.box, row.scores, row.label, track=int(row.track), smoothed=row.smoothed), float(row.time))
         records += summary.records()
-    base = ["path", "track", "first", "last", "duration", "frames", "dominant"]
+    base = ["path", "track", "first", "last", "duration", "frames", "appearances", "dominant"]
     out = pd.DataFrame([{**{k: r[k] for k in base}, **r["shares"]} for r in records], columns=base + labels)
     out["track"] = out["track"].astype("Int64")
     return out

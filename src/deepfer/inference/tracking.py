@@ -9,6 +9,13 @@ seconds. :class:`TrackedStream` runs both for one video or webcam: it runs the d
 ``detect_every``-th frame and carries the tracks' predicted boxes over the frames between, so that
 every frame is still classified.
 
+Two more things keep one person on one id. A scene cut (:class:`~deepfer.inference.scenecut.SceneCuts`)
+ends every track's motion: no box is carried into the new scene, and the cut frame is detected.
+Appearance re-identification (:mod:`deepfer.inference.reid`, the optional ``reid`` extra) gives a
+face that comes back after it was lost (hidden, out of view, or across a cut) its earlier id: a
+detection that would start a new track is compared with the tracks lost within ``reid_window``
+seconds, and takes the nearest one's id when their embeddings are close enough.
+
 Why not a tracking package: ``norfair`` 2.3.0 pins ``numpy<2`` (this project's OpenCV needs
 ``numpy>=2``), ``supervision`` removed its ByteTrack in 0.31, and Roboflow's ``trackers`` pulls in
 the non-headless ``opencv-python`` next to ours. ``benchmarks/tracking.py`` compares this tracker
@@ -37,14 +44,16 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from deepfer.errors import DeepferError
+from deepfer.inference import reid as _reid
 from deepfer.inference.inputs import Source
 from deepfer.inference.results import Face
+from deepfer.inference.scenecut import SceneCuts
 from deepfer.inference.video import DEFAULT_FPS, fps, open_video
 from deepfer.vision import Detection, Picture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DETECT_EVERY", "MAX_GAP", "SMOOTHING", "FaceTracker", "ScoreSmoother", "Streams", "Tracked",
+__all__ = ["DETECT_EVERY", "MAX_GAP", "REID_WINDOW", "SMOOTHING", "FaceTracker", "ScoreSmoother", "Streams", "Tracked",
            "TrackedStream"]
 
 # Chosen on benchmarks/tracking.py's tuning videos (benchmarks/TRACKING.md): detecting on one frame
@@ -64,6 +73,8 @@ MAX_GAP = 2.0  # seconds a track survives without a detection (a face hidden whi
 GATE = 0.6
 GATE_GROWTH = 0.5
 TENTATIVE = 3  # detections a track needs before it may wait for a hidden face
+REID_WINDOW = _reid.WINDOW  # seconds a lost track can be re-identified (None: the whole video)
+_MAX_LOST = 256  # lost tracks kept for re-identification at most (the most recent)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,22 @@ class _Track:
         self.last = det
         self.hits = 1  # detections so far
         self.visible = True  # matched at the latest detection frame
+        self.gallery: list[np.ndarray] = []  # embeddings of the face (re-identification)
+        self.embedded = -math.inf  # time of the latest embedding
+
+    def remember(self, embedding: np.ndarray, t: float) -> None:
+        """Add an embedding to the gallery (the first and the latest ones are kept)."""
+        self.gallery.append(embedding)
+        if len(self.gallery) > _reid.GALLERY:
+            del self.gallery[1]
+        self.embedded = t
+
+    def restart(self, det: Detection, t: float) -> _Track:
+        """The track continued at ``det`` after it was lost: a fresh motion model, the same id,
+        gallery and standing."""
+        new = _Track(self.id, det, t)
+        new.gallery, new.embedded, new.hits = self.gallery, self.embedded, max(self.hits, TENTATIVE)
+        return new
 
     def predict(self, t: float) -> np.ndarray:
         """The state at time ``t`` (the filter steps forward; it never steps back)."""
@@ -180,6 +207,11 @@ class FaceTracker:
             hidden behind another while two cross, or missed by the detector).
         gate: the largest detection-to-track distance (:func:`_cost`: centre distance in face
             widths plus the log size ratio) that continues a track.
+        reid_window: seconds after its face was last seen that a lost track may be re-identified
+            (``None``: the whole stream). Re-identification runs where :meth:`update` is given an
+            ``embed`` function.
+        reid_threshold: the largest embedding distance (:func:`deepfer.inference.reid.distance`)
+            at which a face re-attaches to a lost track.
 
     Example:
         >>> tracker = FaceTracker()
@@ -188,20 +220,38 @@ class FaceTracker:
         [2, 1]
     """
 
-    def __init__(self, max_gap: float = MAX_GAP, gate: float = GATE) -> None:
+    def __init__(self, max_gap: float = MAX_GAP, gate: float = GATE, reid_window: float | None = REID_WINDOW,
+                 reid_threshold: float = _reid.THRESHOLD) -> None:
         if max_gap < 0 or gate <= 0:
             raise DeepferError(f"max_gap must be >= 0 and gate > 0, got {max_gap} and {gate}")
+        if reid_window is not None and not reid_window >= 0:
+            raise DeepferError(f"--reid-window must be a number of seconds >= 0 or 'all', got {reid_window}")
         self.max_gap = max_gap
         self.gate = gate
+        self.reid_window = reid_window
+        self.reid_threshold = reid_threshold
         self._tracks: list[_Track] = []
+        self._lost: list[_Track] = []  # ended tracks with a gallery, most recent last
         self._next = 1
+        self.reattached = 0  # faces given back a lost track's id
+
+    def cut(self) -> None:
+        """A scene cut: every track ends (no motion is carried into the new scene); those with a
+        gallery may still be re-identified."""
+        self._lose(self._tracks)
+        self._tracks = []
+
+    def _lose(self, tracks: Sequence[_Track]) -> None:
+        self._lost += [tr for tr in tracks if tr.gallery and tr.hits >= TENTATIVE]
+        del self._lost[:-_MAX_LOST]
 
     @property
     def live(self) -> set[int]:
         """Ids of the tracks alive now (visible, or waiting for their face to come back)."""
         return {tr.id for tr in self._tracks}
 
-    def update(self, detections: Sequence[Detection] | None, t: float) -> list[Tracked]:
+    def update(self, detections: Sequence[Detection] | None, t: float,
+               embed: Callable[[Detection], np.ndarray] | None = None) -> list[Tracked]:
         """Advance to time ``t`` and return the faces on this frame.
 
         Args:
@@ -209,6 +259,9 @@ class FaceTracker:
                 did not run on (the tracks seen at the last detection are carried to their
                 predicted boxes).
             t: the frame's time in seconds (non-decreasing).
+            embed: a detection of this frame -> its face embedding (re-identification); called
+                only for detections no track continues while a lost track could be theirs, and
+                for a face seen alone every :data:`~deepfer.inference.reid.REFRESH` s.
 
         Returns:
             One :class:`Tracked` per face on the frame: for a detection frame, the detections in
@@ -231,6 +284,8 @@ class FaceTracker:
                     continue
                 for r, c in _assign(cost[np.ix_(rows, cols)], gate[rows]):
                     owner[cols[c]] = self._tracks[rows[r]]
+        embeddings: dict[int, np.ndarray] = {}
+        fresh = self._reidentify(detections, owner, embeddings, embed, t) if embed is not None else set()
         for tr in self._tracks:
             tr.visible = False
         out = []
@@ -240,13 +295,63 @@ class FaceTracker:
                 tr = _Track(self._next, det, t)
                 self._next += 1
                 self._tracks.append(tr)
+            elif i in fresh:  # re-attached by its embedding: its motion starts afresh at the face
+                tr.visible = True
             else:
                 tr.correct(det, t)
+            if i in embeddings:
+                tr.remember(embeddings[i], t)
+            elif embed is not None and tr.hits >= TENTATIVE and t - tr.embedded >= _reid.REFRESH \
+                    and _alone(det, detections):
+                tr.remember(embed(det), t)
             out.append(Tracked(tr.id, det.box, det, True))
         # A track of fewer than TENTATIVE detections (often a false face) ends at its first miss.
-        self._tracks = [tr for tr in self._tracks
-                        if tr.visible or (tr.hits >= TENTATIVE and t - tr.seen <= self.max_gap)]
+        keep = [tr for tr in self._tracks if tr.visible or (tr.hits >= TENTATIVE and t - tr.seen <= self.max_gap)]
+        self._lose([tr for tr in self._tracks if tr not in keep])
+        self._tracks = keep
         return out
+
+    def _reidentify(self, detections: Sequence[Detection], owner: dict[int, _Track],
+                    embeddings: dict[int, np.ndarray], embed: Callable[[Detection], np.ndarray],
+                    t: float) -> set[int]:
+        """Give the detections no track continues the ids of lost or hidden tracks whose
+        embeddings are near theirs (one detection per track, the nearest pairs first); returns
+        the indices of the detections re-attached."""
+        window = math.inf if self.reid_window is None else self.reid_window
+        self._lost = [tr for tr in self._lost if t - tr.seen <= window]
+        taken = set(map(id, owner.values()))
+        hidden = [tr for tr in self._tracks if id(tr) not in taken and tr.gallery and tr.hits >= TENTATIVE]
+        candidates = hidden + self._lost
+        free = [i for i in range(len(detections)) if i not in owner]
+        if not candidates or not free:
+            return set()
+        for i in free:
+            embeddings[i] = embed(detections[i])
+        dist = np.array([[_reid.distance(embeddings[i], tr.gallery) for tr in candidates] for i in free])
+        rows, cols = linear_sum_assignment(np.where(dist <= self.reid_threshold, dist, 1e6))
+        fresh = set()
+        for r, c in zip(rows, cols):
+            if dist[r, c] > self.reid_threshold:
+                continue
+            old, i = candidates[c], free[r]
+            new = old.restart(detections[i], t)
+            if old in self._lost:
+                self._lost.remove(old)
+                self._tracks.append(new)
+            else:
+                self._tracks[self._tracks.index(old)] = new
+            owner[i] = new
+            fresh.add(i)
+            self.reattached += 1
+            log.debug("face at %s re-identified as track %d (distance %.3f)", detections[i].box, old.id, dist[r, c])
+        return fresh
+
+
+def _alone(det: Detection, detections: Sequence[Detection]) -> bool:
+    """Whether no other detection overlaps ``det``'s box (its embedding is of one face)."""
+    x, y, w, h = det.box
+    return not any(o is not det and min(x + w, o.box[0] + o.box[2]) > max(x, o.box[0])
+                   and min(y + h, o.box[1] + o.box[3]) > max(y, o.box[1]) for o in detections)
 
 
 class ScoreSmoother:
@@ -306,22 +411,33 @@ class TrackedStream:
             the tracks' predicted boxes.
         smoothing: the smoothed scores' time constant in seconds (0: none).
         max_gap: seconds a track survives without its face being detected.
+        reid_window: seconds a lost track may be re-identified (``None``: the whole stream; 0:
+            no re-identification).
+        reid: re-identify faces: ``True`` with :func:`deepfer.inference.reid.default_embedder`
+            (off, said once, where the ``reid`` extra is not installed), ``False`` never, or the
+            :class:`~deepfer.inference.reid.FaceEmbedder` to use. Off when ``reid_window`` is 0.
+        scene_cuts: detect scene cuts (a cut ends the tracks' motion).
 
     Raises:
-        DeepferError: ``detect_every`` below 1 or a negative ``smoothing``.
+        DeepferError: ``detect_every`` below 1, a negative ``smoothing`` or ``reid_window``.
     """
 
     def __init__(self, fps: float | None, detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING,
-                 max_gap: float = MAX_GAP) -> None:
+                 max_gap: float = MAX_GAP, reid_window: float | None = REID_WINDOW,
+                 reid: bool | _reid.FaceEmbedder = True, scene_cuts: bool = True) -> None:
         if detect_every < 1:
             raise DeepferError(f"--detect-every must be >= 1, got {detect_every}")
         self.fps = fps
         self.detect_every = detect_every
-        self.tracker = FaceTracker(max_gap)
+        self.tracker = FaceTracker(max_gap, reid_window=reid_window)
         self.smoother = ScoreSmoother(smoothing)
+        if reid is True and reid_window != 0:
+            reid = _reid.default_embedder() or False
+        self.embedder = reid if isinstance(reid, _reid.FaceEmbedder) and reid_window != 0 else None
+        self.cuts = SceneCuts() if scene_cuts else None
         self._located = 0
         self._start: float | None = None
-        self._frames: dict[int, tuple[float, list[int]]] = {}  # located, not yet finished
+        self._frames: dict[int, tuple[float, list[Tracked]]] = {}  # located, not yet finished
 
     def locate(self, picture: Picture, frame: int, detect: Callable[[Picture], list[Detection]]) -> list[Detection]:
         """Where the faces are on ``frame``: the detector's faces on every ``detect_every``-th
@@ -341,10 +457,19 @@ class TrackedStream:
             now = clock.monotonic()
             self._start = now if self._start is None else self._start
             t = now - self._start
+        if self.cuts is not None and self.cuts.update(picture.gray):
+            self.tracker.cut()  # nothing is carried into the new scene, which is detected now
+            self._located = 0
         dets = detect(picture) if self._located % self.detect_every == 0 else None
         self._located += 1
-        tracked = self.tracker.update(dets, t)
-        self._frames[frame] = (t, [x.track for x in tracked])
+        embed = None
+        if self.embedder is not None:
+            embedder = self.embedder
+
+            def embed(det: Detection) -> np.ndarray:
+                return embedder.embed(picture, det)
+        tracked = self.tracker.update(dets, t, embed)
+        self._frames[frame] = (t, tracked)
         return [x.detection for x in tracked]
 
     def finish(self, frame: int, faces: Sequence[Face]) -> tuple[float, list[Face]]:
@@ -355,14 +480,16 @@ class TrackedStream:
             faces: its faces, classified, in the order :meth:`locate` returned their boxes.
 
         Returns:
-            The frame's time in seconds and the faces with ``track`` and ``smoothed`` set.
+            The frame's time in seconds and the faces with ``track``, ``smoothed`` and
+            ``detected`` set.
         """
-        t, ids = self._frames.pop(frame)
+        t, tracked = self._frames.pop(frame)
         out = []
-        for track, face in zip(ids, faces):
+        for x, face in zip(tracked, faces):
             labels = list(face.scores)
-            s = self.smoother.update(track, t, np.fromiter(face.scores.values(), np.float64, len(labels)))
-            out.append(replace(face, track=track, smoothed={k: float(v) for k, v in zip(labels, s)}))
+            s = self.smoother.update(x.track, t, np.fromiter(face.scores.values(), np.float64, len(labels)))
+            out.append(replace(face, track=x.track, smoothed={k: float(v) for k, v in zip(labels, s)},
+                               detected=x.detected))
         live = self.tracker.live
         if len(self.smoother) > 2 * len(live) + 16:  # forget ended tracks: memory stays flat
             self.smoother.keep(live)
@@ -376,12 +503,15 @@ class Streams:
     Args:
         detect_every: as in :class:`TrackedStream`.
         smoothing: as in :class:`TrackedStream`.
+        reid_window: as in :class:`TrackedStream`.
     """
 
-    def __init__(self, detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING) -> None:
-        TrackedStream(None, detect_every, smoothing)  # check the options before the first frame
+    def __init__(self, detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING,
+                 reid_window: float | None = REID_WINDOW) -> None:
+        TrackedStream(None, detect_every, smoothing, reid_window=reid_window, reid=False)  # check the options
         self.detect_every = detect_every
         self.smoothing = smoothing
+        self.reid_window = reid_window
         self._streams: dict[tuple[str, str], TrackedStream] = {}
 
     def get(self, source: Source) -> TrackedStream:
@@ -397,7 +527,8 @@ class Streams:
                     cap.release()
                 except DeepferError:  # it opened a moment ago; fall back to the default rate
                     rate = DEFAULT_FPS
-            stream = self._streams[key] = TrackedStream(rate, self.detect_every, self.smoothing)
+            stream = self._streams[key] = TrackedStream(rate, self.detect_every, self.smoothing,
+                                                        reid_window=self.reid_window)
         return stream
 
     def retain(self, source: Source) -> None:
