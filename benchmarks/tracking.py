@@ -114,6 +114,7 @@ class Scene:
     duration: float
     actors: list[Actor]
     crossings: int
+    shots: list[tuple[float, int]] = field(default_factory=list)  # (start, background seed): hard cuts
 
 
 def photos_by_subject() -> dict[str, dict[str, list[Path]]]:
@@ -219,6 +220,7 @@ def render(scene: Scene, path: Path, seed: int, frames: int | None = None, noise
     """Write the scene's video and return its ground truth."""
     rng = np.random.default_rng(seed)
     bg = background(rng)
+    rooms = {s: background(np.random.default_rng(s)) for _, s in scene.shots}
     noise = [rng.normal(0, noise_sd, (SIZE[1], SIZE[0], 1)).astype(np.float32) for _ in range(16)]
     sprites: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
     boxes: dict[Path, tuple[float, float, float, float]] = {}
@@ -231,7 +233,8 @@ def render(scene: Scene, path: Path, seed: int, frames: int | None = None, noise
     order = sorted(range(len(scene.actors)), key=lambda i: scene.actors[i].depth)
     for f in range(n):
         t = f / FPS
-        frame = bg.copy()
+        room = [s for t0, s in scene.shots if t0 <= t]
+        frame = (rooms[room[-1]] if room else bg).copy()
         placed = []
         for i in order:
             a = scene.actors[i]
@@ -334,15 +337,17 @@ class NorfairTracker:
         return out
 
 
-def run(rec: Recognizer, video: Path, detect_every: int, tracker: str = "scipy") -> tuple[list, float]:
-    """Per frame: [(track, box, raw scores)]; and the seconds it took."""
+def run(rec: Recognizer, video: Path, detect_every: int, tracker: str = "scipy",
+        reid_window: float | None = 0.0) -> tuple[list, float]:
+    """Per frame: [(track, box, raw scores)]; and the seconds it took (``reid_window``: as in
+    ``iter_results``; 0, re-identification off, for the identity-per-visit measures here)."""
     original = trk.FaceTracker
     if tracker == "norfair":
         trk.FaceTracker = lambda *a, **k: NorfairTracker()  # type: ignore[assignment,misc]
     try:
         t0 = time.perf_counter()
         frames = []
-        for r in rec.iter_results([video], detect_every=detect_every, smoothing=0.0):
+        for r in rec.iter_results([video], detect_every=detect_every, smoothing=0.0, reid_window=reid_window):
             if r.frame is None:
                 raise RuntimeError(f"{video}: {r.error}")
             frames.append([(f.track, f.box, np.array([f.scores[k] for k in rec.labels])) for f in r.faces])
@@ -484,20 +489,23 @@ def evaluate(rec: Recognizer, videos: list[tuple[Scene, Path, Truth]], detect_ev
 # -- speed and memory ------------------------------------------------------------------------------
 
 def speed(rec: Recognizer, video: Path, grid: tuple[int, ...], repeats: int = 2,
-          cpu: bool = False) -> dict[str, Any]:
+          cpu: bool = False, reid: bool = False) -> dict[str, Any]:
     """Frames per second of processing, every frame classified, back to back per detect_every
     (best of ``repeats``); with ``cpu``, also frames per second of the process's CPU time, which
-    other jobs on a shared machine inflate less than wall time."""
+    other jobs on a shared machine inflate less than wall time. With ``reid``, each setting is
+    timed with re-identification (the default: on, the whole video) and, right after, without
+    (``N, no re-id``)."""
     out: dict[str, Any] = {}
     cpu_out: dict[str, Any] = {}
     for n in grid:
-        best = best_cpu = 0.0
-        for _ in range(repeats):
-            c0 = time.process_time()
-            frames, secs = run(rec, video, n)
-            best = max(best, len(frames) / secs)
-            best_cpu = max(best_cpu, len(frames) / max(time.process_time() - c0, 1e-9))
-        out[str(n)], cpu_out[str(n)] = best, best_cpu
+        for name, window in ((str(n), None), (f"{n}, no re-id", 0.0)) if reid else ((str(n), 0.0),):
+            best = best_cpu = 0.0
+            for _ in range(repeats):
+                c0 = time.process_time()
+                frames, secs = run(rec, video, n, reid_window=window)
+                best = max(best, len(frames) / secs)
+                best_cpu = max(best_cpu, len(frames) / max(time.process_time() - c0, 1e-9))
+            out[name], cpu_out[name] = best, best_cpu
     t0, c0, k = time.perf_counter(), time.process_time(), 0
     cap = cv2.VideoCapture(str(video))
     while cap.grab():
@@ -636,7 +644,7 @@ def markdown_speed(results: dict[str, Any], meta: dict[str, Any], path: Path) ->
              "|---|---|---|---|---|"]
     wall, cpu = sp["fps"]["wall"], sp["fps"]["cpu"]
     for k in wall:
-        ratio = f"{wall[k] / wall['1']:.2f}x" if k != "decode_only" else ""
+        ratio = f"{wall[k] / wall['1']:.2f}x" if k != "decode_only" and "1" in wall else ""
         lines.append(f"| {k} | {wall[k]:.1f} | {wall[k] / FPS:.2f} | {cpu[k]:.1f} | {ratio} |")
     path.write_text("\n".join(lines) + "\n")
 
@@ -661,6 +669,9 @@ def main() -> None:
                     "3 runs per setting; writes TRACKING_SPEED.md and .json")
     ap.add_argument("--memory", action="store_true", help="only profile RSS on 1- and 10-minute videos (~10 min); "
                     "writes TRACKING_MEMORY.md and .json")
+    ap.add_argument("--reid", action="store_true", help="only the identity videos with full occlusions, exits and "
+                    "returns, and scene cuts, with and without re-identification (~15 min); writes TRACKING_REID.md "
+                    "and .json (benchmarks/tracking_reid.py)")
     ap.add_argument("--seconds", type=float, default=None, help="shorter videos (a quick look; not for the report)")
     args = ap.parse_args()
     if not JAFFE.is_dir():
@@ -680,19 +691,36 @@ def main() -> None:
                                                                                 *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "python": platform.python_version(),
             "threads": torch.get_num_threads(), "model": "deepfer default (shipped)"}
+    if args.reid:
+        import tracking_reid as reid_bench
+
+        from deepfer.inference import reid as rid
+
+        rec = Recognizer()
+        meta["detector"] = getattr(rec.detector, "name", "none")
+        meta["dlib"] = __import__("dlib").__version__ if rid.available() else None
+        with tempfile.TemporaryDirectory() as tmp:
+            results = reid_bench.run_all(rec, Path(tmp), args.seconds)
+            results["cut_scores"] = reid_bench.cut_scores(Path(tmp))
+        write_report(Path(args.out).with_name("TRACKING_REID.md"), meta, _jsonable(results), reid_bench.markdown)
+        return
     if args.speed_only:
+        from deepfer.inference import reid as rid
+
         rec = Recognizer()
         meta["detector"] = getattr(rec.detector, "name", "none")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "speed.mp4"
             use_size(1280, 720)
             render(scenes(HELD_OUT_SUBJECTS, 2)[0], path, 2, frames=int(10 * FPS))
-            fps_ = speed(rec, path, grid, repeats=3, cpu=True)
+            fps_ = speed(rec, path, grid, repeats=3, cpu=True, reid=rid.available())
         note = ("A 10 s 1280x720 30 fps video with two faces crossing, every frame classified (decode, detect every "
                 "Nth frame, track, crop, classify, smooth: `Recognizer.iter_results`, torch backend, 2 threads); best "
                 "of 3 runs per setting, back to back. Wall: frames per second of elapsed time; CPU: per second of "
                 "the process's CPU time (all its threads), which the other jobs sharing the machine inflate less. "
-                "decode_only: OpenCV decoding the same file, nothing else.")
+                "decode_only: OpenCV decoding the same file, nothing else. `N` rows run re-identification (dlib's "
+                "ResNet, the default where the reid extra is installed), `N, no re-id` rows are the same run without it, "
+                "timed right after.")
         write_report(Path(args.out).with_name("TRACKING_SPEED.md"), meta, {"speed": {"fps": fps_, "note": note}},
                      markdown_speed)
         return
