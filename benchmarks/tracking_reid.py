@@ -45,7 +45,7 @@ from deepfer.inference import tracking as trk
 from deepfer.inference.results import Face
 from deepfer.vision import Detection, Picture, from_array
 
-THRESHOLDS = (0.35, 0.40, 0.45, 0.50, 0.55)
+THRESHOLDS = (0.34, 0.36, 0.38, 0.40, 0.42, 0.45)
 WINDOWS: tuple[float | None, ...] = (5.0, 30.0, None)
 DETECT_EVERY = trk.DETECT_EVERY
 
@@ -152,10 +152,9 @@ class RecordingTracker(trk.FaceTracker):
         super().__init__(*args, **kwargs)
         self.events: list[tuple[float, int, tuple[int, ...]]] = []
 
-    def _reidentify(self, detections, owner, embeddings, embed, t):  # type: ignore[no-untyped-def]
-        fresh = super()._reidentify(detections, owner, embeddings, embed, t)
-        self.events += [(t, owner[i].id, tuple(detections[i].box)) for i in fresh]
-        return fresh
+    def _reattach(self, t: float, track: int, det: Detection, distance: float) -> None:
+        super()._reattach(t, track, det, distance)
+        self.events.append((t, track, tuple(det.box)))
 
 
 def track(path: Path, cache: Cache, threshold: float | None, window: float | None,

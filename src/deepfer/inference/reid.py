@@ -35,7 +35,7 @@ from deepfer.vision import Detection, Picture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GALLERY", "REFRESH", "THRESHOLD", "WINDOW", "FaceEmbedder", "available", "default_embedder",
+__all__ = ["GALLERY", "REFRESH", "RETRIES", "RETRY_EVERY", "THRESHOLD", "WINDOW", "FaceEmbedder", "available", "default_embedder",
            "distance"]
 
 # Euclidean distance between embeddings below which a face re-attaches to a lost track (the nearest
@@ -46,6 +46,8 @@ THRESHOLD = 0.45
 # Seconds a lost track stays a candidate; None: the whole video. Chosen in TRACKING_REID.md.
 WINDOW: float | None = None
 REFRESH = 3.0  # seconds between two embeddings of a face seen alone (its gallery follows the face)
+RETRIES = 4  # detections of a new track compared again with the lost tracks (a face coming into view)
+RETRY_EVERY = 0.1  # seconds between two of them (every detection at 30 fps, detecting on one frame in 4)
 GALLERY = 8  # embeddings kept per track (the first and the latest)
 _MODELS = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
 
@@ -84,15 +86,17 @@ class FaceEmbedder:
         self._net = dlib.face_recognition_model_v1(str(models / _MODELS[1]))
         self.calls = 0  # embeddings computed (the benchmark counts them)
 
-    def embed(self, picture: Picture, detection: Detection) -> np.ndarray:
-        """The embedding (float64, (128,)) of the face in ``detection``'s box of ``picture``."""
+    def embed(self, picture: Picture, detection: Detection) -> np.ndarray | None:
+        """The embedding (float64, (128,)) of the face in ``detection``'s box of ``picture``;
+        ``None`` for a face the frame's edge cuts (half a face is not the person's)."""
         x, y, w, h = detection.box
+        H, W = picture.gray.shape
+        edge = 0.05 * max(w, h)
+        if x < edge or y < edge or x + w > W - edge or y + h > H - edge:
+            return None
         # dlib aligns the face itself: hand it the box and a margin around it, as RGB.
         m = max(w, h) // 2
-        H, W = picture.gray.shape
         x0, y0, x1, y1 = max(x - m, 0), max(y - m, 0), min(x + w + m, W), min(y + h + m, H)
-        if x1 <= x0 or y1 <= y0:
-            return np.full(128, np.inf)
         if picture.bgr is not None:
             rgb = cv2.cvtColor(picture.bgr[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
         else:

@@ -115,6 +115,10 @@ class _Track:
         self.visible = True  # matched at the latest detection frame
         self.gallery: list[np.ndarray] = []  # embeddings of the face (re-identification)
         self.embedded = -math.inf  # time of the latest embedding
+        # A new track is not yet known to be a new person: re-identification tries it again at
+        # its next few detections (its first ones may show a face half in the frame or turning).
+        self.tries = 0
+        self.born = t
 
     def remember(self, embedding: np.ndarray, t: float) -> None:
         """Add an embedding to the gallery (the first and the latest ones are kept)."""
@@ -128,7 +132,16 @@ class _Track:
         gallery and standing."""
         new = _Track(self.id, det, t)
         new.gallery, new.embedded, new.hits = self.gallery, self.embedded, max(self.hits, TENTATIVE)
+        new.tries = _reid.RETRIES
         return new
+
+    def adopt(self, old: _Track) -> None:
+        """Take the id, gallery and standing of ``old``, the lost track this young one turned out
+        to be."""
+        self.id = old.id
+        self.gallery = (old.gallery + self.gallery)[-_reid.GALLERY :]
+        self.hits = max(self.hits, old.hits)
+        self.tries = _reid.RETRIES
 
     def predict(self, t: float) -> np.ndarray:
         """The state at time ``t`` (the filter steps forward; it never steps back)."""
@@ -259,9 +272,11 @@ class FaceTracker:
                 did not run on (the tracks seen at the last detection are carried to their
                 predicted boxes).
             t: the frame's time in seconds (non-decreasing).
-            embed: a detection of this frame -> its face embedding (re-identification); called
-                only for detections no track continues while a lost track could be theirs, and
-                for a face seen alone every :data:`~deepfer.inference.reid.REFRESH` s.
+            embed: a detection of this frame -> its face embedding, or ``None`` where the face
+                cannot be judged (cut by the frame's edge); called only while a lost or hidden
+                track could be the face's (for a detection no track continues, and for a new
+                track's first :data:`~deepfer.inference.reid.RETRIES` detections), and for a
+                face seen alone every :data:`~deepfer.inference.reid.REFRESH` s.
 
         Returns:
             One :class:`Tracked` per face on the frame: for a detection frame, the detections in
@@ -284,7 +299,7 @@ class FaceTracker:
                     continue
                 for r, c in _assign(cost[np.ix_(rows, cols)], gate[rows]):
                     owner[cols[c]] = self._tracks[rows[r]]
-        embeddings: dict[int, np.ndarray] = {}
+        embeddings: dict[int, np.ndarray | None] = {}
         fresh = self._reidentify(detections, owner, embeddings, embed, t) if embed is not None else set()
         for tr in self._tracks:
             tr.visible = False
@@ -299,11 +314,12 @@ class FaceTracker:
                 tr.visible = True
             else:
                 tr.correct(det, t)
-            if i in embeddings:
-                tr.remember(embeddings[i], t)
-            elif embed is not None and tr.hits >= TENTATIVE and t - tr.embedded >= _reid.REFRESH \
-                    and _alone(det, detections):
-                tr.remember(embed(det), t)
+            e = embeddings.get(i)
+            if e is None and i not in embeddings and embed is not None and tr.hits >= TENTATIVE \
+                    and t - tr.embedded >= _reid.REFRESH and _alone(det, detections):
+                e = embed(det)
+            if e is not None:
+                tr.remember(e, t)
             out.append(Tracked(tr.id, det.box, det, True))
         # A track of fewer than TENTATIVE detections (often a false face) ends at its first miss.
         keep = [tr for tr in self._tracks if tr.visible or (tr.hits >= TENTATIVE and t - tr.seen <= self.max_gap)]
@@ -312,39 +328,60 @@ class FaceTracker:
         return out
 
     def _reidentify(self, detections: Sequence[Detection], owner: dict[int, _Track],
-                    embeddings: dict[int, np.ndarray], embed: Callable[[Detection], np.ndarray],
+                    embeddings: dict[int, np.ndarray | None], embed: Callable[[Detection], np.ndarray | None],
                     t: float) -> set[int]:
-        """Give the detections no track continues the ids of lost or hidden tracks whose
-        embeddings are near theirs (one detection per track, the nearest pairs first); returns
-        the indices of the detections re-attached."""
+        """Give the detections no track continues, and those of young tracks, the ids of lost or
+        hidden tracks whose embeddings are near theirs (one detection per track, the nearest
+        pairs first); returns the indices of the detections that continue a lost track afresh."""
         window = math.inf if self.reid_window is None else self.reid_window
         self._lost = [tr for tr in self._lost if t - tr.seen <= window]
         taken = set(map(id, owner.values()))
         hidden = [tr for tr in self._tracks if id(tr) not in taken and tr.gallery and tr.hits >= TENTATIVE]
         candidates = hidden + self._lost
-        free = [i for i in range(len(detections)) if i not in owner]
-        if not candidates or not free:
+        if not candidates:
             return set()
-        for i in free:
-            embeddings[i] = embed(detections[i])
-        dist = np.array([[_reid.distance(embeddings[i], tr.gallery) for tr in candidates] for i in free])
+        check = []
+        for i, det in enumerate(detections):
+            tr = owner.get(i)
+            if tr is None:
+                embeddings[i] = embed(det)
+            elif tr.tries < _reid.RETRIES and t - tr.born <= _reid.RETRIES * _reid.RETRY_EVERY * 2 \
+                    and t - tr.embedded >= _reid.RETRY_EVERY:
+                tr.tries += 1
+                embeddings[i] = embed(det)
+            if embeddings.get(i) is not None:
+                check.append(i)
+        if not check:
+            return set()
+        dist = np.array([[_reid.distance(embeddings[i], tr.gallery) for tr in candidates]  # type: ignore[arg-type]
+                         for i in check])
+        log.debug("t=%.2f: faces %s, nearest lost or hidden tracks at %s", t, [detections[i].box for i in check],
+                  dist.min(axis=1).round(3).tolist())
         rows, cols = linear_sum_assignment(np.where(dist <= self.reid_threshold, dist, 1e6))
         fresh = set()
         for r, c in zip(rows, cols):
             if dist[r, c] > self.reid_threshold:
                 continue
-            old, i = candidates[c], free[r]
-            new = old.restart(detections[i], t)
+            old, i = candidates[c], check[r]
+            young = owner.get(i)
             if old in self._lost:
                 self._lost.remove(old)
-                self._tracks.append(new)
             else:
-                self._tracks[self._tracks.index(old)] = new
-            owner[i] = new
-            fresh.add(i)
-            self.reattached += 1
-            log.debug("face at %s re-identified as track %d (distance %.3f)", detections[i].box, old.id, dist[r, c])
+                self._tracks.remove(old)
+            if young is not None:  # a young track is the lost one: it takes its id from now on
+                young.adopt(old)
+            else:
+                owner[i] = old.restart(detections[i], t)
+                self._tracks.append(owner[i])
+                fresh.add(i)
+            self._reattach(t, old.id, detections[i], float(dist[r, c]))
         return fresh
+
+
+    def _reattach(self, t: float, track: int, det: Detection, distance: float) -> None:
+        """Count (and log) one re-identification."""
+        self.reattached += 1
+        log.debug("t=%.2f: face at %s re-identified as track %d (distance %.3f)", t, det.box, track, distance)
 
 
 def _alone(det: Detection, detections: Sequence[Detection]) -> bool:
