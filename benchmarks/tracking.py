@@ -27,7 +27,12 @@ Measured per setting:
 * memory (``--memory``, a report of its own: TRACKING_MEMORY.md): RSS of ``deepfer predict
   --format json --timeline`` on a 1-minute and a 10-minute 640x360 video, sampled every second.
 
-    nice python benchmarks/tracking.py [--speed] [--memory] [--trackers scipy,norfair]
+* one person, one id (``--reid``, a report of its own: TRACKING_REID.md, by tracking_reid.py):
+  full occlusions, exits and returns after 2-20 s, hard scene cuts; identity per person with
+  and without appearance re-identification. The measures above score each visit of a face
+  apart and run without re-identification.
+
+    nice python benchmarks/tracking.py [--speed] [--speed-only] [--memory] [--reid] [--trackers scipy,norfair]
 
 norfair (``pip install norfair --no-deps``: its metadata pins numpy<2) is compared where it is
 installed.

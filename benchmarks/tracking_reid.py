@@ -11,7 +11,7 @@ background, 640x360, 30 fps, sensor noise; each face changes expression every 1-
 * *exits* (64 s): one face walks out at the left and back after 2, 5, 10 and 18 s away, another
   out at the right and back after 18, 3, 8 and 12 s; during each one's longest absence a stranger
   (a third and a fourth person) walks in on that side, stays 4 s and leaves.
-* *cuts* (24 s): six 4-s shots alternating between two rooms (two backgrounds) with the same two
+* *cuts* (24 s): six shots of about 4 s alternating between two rooms (two backgrounds) with the same two
   people, who change sides between rooms; a third person is only in the second room.
 
 Identity is scored per *person* (not per visit as in tracking.py): motmetrics' IDF1 and switches,
@@ -43,11 +43,15 @@ from deepfer.inference import Recognizer
 from deepfer.inference import reid as rid
 from deepfer.inference import tracking as trk
 from deepfer.inference.results import Face
+from deepfer.inference.video import iter_frames, open_video
 from deepfer.vision import Detection, Picture, from_array
 
 THRESHOLDS = (0.34, 0.36, 0.38, 0.40, 0.42, 0.45)
 WINDOWS: tuple[float | None, ...] = (5.0, 30.0, None)
 DETECT_EVERY = trk.DETECT_EVERY
+# Shot starts of the *cuts* video: off the detector's every-4th-frame rhythm (frames 123, 246, 369,
+# 483, 606), so that a tracker blind to cuts would carry the old scene's boxes onto them.
+SHOTS = [0.0, 4.1, 8.2, 12.3, 16.1, 20.2]
 
 
 # -- scenes -----------------------------------------------------------------------------------------
@@ -98,7 +102,7 @@ def reid_scenes(subjects: tuple[str, ...], seed: int) -> list[tb.Scene]:
         tb.Actor(p[2], _visitor(380, -260, 360, a_long[0] + 4.0), 2),  # a stranger where the first one left
         tb.Actor(p[3], _visitor(900, w + 260, 380, b_long[0] + 4.0), 3),
     ], crossings=0)
-    starts = [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]
+    starts = SHOTS
     room = [100 * seed + 11, 100 * seed + 12]
     cuts = tb.Scene("cuts", 24.0, [
         tb.Actor(p[3], _shots([(400, 360), (850, 330)] * 3, starts, 24.0), 0),
@@ -168,19 +172,12 @@ def track(path: Path, cache: Cache, threshold: float | None, window: float | Non
         stream.embedder = cache  # type: ignore[assignment]  # embed(picture, det), cached
     cache.calls = 0
     frames = []
-    cap = cv2.VideoCapture(str(path))
-    f = 0
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
+    for f, bgr in iter_frames(open_video(path)):
         cache.frame = f
         pic = from_array(bgr, "bgr")
         dets = stream.locate(pic, f, cache.detect)
         _, faces = stream.finish(f, [Face(d.box, {"x": 1.0}, "x") for d in dets])
         frames.append([(x.track, x.box, x.detected) for x in faces])
-        f += 1
-    cap.release()
     return frames, tracker.events, cache.calls
 
 
@@ -258,15 +255,16 @@ def evaluate(videos: list[tuple[tb.Scene, Path, tb.Truth, Cache]], threshold: fl
 
 
 def choose(grid: dict[str, dict[str, Any]]) -> str:
-    """On the tuning videos: among the settings with no wrong re-attachment, the one that
-    re-attaches the most returns, then the highest smallest majority share; ties go to the lower
-    threshold (fewer chances of a wrong one), then to the longer window."""
-    def key(name: str) -> tuple:
-        p = grid[name]["pooled"]
-        th, win = grid[name]["threshold"], grid[name]["window"]
-        return (p["return_rate"], round(p["min_share"], 3), -th, math.inf if win is None else win)
-    ok = [k for k, r in grid.items() if r["threshold"] is not None and r["pooled"]["wrong"] == 0]
-    return max(ok or [k for k, r in grid.items() if r["threshold"] is not None], key=key)
+    """On the tuning videos: among the settings with no wrong re-attachment, those that re-attach
+    the most returns; of these, the longest window, and the middle of their thresholds (as far as
+    the plateau allows from both a missed return and a wrong one)."""
+    runs = {k: r for k, r in grid.items() if r["threshold"] is not None}
+    ok = {k: r for k, r in runs.items() if r["pooled"]["wrong"] == 0} or runs
+    best = max(r["pooled"]["return_rate"] for r in ok.values())
+    top = {k: r for k, r in ok.items() if r["pooled"]["return_rate"] == best}
+    window = max((r["window"] for r in top.values()), key=lambda w: math.inf if w is None else w)
+    plateau = sorted((r["threshold"], k) for k, r in top.items() if r["window"] == window)
+    return plateau[(len(plateau) - 1) // 2][1]
 
 
 def label(threshold: float | None, window: float | None) -> str:
@@ -293,7 +291,9 @@ def run_all(rec: Recognizer, tmp: Path, seconds: float | None = None) -> dict[st
             settings += [(th, win) for th in THRESHOLDS for win in WINDOWS]
         else:
             chosen = results["chosen"]
-            settings += [(chosen["threshold"], chosen["window"]), (0.6, chosen["window"])]
+            # Every threshold at the chosen window (how much the choice matters; nothing is chosen
+            # here), and dlib's own 0.6.
+            settings += [(th, chosen["window"]) for th in THRESHOLDS] + [(0.6, chosen["window"])]
         for th, win in settings:
             r = evaluate(videos, th, win)
             r.update(threshold=th, window=win)
@@ -328,19 +328,12 @@ def cut_scores(tmp: Path) -> dict[str, Any]:
     for path in sorted(tmp.glob("reid-*.mp4")):
         scene_cut_frames = set()
         if "-cuts" in path.name:
-            scene_cut_frames = {round(t * tb.FPS) for t in (4.0, 8.0, 12.0, 16.0, 20.0)}
+            scene_cut_frames = {round(t * tb.FPS) for t in SHOTS[1:]}
         cuts = SceneCuts()
-        cap = cv2.VideoCapture(str(path))
-        f = 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
+        for f, bgr in iter_frames(open_video(path)):
             cuts.update(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
             if f:
                 (at_cut if f in scene_cut_frames else within).append(cuts.last_score)
-            f += 1
-        cap.release()
     return {"max_within_shot": max(within), "p99_within_shot": float(np.percentile(within, 99)),
             "min_at_cut": min(at_cut) if at_cut else None, "frames": len(within) + len(at_cut), "cuts": len(at_cut)}
 

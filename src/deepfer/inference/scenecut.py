@@ -28,9 +28,10 @@ import numpy as np
 
 __all__ = ["CUT", "JUMP", "SceneCuts"]
 
-# Measured on benchmarks/tracking.py's videos (TRACKING_REID.md): consecutive frames of one scene
-# differ by at most ~6 grey levels on the 64x36 thumbnail (faces crossing, sensor noise), the
-# frames across a cut between two rooms with the same people by 30 or more.
+# Measured on benchmarks/tracking.py --reid's videos (TRACKING_REID.md, the scene-cut statistic):
+# consecutive frames of one shot differ by at most ~10 grey levels on the 64x36 thumbnail (faces
+# walking, crossing, leaving; sensor noise), frames across a cut between two rooms with the same
+# people by ~30 or more.
 CUT = 20.0
 JUMP = 4.0
 _SIZE = (64, 36)

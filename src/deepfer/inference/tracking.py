@@ -13,8 +13,9 @@ Two more things keep one person on one id. A scene cut (:class:`~deepfer.inferen
 ends every track's motion: no box is carried into the new scene, and the cut frame is detected.
 Appearance re-identification (:mod:`deepfer.inference.reid`, the optional ``reid`` extra) gives a
 face that comes back after it was lost (hidden, out of view, or across a cut) its earlier id: a
-detection that would start a new track is compared with the tracks lost within ``reid_window``
-seconds, and takes the nearest one's id when their embeddings are close enough.
+detection that would start a new track (and a new track's next few detections) is compared with
+the tracks lost within ``reid_window`` seconds, and takes the nearest one's id when their
+embeddings are close enough.
 
 Why not a tracking package: ``norfair`` 2.3.0 pins ``numpy<2`` (this project's OpenCV needs
 ``numpy>=2``), ``supervision`` removed its ByteTrack in 0.31, and Roboflow's ``trackers`` pulls in
@@ -53,8 +54,8 @@ from deepfer.vision import Detection, Picture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DETECT_EVERY", "MAX_GAP", "REID_WINDOW", "SMOOTHING", "FaceTracker", "ScoreSmoother", "Streams", "Tracked",
-           "TrackedStream"]
+__all__ = ["DETECT_EVERY", "MAX_GAP", "REID_WINDOW", "SMOOTHING", "FaceTracker", "ScoreSmoother", "Streams",
+           "Tracked", "TrackedStream"]
 
 # Chosen on benchmarks/tracking.py's tuning videos (benchmarks/TRACKING.md): detecting on one frame
 # in 4 kept every true face on its track (0 identity switches at 7 crossings, as with every frame)
