@@ -165,9 +165,13 @@ def test_video_return_after_three_seconds_keeps_its_id(recognizer: Recognizer, a
     plain = [{f.track for f in r.faces} for r in recognizer.iter_results([video], detect_every=2, reid_window=0)]
     assert set().union(*plain[48:]) == {2}
     assert main(["predict", str(video), "--model", str(checkpoint), "--format", "json", "--no-progress",
-                 "--summary"]) == 0
+                 "--summary", "--timeline", str(tmp_path / "tl")]) == 0
     [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert record["track"] == 1 and record["appearances"] == 2 and record["frames"] == 24
+    import pandas as pd
+
+    timeline = pd.read_csv(tmp_path / "tl" / "back.timeline.csv")  # one person: one band in the picture
+    assert set(timeline.track) == {1} and len(timeline) == 24 and set(timeline.detected) == {0, 1}
     assert main(["predict", str(video), "--model", str(checkpoint), "--format", "json", "--no-progress",
                  "--summary", "--reid-window", "2"]) == 0  # away longer than the window: two people
     assert [json.loads(line)["track"] for line in capsys.readouterr().out.splitlines()] == [1, 2]

