@@ -9,14 +9,19 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.serve.settings import MIB, ServeSettings
 from deepfer.version import __version__
+
+if TYPE_CHECKING:
+    from deepfer.vision.detector_spec import DetectorSpec
 
 
 @dataclass(frozen=True)
@@ -206,7 +211,7 @@ class PredictOptions:
     detect_width: int | None = None
     detect_step: float = 1.1
     min_face: int = 0
-    min_score: float = 0.0
+    min_score: float | None = None
     small_faces: bool = False
     no_detect: bool = False
     every: int = 1
@@ -242,15 +247,13 @@ def predict(opts: PredictOptions) -> int:
         raise DeepferError("give image/video PATHs or --webcam N (not both)")
     if opts.smooth is not None and not 0 <= opts.smooth < float("inf"):
         raise DeepferError(f"--smooth must be a number of seconds >= 0, got {opts.smooth}")
-    if opts.every < 1 or opts.batch_size < 1 or (opts.detect_width or 0) < 0 or (opts.threads or 1) < 1:
-        raise DeepferError("--every, --batch-size and --threads must be >= 1, --detect-width >= 0")
-    detector, detector_options = _detector(opts.detector, opts.detect_width, opts.detect_step, opts.small_faces)
+    if opts.every < 1 or opts.batch_size < 1 or (opts.threads or 1) < 1:
+        raise DeepferError("--every, --batch-size and --threads must be >= 1")
+    spec = detector_spec(opts)
     sources = [webcam(opts.webcam)] if opts.webcam is not None else expand(opts.paths)
     model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
-    rec = Recognizer(model, None if opts.no_detect else detector, opts.backend, opts.batch_size,
-                     opts.tta, threads=opts.threads,
-                     detector_options=None if opts.no_detect else detector_options,
-                     min_face=opts.min_face, min_score=opts.min_score, calibrated=not opts.uncalibrated)
+    rec = Recognizer(model, None if opts.no_detect else spec, opts.backend, opts.batch_size,
+                     opts.tta, threads=opts.threads, calibrated=not opts.uncalibrated)
     annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
     timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
     # --summary prints one record per track instead of one per frame.
@@ -293,19 +296,12 @@ def predict(opts: PredictOptions) -> int:
     return 0
 
 
-def _detector(name: str, detect_width: int | None, detect_step: float,
-              small_faces: bool) -> tuple[str, dict[str, object]]:
-    """The detector predict's flags name (``auto`` resolved) and the options of those flags that it
-    takes (Haar alone has a step, YuNet alone a full search)."""
-    from deepfer.vision import accepted_options, default_detector
+def detector_spec(opts: PredictOptions) -> DetectorSpec:
+    """The detector predict's flags name, resolved and validated once."""
+    from deepfer.vision.detector_spec import DetectorSpec
 
-    if not 1.0 < detect_step <= 2.0:
-        raise DeepferError(f"--detect-step must be in (1, 2], got {detect_step}")
-    options: dict[str, object] = {"scale_factor": detect_step, "full_search": small_faces}
-    if detect_width is not None:
-        options["work_width"] = detect_width or None
-    name = default_detector() if name == "auto" else name
-    return name, accepted_options(name, options)
+    return DetectorSpec(opts.detector, 320 if opts.detect_width is None else opts.detect_width, opts.detect_step,
+                        opts.min_face, opts.min_score, opts.small_faces)
 
 
 @dataclass(frozen=True)
@@ -515,8 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-face", type=_non_negative, default=0, metavar="PX",
                     help="drop faces narrower than PX pixels (default 0: keep all); yunet searches down to it "
                     "(its own default: 32)")
-    pr.add_argument("--min-score", type=_fraction, default=0.0, metavar="S",
-                    help="drop faces the detector scores below S in [0, 1] (yunet; haar and dlib give no score)")
+    pr.add_argument("--min-score", type=_fraction, metavar="S",
+                    help="drop faces the detector scores below S in [0, 1] (yunet, whose own default is 0.5; "
+                    "haar and dlib give no score)")
     pr.add_argument("--small-faces", action="store_true",
                     help="yunet: search every image down to --min-face (default 32 px), also beside larger faces; "
                     "slower (by default the fine search runs only where the quick one finds nothing)")
@@ -600,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto", help="face detector, as in predict")
     sv.add_argument("--detect-width", type=int, metavar="PX", help="as in predict (0: full size)")
     sv.add_argument("--min-face", type=_non_negative, default=0, metavar="PX", help="as in predict")
-    sv.add_argument("--min-score", type=_fraction, default=0.0, metavar="S", help="as in predict")
+    sv.add_argument("--min-score", type=_fraction, metavar="S", help="as in predict")
     sv.add_argument("--detect-step", type=float, default=1.2, metavar="R",
                     help="haar: ratio between face sizes searched (default 1.2: about half the detection time "
                     "of predict's 1.1, boxes a few pixels coarser; --detect-step 1.1 answers as predict does)")
@@ -638,6 +635,18 @@ def _options(cls: type, args: argparse.Namespace):  # type: ignore[no-untyped-de
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+# Library parameters whose flag is not the parameter's name with dashes.
+_FLAGS = {"work_width": "--detect-width", "step": "--detect-step"}
+
+
+def _flag_message(exc: DeepferError) -> str:
+    """The error's message with the library parameter it names spelled as the flag that sets it."""
+    if not isinstance(exc, ParameterError):
+        return str(exc)
+    flag = _FLAGS.get(exc.param, "--" + exc.param.replace("_", "-"))
+    return re.sub(rf"\b{re.escape(exc.param)}\b", flag, str(exc), count=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -649,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DeepferError as exc:
-        print(f"deepfer: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"deepfer: error: {' '.join(_flag_message(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepfer: interrupted", file=sys.stderr)

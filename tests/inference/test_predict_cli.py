@@ -146,6 +146,9 @@ def test_detect_step_option(capsys, checkpoint: Path, astronaut: Path) -> None:
         assert code == 0 and json.loads(out)["faces"][0]["box"] == list(want.box)
     code, _, err = run(capsys, str(astronaut), "--detect-step", "1", "--model", str(checkpoint))
     assert code == 2 and err == "deepfer: error: --detect-step must be in (1, 2], got 1.0\n"
+    # The library names its parameter (work_width); the CLI says which flag set it.
+    code, _, err = run(capsys, str(astronaut), "--detect-width", "-1", "--model", str(checkpoint))
+    assert code == 2 and err == "deepfer: error: --detect-width must be >= 0, got -1\n"
 
 
 def test_dlib_option(capsys, checkpoint: Path, astronaut: Path) -> None:

@@ -17,14 +17,14 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from deepfer.errors import DataError, DeepferError
+from deepfer.errors import DataError, DeepferError, ParameterError
 from deepfer.inference.classifier import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
@@ -36,12 +36,10 @@ from deepfer.vision import (
     FRAMINGS,
     ColorOrder,
     Detection,
+    DetectorSpec,
     FaceDetector,
     Picture,
-    accepted_options,
-    create_detector,
     crop_faces,
-    default_detector,
     detect_faces,
     face_crops,
     face_quality,
@@ -68,11 +66,12 @@ class Recognizer:
         model: shipped weights name, checkpoint (``.pt``), ``.onnx`` export or a deepfer
             ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
             list of these is an ensemble whose probabilities are averaged (same labels needed).
-        detector: ``"auto"`` (default: ``"yunet"``, the YuNet CNN with five landmarks, where the
-            ``yuface`` wheel is installed, else ``"haar"``, said once), ``"yunet"``, ``"haar"``
-            (OpenCV's cascade), ``"dlib"`` (``pip install 'deepfer[dlib]'``), a
-            :class:`~deepfer.vision.detect.FaceDetector`, or ``None`` to treat every image as
-            one already-cropped face (``--no-detect``).
+        detector: a :class:`~deepfer.vision.DetectorSpec` (which detector, its options, the
+            ``min_face`` and ``min_score`` it keeps), a detector name for its defaults (``"auto"``,
+            the default: ``"yunet"``, the YuNet CNN with five landmarks, where the ``yuface`` wheel
+            is installed, else ``"haar"``, said once), a built
+            :class:`~deepfer.vision.detect.FaceDetector` (keeps every face it finds), or ``None``
+            to treat every image as one already-cropped face (``--no-detect``).
         backend: ``"torch"`` or ``"onnx"``; ``None`` follows the model file.
         batch_size: face crops per forward pass.
         tta: average each face's probabilities with its mirror image's.
@@ -81,40 +80,27 @@ class Recognizer:
             machine whose cores are busy, torch's spinning OpenMP threads make small batches
             10-50x slower: pass ``threads=1`` or set ``OMP_WAIT_POLICY=PASSIVE`` before importing
             torch (``deepfer predict`` does the latter).
-        detector_options: options of the named detector (``work_width``, ``min_size``, ...).
         calibrated: scores with each checkpoint's temperature (default); ``False``: the plain softmax.
-        min_face: drop faces narrower than this many pixels; YuNet also searches down to it
-            (its own default, 32 px, when this is 0).
-        min_score: drop faces whose detector score is below this (detectors without scores,
-            Haar and dlib, keep all their faces).
 
     Raises:
-        DeepferError: an unknown model, backend or detector, or a negative ``min_face`` or a
-            ``min_score`` outside [0, 1].
+        DeepferError: an unknown model, backend or detector.
     """
 
     def __init__(self, model: str | Path | nn.Module | Sequence[str | Path | nn.Module] | None = None,
-                 detector: str | FaceDetector | None = AUTO,
+                 detector: DetectorSpec | str | FaceDetector | None = AUTO,
                  backend: str | None = None, batch_size: int = 256, tta: bool = False,
-                 labels: list[str] | None = None, threads: int | None = None,
-                 detector_options: dict[str, Any] | None = None, min_face: int = 0,
-                 min_score: float = 0.0, calibrated: bool = True) -> None:
+                 labels: list[str] | None = None, threads: int | None = None, calibrated: bool = True) -> None:
         if batch_size < 1:
-            raise DeepferError(f"batch_size must be >= 1, got {batch_size}")
-        if min_face < 0 or not 0.0 <= min_score <= 1.0:
-            raise DeepferError(f"min_face must be >= 0 and min_score in [0, 1], got {min_face} and {min_score}")
+            raise ParameterError("batch_size", f"batch_size must be >= 1, got {batch_size}")
         self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads, calibrated)
         if isinstance(detector, str):
-            name = default_detector() if detector == AUTO else detector
-            options = dict(detector_options or {})
-            if detector == AUTO:  # one set of options serves whichever detector auto resolves to
-                options = accepted_options(name, options)
-            if min_face:  # YuNet searches down to the narrowest face kept
-                options.update(accepted_options(name, {"min_face": min_face}))
-            detector = create_detector(name, **options)
+            detector = DetectorSpec(detector)
+        self.spec: DetectorSpec | None = detector if isinstance(detector, DetectorSpec) else None
+        if isinstance(detector, DetectorSpec):
+            detector = detector.build()
         self.detector: FaceDetector | None = detector
-        self.min_face = min_face
-        self.min_score = min_score
+        self.min_face = self.spec.min_face if self.spec else 0
+        self.min_score = self.spec.keep_score if self.spec else 0.0
         self.framing = detector.framing if detector is not None else FRAMINGS["none"]
         # The model takes landmark-aligned faces: crops of faces with five landmarks are aligned,
         # the others (Haar, dlib, --no-detect, implausible landmarks) framed as for any model.

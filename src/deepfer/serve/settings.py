@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
+
+if TYPE_CHECKING:
+    from deepfer.vision.detector_spec import DetectorSpec
 
 MIB = 1024 * 1024
 EXPLAIN_METHODS = ("gradcam", "occlusion", "saliency")
+# DetectorSpec's parameter -> the setting that fills it
+_SPEC_FIELDS = {"work_width": "detect_width", "step": "detect_step"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class ServeSettings:
             and added 1; on 100 JAFFE photos both found every face and nothing else.
             ``detect_step=1.1`` answers exactly as ``deepfer predict``.
         min_face: drop faces narrower than this many pixels (``deepfer predict --min-face``).
-        min_score: drop faces the detector scores below this (``deepfer predict --min-score``).
+        min_score: drop faces the detector scores below this (``deepfer predict --min-score``;
+            ``None``: the detector's own threshold, 0.5 for YuNet).
         max_upload_bytes: largest image file accepted (413 above it, refused while reading).
         max_pixels: largest image accepted, in pixels (width x height), checked from the file's
             header before its pixels are decoded (413 above it).
@@ -64,7 +71,7 @@ class ServeSettings:
     detect_width: int | None = None
     detect_step: float = 1.2
     min_face: int = 0
-    min_score: float = 0.0
+    min_score: float | None = None
     max_upload_bytes: int = 10 * MIB
     max_pixels: int = 24_000_000
     max_side: int = 10_000
@@ -82,23 +89,32 @@ class ServeSettings:
         for name, value in positive.items():
             if value < 1:
                 raise DeepferError(f"serve: {name} must be >= 1, got {value}")
-        if self.min_face < 0 or not 0.0 <= self.min_score <= 1.0:
-            raise DeepferError(f"serve: min_face must be >= 0 and min_score in [0, 1], got {self.min_face} "
-                               f"and {self.min_score}")
         if self.max_queue < self.workers:
             raise DeepferError(f"serve: max_queue ({self.max_queue}) must be >= workers ({self.workers})")
         if not 0 <= self.port <= 65535:
             raise DeepferError(f"serve: port must be 0..65535, got {self.port}")
-        if self.detect_width is not None and self.detect_width < 0:
-            raise DeepferError(f"serve: detect_width must be >= 0, got {self.detect_width}")
-        if not 1.0 < self.detect_step <= 2.0:
-            raise DeepferError(f"serve: detect_step must be in (1, 2], got {self.detect_step}")
         if self.request_timeout <= 0 or self.read_timeout <= 0:
             raise DeepferError("serve: request_timeout and read_timeout must be > 0 seconds")
         if self.intra_threads is not None and self.intra_threads < 1:
             raise DeepferError(f"serve: intra_threads must be >= 1, got {self.intra_threads}")
         if self.backend not in (None, "torch", "onnx"):
             raise DeepferError(f"serve: unknown backend {self.backend!r}; choose torch or onnx")
+        object.__setattr__(self, "_spec", self._detector_spec())
+
+    def _detector_spec(self) -> DetectorSpec:
+        from deepfer.vision.detector_spec import DetectorSpec
+
+        width = 320 if self.detect_width is None else self.detect_width
+        try:
+            return DetectorSpec(self.detector, width, self.detect_step, self.min_face, self.min_score)
+        except ParameterError as exc:
+            name = _SPEC_FIELDS.get(exc.param, exc.param)
+            raise ParameterError(name, f"serve: {str(exc).replace(exc.param, name, 1)}") from None
+
+    @property
+    def detector_spec(self) -> DetectorSpec:
+        """The face detector these settings name, resolved and validated once (on creation)."""
+        return self._spec  # type: ignore[attr-defined,no-any-return]
 
     @property
     def loopback(self) -> bool:
@@ -109,19 +125,6 @@ class ServeSettings:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:  # a host name: assume it may resolve to a public address
             return False
-
-    def detector_options(self) -> dict[str, object]:
-        """The options of :func:`deepfer.vision.detect.create_detector` for :attr:`detector`
-        (those the detector ``auto`` resolves to takes)."""
-        from deepfer.vision.detect import accepted_options, default_detector
-
-        options: dict[str, object] = {"scale_factor": self.detect_step}
-        if self.detect_width is not None:
-            options["work_width"] = self.detect_width or None
-        if self.min_face:
-            options["min_face"] = self.min_face
-        name = default_detector() if self.detector == "auto" else self.detector
-        return accepted_options(name, options)
 
     def limits(self) -> dict[str, int | float]:
         """The limits a client may want to know (``GET /v1/models`` reports them)."""

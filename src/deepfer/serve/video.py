@@ -80,13 +80,11 @@ class VideoService:
     def recognizer(self) -> Recognizer:
         """This thread's recognizer: the engine's classifier, a detector of its own (an OpenCV
         cascade is not documented as thread-safe)."""
-        from deepfer.vision import create_detector
-
         rec = getattr(self._local, "recognizer", None)
         if rec is None:
             rec = copy.copy(self.engine.recognizer)
             if rec.detector is not None:
-                rec.detector = create_detector(self.settings.detector, **self.settings.detector_options())
+                rec.detector = self.settings.detector_spec.build()
             self._local.recognizer = rec
         return rec
 
