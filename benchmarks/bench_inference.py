@@ -50,7 +50,7 @@ from deepfer.models import create_model
 from deepfer.models.checkpoint import Checkpoint
 from deepfer.models.predict import predict_proba
 from deepfer.vision import Detection, Framing, create_detector, crop_faces, read_image
-from deepfer.weights import load_pretrained, resolve
+from deepfer.models.pretrained import load_pretrained, resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name  # noqa: E402

@@ -27,7 +27,7 @@ from deepfer.train.calibrate import tempered_softmax
 from deepfer.train.curves import plot_curves, read_log
 from deepfer.train.evaluate import evaluate
 from deepfer.train.metrics import ECE_BINS, ece_noise_floor, expected_calibration_error, plot_reliability
-from deepfer.weights import DEFAULT, _shipped, load_pretrained
+from deepfer.models.pretrained import DEFAULT, _shipped, load_pretrained
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling ablation module
 from ablation import pct, verdict  # noqa: E402

@@ -367,7 +367,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     from deepfer.errors import DeepferError
     from deepfer.inference import Recognizer
-    from deepfer.weights import DEFAULT
+    from deepfer.models.pretrained import DEFAULT
 
     samples = load_samples(args.per_source, args.seed)
     conds = conditions(samples, args.seed, min(args.hd_per_source, args.per_source))

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -163,7 +162,7 @@ class ModelsOptions:
 
 def models(opts: ModelsOptions) -> int:
     from deepfer.models import list_models
-    from deepfer.weights import ENSEMBLES, list_pretrained
+    from deepfer.models.pretrained import list_pretrained
 
     shipped = list_pretrained()
     if opts.json:
@@ -172,7 +171,7 @@ def models(opts: ModelsOptions) -> int:
              "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
              "val_accuracy": w.info.get("val_accuracy"), "temperature": w.temperature,
              "card": str(w.card) if w.card else None}
-            for w in shipped], "ensembles": ENSEMBLES}))
+            for w in shipped]}))
         return 0
     print("architectures: " + ", ".join(list_models()))
     print("shipped weights:" if shipped else "shipped weights: none")
@@ -180,9 +179,6 @@ def models(opts: ModelsOptions) -> int:
         print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
               f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}"
               f"  temperature {w.temperature:.3g}")
-    for name, members in ENSEMBLES.items():
-        counts = ", ".join(f"{m} x{n}" if n > 1 else m for m, n in Counter(members).items())
-        print(f"  {name:<28} ensemble       {counts}")
     return 0
 
 

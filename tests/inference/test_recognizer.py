@@ -159,8 +159,8 @@ def test_bad_options(checkpoint: Path, tmp_path: Path) -> None:
 
 def test_default_model_without_shipped_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
                                                                 tmp_path: Path) -> None:
-    from deepfer import weights
+    from deepfer.models import pretrained as weights
 
-    monkeypatch.setattr(weights, "_folder", lambda: tmp_path)
+    monkeypatch.setattr(weights, "weights_folder", lambda: tmp_path)
     with pytest.raises(ModelError, match=f"no shipped weights named '{weights.DEFAULT}'"):
         Recognizer()

@@ -98,7 +98,7 @@ def face_frame(astronaut: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def huge_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 9000x8000 frame (72 Mpixels, over the 64-Mpixel cap), written as issue 20 did; gray, which
+    """One 9000x8000 frame (72 Mpixels, over the 64-Mpixel cap); gray, which
     takes half a second where colour takes one or two."""
     return write_mjpeg(tmp_path_factory.mktemp("huge") / "huge.avi", [np.full((8000, 9000), 100, np.uint8)])
 
@@ -197,7 +197,7 @@ def test_frame_failing_ends_its_video_and_the_run_goes_on(case: str, recognizer:
 
 def test_cli_json_keeps_every_record_around_a_huge_video(capsys: pytest.CaptureFixture[str], checkpoint: Path,
                                                          astronaut: Path, huge_video: Path, tmp_path: Path) -> None:
-    """Issue 20's recipe: a photo, a 9000x8000 video and another photo in one folder."""
+    """A photo, a 9000x8000 video and another photo in one folder."""
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "a.png").write_bytes(astronaut.read_bytes())

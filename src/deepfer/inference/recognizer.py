@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from deepfer.errors import DataError, DeepferError, ParameterError
-from deepfer.inference.classifier import load_classifier
+from deepfer.inference.backends import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
@@ -64,7 +64,7 @@ class Recognizer:
 
     Args:
         model: shipped weights name, checkpoint (``.pt``), ``.onnx`` export or a deepfer
-            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
+            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.models.pretrained.resolve`); a
             list of these is an ensemble whose probabilities are averaged (same labels needed).
         detector: a :class:`~deepfer.vision.DetectorSpec` (which detector, its options, the
             ``min_face`` and ``min_score`` it keeps), a detector name for its defaults (``"auto"``,

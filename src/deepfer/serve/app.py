@@ -201,7 +201,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     async def models() -> dict[str, Any]:
         """The loaded model, the shipped weights, the architectures and the server's limits."""
         from deepfer.models import list_models
-        from deepfer.weights import list_pretrained
+        from deepfer.models.pretrained import list_pretrained
 
         shipped = [{"name": w.name, "architecture": w.architecture, "labels": w.labels,
                     "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),

@@ -315,7 +315,7 @@ def _has(module: str) -> bool:
 
 
 def _model_name(model: str | None) -> str:
-    from deepfer.weights import DEFAULT
+    from deepfer.models.pretrained import DEFAULT
 
     if model is None:
         return DEFAULT

@@ -35,14 +35,10 @@ class ServeSettings:
         detector: ``"auto"`` (default: ``"yunet"`` where the ``yuface`` wheel is installed, else
             ``"haar"``), ``"yunet"``, ``"haar"`` or ``"dlib"``, as in ``deepfer predict``.
         detect_width: detect on a copy at most this wide (``0``: full size; ``None``: the
-            detector's default, 320), as in
-            ``deepfer predict --detect-width``.
+            detector's default, 320), as in ``deepfer predict --detect-width``.
         detect_step: Haar only: the ratio between successive face sizes searched. The server's 1.2
-            (``deepfer predict`` uses 1.1) nearly halves detection, ~85% of a request's CPU time:
-            45 -> 25 ms on the load test's full-frame 640x480 portraits, 24 -> 14 ms on its JAFFE
-            photos, with boxes a few pixels coarser. Measured on 100 portraits of the load test
-            (one face each, seed 1): 1.1 missed 1 and added a false face to 10; 1.2 missed 3
-            and added 1; on 100 JAFFE photos both found every face and nothing else.
+            (``deepfer predict`` uses 1.1) about halves detection, most of a request's CPU time,
+            for boxes a few pixels coarser (``benchmarks/load_test.py``; ``benchmarks/README.md``).
             ``detect_step=1.1`` answers exactly as ``deepfer predict``.
         min_face: drop faces narrower than this many pixels (``deepfer predict --min-face``).
         min_score: drop faces the detector scores below this (``deepfer predict --min-score``;

@@ -52,7 +52,8 @@ from deepfer.vision.pictures import (
 
 __all__ = [
     "AUTO", "Quality", "YuNetDetector", "accepted_options", "default_detector", "face_quality",
-    "DetectorSpec", "resolve_detector", "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
+    "DetectorSpec", "resolve_detector",
+    "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
     "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
     "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "face_transform",
     "from_array",

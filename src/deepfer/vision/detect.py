@@ -206,9 +206,8 @@ class YuNetDetector:
             default, 0.5).
         full_search: skip the first pass and always search down to ``min_face`` (finds small faces
             beside large ones, at the second pass's cost on every image).
-        threads: OpenMP threads of one detection. 1: measured on this 2-core machine, two
-            threads spin against the other work (2-10x slower), and predict and serve parallelise
-            over images instead.
+        threads: OpenMP threads of one detection. 1: on busy cores two threads spin against the
+            other work (2-10x slower), and predict and serve parallelise over images instead.
 
     Raises:
         DeepferError: ``yuface`` is not installed, or an option is out of range.

@@ -9,28 +9,27 @@ a viewer shows them (EXIF orientation applied, transparency composited over whit
 readers ask for the pixels ``as_stored`` (neither), which is how every dataset cache and every
 published accuracy was made.
 
-Decoding is bounded in work and memory (issue 20), because a file of a few kilobytes can ask a
-decoder for minutes or gigabytes:
+Decoding is bounded in work and memory, because a file of a few kilobytes can ask a decoder for
+minutes or gigabytes (``benchmarks/fuzz.py`` measures each case below; ``benchmarks/FUZZ.md``):
 
 - Before Pillow sees the bytes, JPEG, PNG, GIF and TIFF files have their structure walked
   (cheaply, with a cap on the walk itself): a JPEG with more than :data:`MAX_JPEG_SCANS` scans is refused (each
-  scan is a pass over the whole image; the recipe of issue 20, a 16x16 progressive JPEG whose frame
-  header claims 8000x8000 followed by 10,000 empty scans, took 98 s and 566 MB), as is one whose
+  scan is a pass over the whole image: a 16x16 progressive JPEG whose frame header claims
+  8000x8000 followed by 10,000 empty scans takes 98 s and 566 MB unbounded), as is one whose
   progressive coefficient buffer would pass :data:`MAX_JPEG_COEFFICIENT_BYTES`; a PNG with more
   chunks than real encoders write is refused (Pillow reads each chunk in Python: 800,000 empty
-  IDAT chunks in 10 MB took 5.6 s), as is a GIF with more blocks before its second frame than
+  IDAT chunks in 10 MB take 5.6 s), as is a GIF with more blocks before its second frame than
   its size explains, and a TIFF with more strips (or tags) than :data:`MAX_TILES`.
 - After the header is read and before any pixel is decoded: the pixel cap, Pillow's decompression
   bomb guard, at most :data:`MAX_TILES` tiles (TIFF strips, each one a Python step in Pillow), RLE
-  BMP data up to :data:`MAX_RLE_BYTES` (Pillow decodes RLE in Python: 10 MB of one-pixel runs took
+  BMP data up to :data:`MAX_RLE_BYTES` (Pillow decodes RLE in Python: 10 MB of one-pixel runs take
   9.5 s), and animation found with ``is_animated`` (one frame ahead) rather than by counting every
-  frame (200,000 empty GIF frames took 1.3 s to count).
+  frame (200,000 empty GIF frames take 1.3 s to count).
 - Pixels are converted to grayscale in strips of :data:`STRIP_PIXELS`, so the temporaries of a
   conversion stay a few megabytes whatever the image's size, and EXIF orientation is applied to
-  the uint8 result instead of to a full-size copy of the decoded image. An 8000x8000 32-bit TIFF
-  peaked at 2.2 GB and an 8000x8000 16-bit PNG at 2.0 GB in ``deepfer predict`` through float64
-  copies of the whole image; ``benchmarks/fuzz.py`` measures every mode at the cap. The pixels are
-  the same as before: every step is per pixel, so strips change nothing.
+  the uint8 result instead of to a full-size copy of the decoded image (float64 copies of a whole
+  8000x8000 image take about 2 GB; ``benchmarks/fuzz.py`` measures every mode at the cap). Every
+  step is per pixel, so strips change no pixel.
 
 The refusals are :class:`TooCostly` (a :class:`TooLarge`: the server answers 413). The server
 also decodes in a process it can end (``deepfer.serve.decoding``): these limits keep ``deepfer
