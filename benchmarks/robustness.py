@@ -253,11 +253,11 @@ def run_detector(rec, photos: list[Photo]) -> dict:  # type: ignore[no-untyped-d
     times, cpu = [], []
     from deepfer.vision import Picture
 
-    rec.predict_images([Picture(photos[0].image)])  # warm-up
+    rec.predict([Picture(photos[0].image)])  # warm-up
     for p in photos:
         pic = Picture(p.image)
         t, c = time.perf_counter(), time.process_time()
-        got = rec.predict_images([pic])[0]
+        got = rec.predict([pic])[0]
         times.append(1000 * (time.perf_counter() - t))
         cpu.append(1000 * (time.process_time() - c))
         hit = match(p.faces, [f.box for f in got])

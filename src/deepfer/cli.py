@@ -236,6 +236,7 @@ def predict(opts: PredictOptions) -> int:
     from deepfer.inference.annotate import Annotator
     from deepfer.inference.formats import make_writer
     from deepfer.inference.inputs import expand, webcam
+    from deepfer.inference.results import rows
     from deepfer.inference.timeline import TimelineWriter, TrackSummary, write_summary
     from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING
 
@@ -272,8 +273,8 @@ def predict(opts: PredictOptions) -> int:
                 timeline.write(result)
             if opts.summary and result.time is not None:
                 summary = summaries.setdefault(result.path or "", TrackSummary(rec.labels, result.path))
-                for face in result.faces:
-                    summary.add(face, result.time)
+                for row in rows(result, rec.labels):
+                    summary.add(row)
     except BrokenPipeError:  # `deepfer predict ... | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:  # also on Ctrl+C: what was read so far is written out

@@ -16,7 +16,7 @@ from deepfer.cli import main
 from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer, summarize
 from deepfer.inference.inputs import Source, webcam
-from deepfer.inference.results import Face, Result
+from deepfer.inference.results import Face, Result, table_columns
 from deepfer.inference.tracking import FaceTracker, ScoreSmoother, Streams, TrackedStream
 from deepfer.vision import Detection, Picture, read_image
 
@@ -202,13 +202,13 @@ def test_detect_every_classifies_every_frame_with_fewer_detections(recognizer: R
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     every = list(recognizer.iter_results([moving], detect_every=1))
     calls = []
-    detect = recognizer.detect
+    detect = recognizer._detect
 
     def counted(image):  # type: ignore[no-untyped-def]
         calls.append(1)
         return detect(image)
 
-    monkeypatch.setattr(recognizer, "detect", counted)
+    monkeypatch.setattr(recognizer, "_detect", counted)
     sparse = list(recognizer.iter_results([moving], detect_every=4))
     assert len(calls) == 6 and all(len(r.faces) == 1 and r.faces[0].track == 1 for r in sparse)
     # Once two detections have taught the tracker the motion, carried boxes stay on the face:
@@ -226,10 +226,10 @@ def test_images_have_no_track_fields(recognizer: Recognizer, astronaut: Path) ->
 
 def test_track_dataframe_and_summary(recognizer: Recognizer, moving: Path) -> None:
     table = recognizer.track(moving, detect_every=2)
-    assert list(table.columns) == ["path", "track", "frame", "time", "box", "scores", "smoothed", "label",
-                                   "smoothed_label"]
+    assert list(table.columns) == table_columns(recognizer.labels)
     assert len(table) == 24 and set(table.track) == {1} and table.time.iloc[-1] == pytest.approx(23 / 12)
-    assert 70 < table.box.iloc[0][2] < 110 and set(table.smoothed.iloc[3]) == set(recognizer.labels)
+    smoothed = [f"smoothed_{k}" for k in recognizer.labels]
+    assert 70 < table.w.iloc[0] < 110 and table.loc[3, smoothed].sum() == pytest.approx(1, abs=1e-4)
     summary = summarize(table)
     assert list(summary.columns[:7]) == ["path", "track", "first", "last", "duration", "frames", "dominant"]
     [row] = summary.to_dict("records")

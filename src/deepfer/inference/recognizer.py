@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CHUNK = 32  # images (or frames) whose faces are classified in one batch
+ImageLike = str | Path | Image.Image | np.ndarray | Picture
 
 
 class Recognizer:
@@ -118,55 +119,49 @@ class Recognizer:
 
     # -- single images -------------------------------------------------------------------------
 
-    def predict(self, image: str | Path | Image.Image | np.ndarray, color: ColorOrder = "rgb") -> list[Face]:
-        """Faces of one image.
+    @overload
+    def predict(self, image: ImageLike, color: ColorOrder = "rgb") -> list[Face]: ...
+
+    @overload
+    def predict(self, image: list[ImageLike] | tuple[ImageLike, ...], color: ColorOrder = "rgb") -> list[list[Face]]: ...
+
+    def predict(self, image: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
+                color: ColorOrder = "rgb") -> list[Face] | list[list[Face]]:
+        """Faces of one image, or of each image of a list (their crops classified in batches).
 
         Args:
-            image: an image file, a PIL image or a numpy array (gray, RGB or BGR; uint8 or float
-                in ``[0, 1]`` / ``[0, 255]``).
+            image: an image file, a PIL image, a numpy array (gray, RGB or BGR; uint8 or float
+                in ``[0, 1]`` / ``[0, 255]``) or a :class:`~deepfer.vision.Picture`; or a list of them.
             color: channel order of a colour numpy array (``"rgb"`` or ``"bgr"``).
 
         Returns:
-            The faces found, largest first (empty if none).
+            The faces found, largest first (empty if none); a list of those for a list.
 
         Raises:
             DeepferError: an image file that cannot be read, or a folder or video (those are
                 :meth:`predict_table`'s).
         """
+        if isinstance(image, (list, tuple)):
+            faces: list[list[Face]] = []
+            for start in range(0, len(image), _CHUNK):
+                faces += self._recognize([self._picture(im, color) for im in image[start : start + _CHUNK]])
+            return faces
+        return self._recognize([self._picture(image, color)])[0]
+
+    @staticmethod
+    def _picture(image: ImageLike, color: ColorOrder) -> Picture:
         if isinstance(image, (str, Path)) and (Path(image).is_dir() or expand([image])[0].kind == "video"):
             what = "a folder" if Path(image).is_dir() else "a video"
-            raise DeepferError(f"{image}: {what}; Recognizer.predict reads one image, use "
+            raise DeepferError(f"{image}: {what}; Recognizer.predict reads images, use "
                                f"Recognizer.predict_table for folders and videos (a DataFrame)")
-        return self.predict_images([to_picture(image, color)])[0]
+        return to_picture(image, color)
 
-    def predict_images(self, images: Sequence[str | Path | Image.Image | np.ndarray | Picture],
-                       color: ColorOrder = "rgb") -> list[list[Face]]:
-        """Faces of each image, their crops classified in batches (see :meth:`predict`).
-
-        Raises:
-            DeepferError: an image that cannot be read (:meth:`iter_results` reports those instead).
-        """
-        faces: list[list[Face]] = []
-        for start in range(0, len(images), _CHUNK):
-            faces += self._recognize([to_picture(im, color) for im in images[start : start + _CHUNK]])
-        return faces
-
-    def detect(self, image: np.ndarray | Picture) -> list[Detection]:
-        """The face detections of an image (the whole image without a detector), largest first.
-
-        Args:
-            image: a :class:`Picture` or a numpy image (colour arrays are RGB).
-        """
-        pic = image if isinstance(image, Picture) else from_array(image)
+    def _detect(self, pic: Picture) -> list[Detection]:
+        """The face detections of a picture (the whole image without a detector), largest first."""
         return detect_faces(pic, self.detector, self.min_face, self.min_score)
 
-    def crops(self, image: np.ndarray | Picture) -> tuple[list[Detection], np.ndarray]:
-        """Detections and their uint8 (N, size, size) crops, exactly as the model sees them.
-
-        Args:
-            image: a :class:`Picture` or a numpy image (colour arrays are RGB).
-        """
-        pic = image if isinstance(image, Picture) else from_array(image)
+    def _crops(self, pic: Picture) -> tuple[list[Detection], np.ndarray]:
+        """Detections and their uint8 (N, size, size) crops, exactly as the model sees them."""
         return face_crops(pic, self.detector, self.size, self.min_face, self.min_score, self.align)
 
     def _recognize(self, pictures: Sequence[Picture],
@@ -174,7 +169,7 @@ class Recognizer:
         """Faces of each picture; ``located[i]``, where given, are picture i's faces as a tracker
         placed them (the detector is not run on it)."""
         where = located or [None] * len(pictures)
-        found = [self.crops(p) if dets is None else (dets, self._crop(p, dets)) for p, dets in zip(pictures, where)]
+        found = [self._crops(p) if dets is None else (dets, self._crop(p, dets)) for p, dets in zip(pictures, where)]
         crops = [c for _, c in found]
         probs = self.classifier.predict_proba(np.concatenate(crops)) if crops else np.zeros((0, 0))
         out, i = [], 0
@@ -260,11 +255,12 @@ class Recognizer:
         """A DataFrame with one row per face (and one per image or frame without one) of files,
         folders and videos, e.g. ``Recognizer().predict_table("photos/")``.
 
-        Columns: ``path``, ``frame``, ``time``, ``face`` (index in the image), ``track``, ``x``,
-        ``y``, ``w``, ``h``, ``label``, ``score``, one column per class, ``detector_score``,
-        ``face_width``, ``roll``, ``yaw``, ``blur``, ``error`` (:func:`deepfer.inference.results.columns`).
-        Per-input problems are rows with an
-        ``error``, as in :meth:`iter_results`, whose arguments these are.
+        Columns, by group (:func:`deepfer.inference.results.column_groups`): ``path``, ``frame``,
+        ``time``, ``face`` (index in the image), ``track``, the box (``x``, ``y``, ``w``, ``h``),
+        ``label``, ``score``, one column per class, the smoothed scores (``smoothed_label``,
+        ``smoothed_<class>``; videos and webcams), the quality (``detector_score``, ``face_width``,
+        ``roll``, ``yaw``, ``blur``) and ``error``. Per-input problems are rows with an ``error``,
+        as in :meth:`iter_results`, whose arguments these are.
 
         Returns:
             The table; integer columns are pandas' nullable ``Int64``.
@@ -287,10 +283,10 @@ class Recognizer:
             progress: show a progress bar with the time left on stderr.
 
         Returns:
-            One row per face and frame: ``path``, ``track``, ``frame``, ``time`` (seconds), ``box``
-            (x, y, w, h), ``scores`` and ``smoothed`` (dicts class -> probability), ``label``,
-            ``smoothed_label``. A video that breaks part-way keeps its rows before the break; the
-            break is logged and listed in ``table.attrs["errors"]``.
+            The flat results table (:meth:`predict_table`'s columns, with the ``track``, ``time``
+            and smoothed scores filled), one row per tracked face and frame. A video that breaks
+            part-way keeps its rows before the break; the break is logged and listed in
+            ``table.attrs["errors"]``.
 
         Raises:
             DeepferError: ``video`` is not a video, or cannot be read at all.
@@ -302,7 +298,7 @@ class Recognizer:
             raise DeepferError(f"{video}: Recognizer.track reads one video file or webcam"
                                + (f" ({srcs[0].error})" if len(srcs) == 1 and srcs[0].error else ""))
         table = track_table(self.iter_results(srcs, every, max_frames, progress=progress, detect_every=detect_every,
-                                              smoothing=smoothing))
+                                              smoothing=smoothing), self.labels)
         errors = table.attrs["errors"]
         if errors and table.empty:
             raise DataError(errors[0])
@@ -319,7 +315,7 @@ class Recognizer:
             stream: the stream's tracker (:class:`~deepfer.inference.tracking.TrackedStream`).
             frame: the frame's index in the stream (increasing).
         """
-        located = stream.locate(picture, frame, self.detect)
+        located = stream.locate(picture, frame, self._detect)
         return stream.finish(frame, self._recognize([picture], [located])[0])
 
     def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool,
@@ -329,7 +325,7 @@ class Recognizer:
         # Frames are located (detected or carried by their stream's tracker) in order, classified
         # together, then given their track ids and smoothed scores in order.
         tracked = [None if frame is None else streams.get(src) for src, frame, _ in pending]
-        located = [None if st is None else st.locate(pic, frame, self.detect)  # type: ignore[arg-type]
+        located = [None if st is None else st.locate(pic, frame, self._detect)  # type: ignore[arg-type]
                    for st, (_, frame, pic) in zip(tracked, pending)]
         faces = self._recognize([p for _, _, p in pending], located)
         for (src, frame, pic), found, st in zip(pending, faces, tracked):

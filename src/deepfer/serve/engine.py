@@ -266,7 +266,7 @@ class Engine:
 
     def _predict(self, upload: Upload) -> dict[str, Any]:
         pic = self._decode(upload)
-        faces = self._worker_recognizer().predict_images([pic])[0]
+        faces = self._worker_recognizer().predict(pic)
         return Result(upload.filename, None, faces, None if faces else NO_FACE).to_dict()
 
     def _explain(self, upload: Upload, method: str, mode: str) -> tuple[bytes, list[str]]:

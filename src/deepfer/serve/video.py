@@ -129,6 +129,7 @@ class VideoService:
             HTTPError: 504 past ``deadline``.
         """
         from deepfer.inference.inputs import Source
+        from deepfer.inference.results import rows
         from deepfer.inference.timeline import TimelineWriter, TrackSummary
         from deepfer.inference.video import fps, frame_count, open_video
 
@@ -154,8 +155,8 @@ class VideoService:
                         continue
                     frames += 1
                     timeline.write(r)
-                    for face in r.faces:
-                        summary.add(face, r.time or 0.0)
+                    for row in rows(r, rec.labels):
+                        summary.add(row)
             finally:
                 written = timeline.close()
             png = next((p for p in written if p.suffix == ".png"), None)
