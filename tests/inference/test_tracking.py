@@ -108,7 +108,7 @@ def test_carried_landmarks_move_with_the_box() -> None:
 def test_tracker_options_are_checked() -> None:
     with pytest.raises(DeepferError, match="max_gap"):
         FaceTracker(max_gap=-1)
-    with pytest.raises(DeepferError, match="--detect-every must be >= 1, got 0"):
+    with pytest.raises(DeepferError, match="detect_every must be >= 1, got 0"):
         TrackedStream(30.0, detect_every=0)
     with pytest.raises(DeepferError, match="time constant"):
         ScoreSmoother(-0.1)

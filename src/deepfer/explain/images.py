@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from deepfer.errors import DataError, DeepferError
+from deepfer.errors import DataError, DeepferError, ParameterError
 from deepfer.explain.base import Fill, load_explainable
 from deepfer.explain.methods import METHODS, branch_methods, is_heatmap, with_branches
 from deepfer.explain.overlay import Panel, blend, save_panels, stretch
@@ -82,7 +82,7 @@ def explain_faces(
     net, names = load_explainable(model, labels)
     target_index = _target_index(target, names)
     if methods.count("stn") and net.stn is None:
-        raise DeepferError(f"model {net.config.name} has no spatial transformer: drop --method stn")
+        raise ParameterError("method", f"model {net.config.name} has no spatial transformer: drop method stn")
     unknown = [m for m in methods if m not in METHODS and m not in branch_methods(net)]
     if unknown:
         raise DeepferError(f"model {net.config.name} has no branch for {', '.join(unknown)}; its branch maps: "

@@ -89,12 +89,12 @@ class Annotator:
         if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
             want = "image" if suffix in _WRITABLE else "video"
             if len(readable) != 1 or (readable[0].kind == "image") != (want == "image"):
-                raise DeepferError(f"--annotate {out}: a {want} file name needs exactly one {want} input; "
+                raise DeepferError(f"annotation target {out}: a {want} file name needs exactly one {want} input; "
                                    "give a folder for several inputs")
             self.targets[readable[0].name] = out
             return
         if suffix and suffix in IMAGE_EXTENSIONS:
-            raise DeepferError(f"--annotate {out}: cannot write {suffix} images; use .jpg or .png")
+            raise DeepferError(f"annotation target {out}: cannot write {suffix} images; use .jpg or .png")
         taken: set[Path] = set()
         for s in readable:
             rel = s.rel

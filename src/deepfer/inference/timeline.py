@@ -204,7 +204,7 @@ class TimelineWriter:
     def __init__(self, out: str | Path, labels: list[str]) -> None:
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
-            raise DeepferError(f"--timeline {out}: not a folder")
+            raise DeepferError(f"timeline folder {out}: not a folder")
         self.labels = list(labels)
         self.written: list[Path] = []
         self._path: str | None = None

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.inference.inputs import Source
 from deepfer.inference.results import Face
 from deepfer.inference.video import DEFAULT_FPS, fps, open_video
@@ -314,7 +314,7 @@ class TrackedStream:
     def __init__(self, fps: float | None, detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING,
                  max_gap: float = MAX_GAP) -> None:
         if detect_every < 1:
-            raise DeepferError(f"--detect-every must be >= 1, got {detect_every}")
+            raise ParameterError("detect_every", f"detect_every must be >= 1, got {detect_every}")
         self.fps = fps
         self.detect_every = detect_every
         self.tracker = FaceTracker(max_gap)

@@ -8,20 +8,19 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from deepfer.errors import DeepferError, ParameterError
+from deepfer.errors import DeepferError
+from deepfer.options import DetectorOptions, option, positive
 
 if TYPE_CHECKING:
     from deepfer.vision.detector_spec import DetectorSpec
 
 MIB = 1024 * 1024
 EXPLAIN_METHODS = ("gradcam", "occlusion", "saliency")
-# DetectorSpec's parameter -> the setting that fills it
-_SPEC_FIELDS = {"work_width": "detect_width", "step": "detect_step"}
 
 
 @dataclass(frozen=True)
-class ServeSettings:
-    """How the REST server runs.
+class ServeSettings(DetectorOptions):
+    """How the REST server runs (``deepfer serve``'s options are the fields with a flag).
 
     Attributes:
         host: address to listen on. The default is loopback only; anything else makes the server
@@ -59,21 +58,20 @@ class ServeSettings:
             the app runs (``None`` leaves them alone).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    model: str | None = None
-    backend: str | None = None
-    detector: str = "auto"
-    detect_width: int | None = None
-    detect_step: float = 1.2
-    min_face: int = 0
-    min_score: float | None = None
-    max_upload_bytes: int = 10 * MIB
+    host: str = option("127.0.0.1", "address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 "
+                       "exposes the server, which has no authentication)")
+    port: int = option(8000, "TCP port (default 8000)", type=int, metavar="PORT")
+    model: str | None = option(None, "shipped weights name, checkpoint .pt or exported .onnx (default: shipped default)")
+    backend: str | None = option(None, "default: onnx when onnxruntime is installed", choices=["torch", "onnx"])
+    detect_step: float = 1.2  # predict's is 1.1: see DetectorOptions
+    max_upload_bytes: int = option(10 * MIB, "largest upload in MiB (default 10; 413 above)", flag="--max-upload-mb",
+                                   type=float, cli_default=10.0, to_value=lambda mb: int(mb * MIB), metavar="MB")
     max_pixels: int = 24_000_000
     max_side: int = 10_000
-    workers: int = 2
+    workers: int = option(2, "inference threads (default 2)", type=positive)
     max_queue: int = 64
-    request_timeout: float = 10.0
+    request_timeout: float = option(10.0, "seconds per request before 504 (default 10)", flag="--timeout", type=float,
+                                     metavar="S")
     read_timeout: float = 30.0
     explain_max_side: int = 1024
     intra_threads: int | None = 1
@@ -95,17 +93,7 @@ class ServeSettings:
             raise DeepferError(f"serve: intra_threads must be >= 1, got {self.intra_threads}")
         if self.backend not in (None, "torch", "onnx"):
             raise DeepferError(f"serve: unknown backend {self.backend!r}; choose torch or onnx")
-        object.__setattr__(self, "_spec", self._detector_spec())
-
-    def _detector_spec(self) -> DetectorSpec:
-        from deepfer.vision.detector_spec import DetectorSpec
-
-        width = 320 if self.detect_width is None else self.detect_width
-        try:
-            return DetectorSpec(self.detector, width, self.detect_step, self.min_face, self.min_score)
-        except ParameterError as exc:
-            name = _SPEC_FIELDS.get(exc.param, exc.param)
-            raise ParameterError(name, f"serve: {str(exc).replace(exc.param, name, 1)}") from None
+        object.__setattr__(self, "_spec", self.spec())
 
     @property
     def detector_spec(self) -> DetectorSpec:
