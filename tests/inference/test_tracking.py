@@ -158,7 +158,9 @@ def test_streams_keep_only_the_current_input(tmp_path: Path) -> None:
     streams = Streams(2, 0.3)
     a, b = Source("video", str(tmp_path / "a.avi"), Path("a.avi")), Source("webcam", "webcam:0", Path("w"), webcam=0)
     sa = streams.get(a)
-    assert streams.get(a) is sa and sa.fps == 30.0  # a file that cannot be opened: the default rate
+    assert streams.get(a) is sa and sa.fps == 30.0  # no rate read for it: the default rate
+    streams.rates[str(tmp_path / "c.avi")] = 12.5
+    assert streams.get(Source("video", str(tmp_path / "c.avi"), Path("c.avi"))).fps == 12.5
     sb = streams.get(b)
     streams.retain(b)
     assert streams.get(b) is sb and streams.get(a) is not sa and sb.fps is None

@@ -63,6 +63,30 @@ def test_video_dataframe(recognizer: Recognizer, video: Path) -> None:
     assert table.label.notna().sum() == 5
 
 
+def test_each_video_is_opened_once(recognizer: Recognizer, video: Path, monkeypatch: pytest.MonkeyPatch,
+                                   tmp_path: Path) -> None:
+    """Decoding, timing (the tracker's frame rate) and annotating share one opening of the file."""
+    import deepfer.inference.annotate
+    import deepfer.inference.recognizer
+    import deepfer.inference.tracking
+    from deepfer.inference.annotate import Annotator
+    from deepfer.inference.inputs import expand
+    from deepfer.inference.video import open_video
+
+    opened: list[str] = []
+    for module in (deepfer.inference.recognizer, deepfer.inference.tracking, deepfer.inference.annotate):
+        if hasattr(module, "open_video"):
+            monkeypatch.setattr(module, "open_video", lambda name: opened.append(name) or open_video(name))
+    sources = expand([video])
+    annotator = Annotator(tmp_path / "out", sources)
+    results = list(recognizer.iter_results(sources, keep_pictures=True, detect_every=1))
+    for r in results:
+        annotator.write(r)
+    annotator.close()
+    assert opened == [str(video)] and results[3].fps == pytest.approx(results[3].frame / results[3].time)
+    assert (tmp_path / "out").is_dir() and any((tmp_path / "out").iterdir())
+
+
 def test_broken_video_is_an_error_record(recognizer: Recognizer, tmp_path: Path) -> None:
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)

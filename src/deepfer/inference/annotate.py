@@ -16,7 +16,7 @@ import numpy as np
 from deepfer.errors import DeepferError
 from deepfer.inference.inputs import IMAGE_EXTENSIONS, Source
 from deepfer.inference.results import Face, Result
-from deepfer.inference.video import VIDEO_EXTENSIONS, VideoWriter, fps, open_video
+from deepfer.inference.video import DEFAULT_FPS, VIDEO_EXTENSIONS, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -122,21 +122,10 @@ class Annotator:
             return target
         writer = self._videos.get(result.path or "")
         if writer is None:
-            writer = self._videos[result.path or ""] = VideoWriter(target, self._fps(result.path or ""))
+            rate = max(1.0, (result.fps or DEFAULT_FPS) / self.every)  # the frames kept, at their pace
+            writer = self._videos[result.path or ""] = VideoWriter(target, rate)
         writer.write(image)
         return target
-
-    def _fps(self, name: str) -> float:
-        src = self.sources.get(name)
-        rate = 30.0
-        if src is not None and src.kind == "video":
-            try:
-                cap = open_video(src.name)
-                rate = fps(cap)
-                cap.release()
-            except DeepferError:
-                pass
-        return max(1.0, rate / self.every)
 
     def close(self) -> None:
         for writer in self._videos.values():

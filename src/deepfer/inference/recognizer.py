@@ -29,7 +29,7 @@ from deepfer.inference.backends import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
-from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
+from deepfer.inference.video import fps, frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier, alignment_of
 from deepfer.vision import (
     AUTO,
@@ -229,12 +229,16 @@ class Recognizer:
         srcs: list[Source] = []
         for s in sources:
             srcs += [s] if isinstance(s, Source) else expand([s])
-        total = None if any(s.kind == "webcam" for s in srcs) else self._estimate(srcs, every, max_frames)
+        # The bar's total opens each video once more for its length: only where a bar is shown.
+        webcams = any(s.kind == "webcam" for s in srcs)
+        total = self._estimate(srcs, every, max_frames) if progress and not webcams else None
         unit = "frame" if all(s.kind in ("video", "webcam") for s in srcs) else "img"
         bar = tqdm(total=total, unit=unit, disable=None if progress else True, leave=False)
         pending: list[tuple[Source, int | None, Picture]] = []
+        rates: dict[str, float] = {}  # each video's frame rate, read when it is opened
+        streams.rates = rates
         try:
-            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures):
+            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures, rates):
                 if pic is None:
                     yield from self._flush(pending, keep_pictures, streams)
                     bar.update(1)
@@ -332,12 +336,15 @@ class Recognizer:
             t = None
             if st is not None and frame is not None:
                 t, found = st.finish(frame, found)
-            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None, t)
+            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None, t,
+                         streams.rates.get(src.name) if src.kind == "video" else None)
         streams.retain(pending[-1][0])
         pending.clear()
 
-    def _pictures(self, sources: list[Source], every: int, max_frames: int | None,
-                  keep: bool) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+    def _pictures(self, sources: list[Source], every: int, max_frames: int | None, keep: bool,
+                  rates: dict[str, float]) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+        """Each input's pictures (or why it has none); a video's frame rate goes into ``rates`` when
+        it is opened, the one time it is."""
         for src in sources:
             if src.kind == "error":
                 yield src, None, None, src.error
@@ -359,6 +366,8 @@ class Recognizer:
                         raise
                     yield src, None, None, str(exc)
                     continue
+                if src.kind == "video":
+                    rates[src.name] = fps(cap)
                 yield from self._frames(src, cap, every, max_frames, keep)
 
     @staticmethod

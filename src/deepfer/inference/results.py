@@ -108,6 +108,7 @@ class Result:
         picture: the decoded image, kept only when annotation asks for it.
         time: a video frame's time in seconds (index / fps), a webcam frame's seconds since the
             stream started; ``None`` for images.
+        fps: a video frame's video's frame rate (``None`` for images and webcams).
     """
 
     path: str | None
@@ -117,6 +118,7 @@ class Result:
     decoded: bool = True
     picture: Picture | None = field(default=None, repr=False, compare=False)
     time: float | None = None
+    fps: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON Lines record of ``deepfer predict --format json`` (``"time"`` for frames)."""
