@@ -45,7 +45,7 @@ class DataInfoOptions:
 
 def data_info(opts: DataInfoOptions) -> int:
     from deepfer.data import describe, load_dataset, split
-    from deepfer.data.summary import format_summary
+    from deepfer.data.summary import format_data_summary
 
     extra = {}
     if opts.dataset == "ferplus":
@@ -57,7 +57,7 @@ def data_info(opts: DataInfoOptions) -> int:
     if opts.json:
         print(json.dumps(info))
     else:
-        print(format_summary(info))
+        print(format_data_summary(info))
     return 0
 
 

@@ -19,7 +19,7 @@ from deepfer.inference.timeline import (
     MAX_ROWS,
     TimelineWriter,
     TrackSummary,
-    format_summary,
+    format_track_summary,
     summarize,
     track_table,
     write_summary,
@@ -101,7 +101,7 @@ def test_summary_formats() -> None:
     for i in range(3):
         add(s, face(2, "sad"), i / 10)
     records = s.records()
-    text = format_summary(records, LABELS)
+    text = format_track_summary(records, LABELS)
     assert text.splitlines()[1].split() == ["v.mp4", "2", "0:00.0", "0:00.2", "0.2", "sad", "0%", "100%", "0%"]
     out = io.StringIO()
     write_summary(records, "json", out, LABELS)
@@ -110,7 +110,7 @@ def test_summary_formats() -> None:
     write_summary(records, "csv", out, LABELS)
     assert out.getvalue().splitlines() == ["path,track,first,last,duration,frames,dominant,share_happy,share_sad,"
                                            "share_neutral", "dir/v.mp4,2,0.0,0.2,0.2,3,sad,0.0000,1.0000,0.0000"]
-    assert format_summary([], LABELS).splitlines()[1] == "(no face was tracked)"
+    assert format_track_summary([], LABELS).splitlines()[1] == "(no face was tracked)"
 
 
 def test_track_table_and_summarize_agree_with_the_summary() -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BINS", "COLORS", "MIN_TRACK", "TimelineWriter", "TrackSummary", "draw_timeline", "format_summary",
+__all__ = ["BINS", "COLORS", "MIN_TRACK", "TimelineWriter", "TrackSummary", "draw_timeline", "format_track_summary",
            "summarize", "timeline_columns", "track_table", "write_summary"]
 
 BINS = 600  # time bins of the timeline picture (about one per 2 pixels of its width)
@@ -137,7 +137,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def format_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
+def format_track_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
     """The summary records as an aligned text table (``deepfer predict --summary``)."""
     head = (f"{'video':<24} {'track':>5} {'first':>8} {'last':>8} {'seconds':>8}  {'dominant':<9} "
             + " ".join(f"{k[:7]:>7}" for k in labels))
@@ -154,7 +154,7 @@ def format_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
 
 
 def write_summary(records: list[dict[str, Any]], fmt: str, stream: IO[str], labels: list[str]) -> None:
-    """Write the summary records as ``table`` (:func:`format_summary`), ``json`` (one object per
+    """Write the summary records as ``table`` (:func:`format_track_summary`), ``json`` (one object per
     track) or ``csv`` (one row per track, a ``share_<emotion>`` column per class)."""
     import json
 
@@ -168,7 +168,7 @@ def write_summary(records: list[dict[str, Any]], fmt: str, stream: IO[str], labe
         for r in records:
             out.writerow([r[k] if r[k] is not None else "" for k in base] + [f"{r['shares'][k]:.4f}" for k in labels])
     else:
-        stream.write(format_summary(records, labels))
+        stream.write(format_track_summary(records, labels))
     stream.flush()
 
 

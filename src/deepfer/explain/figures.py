@@ -1,5 +1,5 @@
 """Explain the faces in photos or face-crop files: read each input, explain its faces with
-:func:`~deepfer.explain.picture.explain_picture` (detected and cropped exactly as inference does),
+:func:`~deepfer.explain.face_maps.explain_picture` (detected and cropped exactly as inference does),
 and write one PNG per face (the crop beside its overlays). What ``deepfer explain IMAGE...`` runs.
 """
 
@@ -19,7 +19,7 @@ from deepfer.errors import DataError, DeepferError, ParameterError
 from deepfer.explain.base import Fill, load_explainable
 from deepfer.explain.methods import METHODS, branch_methods, is_heatmap, with_branches
 from deepfer.explain.overlay import Panel, blend, save_panels, stretch
-from deepfer.explain.picture import FaceMaps, explain_picture
+from deepfer.explain.face_maps import FaceMaps, explain_picture
 from deepfer.explain.stn_view import describe_theta, draw_grid
 from deepfer.vision import DetectorSpec, FaceDetector, Picture, to_picture
 
