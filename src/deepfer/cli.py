@@ -9,12 +9,13 @@ command line offers them (:mod:`deepfer.options`): the parser is generated from 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -270,8 +271,10 @@ def predict(opts: PredictOptions) -> int:
     model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
     rec = Recognizer(model, None if opts.no_detect else spec, opts.backend, opts.batch_size,
                      opts.tta, threads=opts.threads, calibrated=not opts.uncalibrated)
-    annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
-    timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
+    with _flags(out="--annotate"):
+        annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
+    with _flags(out="--timeline"):
+        timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
     # --summary prints one record per track instead of one per frame.
     writer = None if opts.summary else make_writer(opts.format, sys.stdout, rec.labels,
                                                    max(len(s.name) for s in sources))
@@ -489,11 +492,27 @@ _FLAGS = {f.name: flag_of(f) for c in [*(c.options for c in COMMANDS), DetectorO
           for f in dataclasses.fields(c) if "cli" in f.metadata and not f.metadata["cli"]["positional"]}
 
 
+@contextlib.contextmanager
+def _flags(**flags: str) -> Iterator[None]:
+    """Errors of library parameters raised inside name the flags given for them (where one flag
+    fills a parameter whose name other flags also have: ``out`` is --annotate or --timeline)."""
+    try:
+        yield
+    except ParameterError as exc:
+        if exc.param not in flags:
+            raise
+        raise DeepferError(_spelled(exc, flags[exc.param])) from None
+
+
+def _spelled(exc: ParameterError, flag: str) -> str:
+    return re.sub(rf"\b{re.escape(exc.param)}\b", flag, str(exc), count=1)
+
+
 def _flag_message(exc: DeepferError) -> str:
     """The error's message with the library parameter it names spelled as the flag that sets it."""
     if not isinstance(exc, ParameterError) or exc.param not in _FLAGS:
         return str(exc)
-    return re.sub(rf"\b{re.escape(exc.param)}\b", _FLAGS[exc.param], str(exc), count=1)
+    return _spelled(exc, _FLAGS[exc.param])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

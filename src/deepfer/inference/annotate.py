@@ -13,7 +13,7 @@ from typing import Self
 import cv2
 import numpy as np
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.inference.inputs import IMAGE_EXTENSIONS, Source
 from deepfer.inference.results import Face, Result
 from deepfer.inference.video import DEFAULT_FPS, VIDEO_EXTENSIONS, VideoWriter
@@ -89,12 +89,12 @@ class Annotator:
         if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
             want = "image" if suffix in _WRITABLE else "video"
             if len(readable) != 1 or (readable[0].kind == "image") != (want == "image"):
-                raise DeepferError(f"annotation target {out}: a {want} file name needs exactly one {want} input; "
-                                   "give a folder for several inputs")
+                raise ParameterError("out", f"out {out}: a {want} file name needs exactly one {want} input; "
+                                     "give a folder for several inputs")
             self.targets[readable[0].name] = out
             return
         if suffix and suffix in IMAGE_EXTENSIONS:
-            raise DeepferError(f"annotation target {out}: cannot write {suffix} images; use .jpg or .png")
+            raise ParameterError("out", f"out {out}: cannot write {suffix} images; use .jpg or .png")
         taken: set[Path] = set()
         for s in readable:
             rel = s.rel

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from deepfer.errors import DeepferError
+from deepfer.errors import ParameterError
 from deepfer.inference.results import NO_FACE, Result, rows, timeline_columns, to_dataframe
 
 if TYPE_CHECKING:
@@ -198,13 +198,13 @@ class TimelineWriter:
         labels: the class names.
 
     Raises:
-        DeepferError: ``out`` exists and is not a folder.
+        ParameterError: ``out`` exists and is not a folder.
     """
 
     def __init__(self, out: str | Path, labels: list[str]) -> None:
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
-            raise DeepferError(f"timeline folder {out}: not a folder")
+            raise ParameterError("out", f"out {out}: not a folder")
         self.labels = list(labels)
         self.written: list[Path] = []
         self._path: str | None = None
