@@ -78,7 +78,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         target = parser
         if meta["group"]:
             if meta["group"] not in groups:
-                groups[meta["group"]] = parser.add_argument_group(meta["group"], getattr(cls, "GROUPS", {}).get(meta["group"]))
+                described = getattr(cls, "GROUPS", {}).get(meta["group"])
+                groups[meta["group"]] = parser.add_argument_group(meta["group"], described)
             target = groups[meta["group"]]
         if meta["positional"]:
             target.add_argument(f.name, **kw)

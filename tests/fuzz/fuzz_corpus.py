@@ -321,8 +321,8 @@ def deep_tiff(side: int = 8000) -> bytes:
 def bombs(full: bool = False) -> dict[str, bytes]:
     """``name.ext`` -> a decode bomb. Each is refused (or decoded within bounds) quickly. The
     default sizes pass every limit by a few times (for the tests); ``full`` gives the sizes
-    ``benchmarks/fuzz.py`` measures and those of an upload at the server's 10 MiB cap, and adds the memory cases at 8000x8000
-    (for the benchmark)."""
+    ``benchmarks/fuzz.py`` measures and those of an upload at the server's 10 MiB cap, and adds the
+    memory cases at 8000x8000 (for the benchmark)."""
     out = {
         "scans.jpg": jpeg_scans(),
         "scans_server.jpg": jpeg_scans(4800, 4800, 12_000),

@@ -72,7 +72,8 @@ def test_rows_one_per_face_or_one_empty() -> None:
     [empty] = rows(Result("v.avi", 7, [], "v.avi: cannot decode", decoded=False), LABELS)
     assert empty == {"path": "v.avi", "frame": 7, "time": None, "face": None, "track": None, "x": None, "y": None,
                      "w": None, "h": None, "label": None, "score": None, "happy": None, "sad": None,
-                     "smoothed_label": None, "smoothed_happy": None, "smoothed_sad": None, "detector_score": None, "face_width": None, "roll": None, "yaw": None, "blur": None,
+                     "smoothed_label": None, "smoothed_happy": None, "smoothed_sad": None,
+                     "detector_score": None, "face_width": None, "roll": None, "yaw": None, "blur": None,
                      "error": "v.avi: cannot decode"}
 
 

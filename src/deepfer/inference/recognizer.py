@@ -123,7 +123,8 @@ class Recognizer:
     def predict(self, image: ImageLike, color: ColorOrder = "rgb") -> list[Face]: ...
 
     @overload
-    def predict(self, image: list[ImageLike] | tuple[ImageLike, ...], color: ColorOrder = "rgb") -> list[list[Face]]: ...
+    def predict(self, image: list[ImageLike] | tuple[ImageLike, ...],
+                color: ColorOrder = "rgb") -> list[list[Face]]: ...
 
     def predict(self, image: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
                 color: ColorOrder = "rgb") -> list[Face] | list[list[Face]]:

@@ -61,7 +61,8 @@ class ServeSettings(DetectorOptions):
     host: str = option("127.0.0.1", "address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 "
                        "exposes the server, which has no authentication)")
     port: int = option(8000, "TCP port (default 8000)", type=int, metavar="PORT")
-    model: str | None = option(None, "shipped weights name, checkpoint .pt or exported .onnx (default: shipped default)")
+    model: str | None = option(None, "shipped weights name, checkpoint .pt or exported .onnx (default: shipped "
+                               "default)")
     backend: str | None = option(None, "default: onnx when onnxruntime is installed", choices=["torch", "onnx"])
     detect_step: float = 1.2  # predict's is 1.1: see DetectorOptions
     max_upload_bytes: int = option(10 * MIB, "largest upload in MiB (default 10; 413 above)", flag="--max-upload-mb",
