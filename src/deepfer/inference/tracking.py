@@ -44,12 +44,12 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.inference import reid as _reid
 from deepfer.inference.inputs import Source
 from deepfer.inference.results import Face
 from deepfer.inference.scenecut import SceneCuts
-from deepfer.inference.video import DEFAULT_FPS, fps, open_video
+from deepfer.inference.video import DEFAULT_FPS
 from deepfer.vision import Detection, Picture
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,8 @@ class FaceTracker:
         if max_gap < 0 or gate <= 0:
             raise DeepferError(f"max_gap must be >= 0 and gate > 0, got {max_gap} and {gate}")
         if reid_window is not None and not reid_window >= 0:
-            raise DeepferError(f"--reid-window must be a number of seconds >= 0 or 'all', got {reid_window}")
+            raise ParameterError("reid_window", "reid_window must be a number of seconds >= 0 or None (the whole "
+                                 f"video), got {reid_window}")
         self.max_gap = max_gap
         self.gate = gate
         self.reid_window = reid_window
@@ -464,7 +465,7 @@ class TrackedStream:
                  max_gap: float = MAX_GAP, reid_window: float | None = REID_WINDOW,
                  reid: bool | _reid.FaceEmbedder = True, scene_cuts: bool = True) -> None:
         if detect_every < 1:
-            raise DeepferError(f"--detect-every must be >= 1, got {detect_every}")
+            raise ParameterError("detect_every", f"detect_every must be >= 1, got {detect_every}")
         self.fps = fps
         self.detect_every = detect_every
         self.tracker = FaceTracker(max_gap, reid_window=reid_window)
@@ -550,21 +551,16 @@ class Streams:
         self.detect_every = detect_every
         self.smoothing = smoothing
         self.reid_window = reid_window
+        self.rates: dict[str, float] = {}  # video name -> frame rate, filled by whoever reads the videos
         self._streams: dict[tuple[str, str], TrackedStream] = {}
 
     def get(self, source: Source) -> TrackedStream:
-        """The stream of ``source`` (a video's frame rate is read from its file)."""
+        """The stream of ``source``: a video's frames are timed by its rate in :attr:`rates`
+        (:data:`~deepfer.inference.video.DEFAULT_FPS` where it is missing), a webcam's by the clock."""
         key = (source.kind, source.name)
         stream = self._streams.get(key)
         if stream is None:
-            rate = None
-            if source.kind == "video":
-                try:
-                    cap = open_video(source.name)
-                    rate = fps(cap)
-                    cap.release()
-                except DeepferError:  # it opened a moment ago; fall back to the default rate
-                    rate = DEFAULT_FPS
+            rate = self.rates.get(source.name, DEFAULT_FPS) if source.kind == "video" else None
             stream = self._streams[key] = TrackedStream(rate, self.detect_every, self.smoothing,
                                                         reid_window=self.reid_window)
         return stream
