@@ -13,9 +13,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The bundled NASA photo through the default detector and weights (MODEL=path.pt to pick others).
+# The bundled NASA photo through the default detector and weights (MODEL=path.pt to pick others);
+# the annotated copy goes to DEMO_OUT.
+DEMO_OUT ?= out/demo.jpg
+
 demo: $(STAMP)
-	$(BIN)/deepfer predict src/deepfer/assets/astronaut.png --annotate out/demo.jpg $(if $(MODEL),--model $(MODEL))
+	$(BIN)/deepfer predict src/deepfer/assets/astronaut.png --annotate $(DEMO_OUT) $(if $(MODEL),--model $(MODEL))
+	@echo "To run deepfer yourself, activate its environment first: . $(VENV)/bin/activate"
 
 # Best effort, never fatal: tests/serve's browser test drives Debian's chromium, installed here when
 # missing and we are root with apt (about 1 min); without it that one test skips and says why.

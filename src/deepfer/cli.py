@@ -158,7 +158,7 @@ class ModelsOptions:
 
 def models(opts: ModelsOptions) -> int:
     from deepfer.models import list_models
-    from deepfer.weights import ENSEMBLES, list_pretrained
+    from deepfer.weights import DEFAULT, ENSEMBLES, list_pretrained
 
     shipped = list_pretrained()
     if opts.json:
@@ -167,14 +167,14 @@ def models(opts: ModelsOptions) -> int:
              "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
              "val_accuracy": w.info.get("val_accuracy"), "temperature": w.temperature,
              "card": str(w.card) if w.card else None}
-            for w in shipped], "ensembles": ENSEMBLES}))
+            for w in shipped], "ensembles": ENSEMBLES, "default": DEFAULT}))
         return 0
     print("architectures: " + ", ".join(list_models()))
     print("shipped weights:" if shipped else "shipped weights: none")
     for w in shipped:
         print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
               f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}"
-              f"  temperature {w.temperature:.3g}")
+              f"  temperature {w.temperature:.3g}" + ("  (default)" if w.name == DEFAULT else ""))
     for name, members in ENSEMBLES.items():
         counts = ", ".join(f"{m} x{n}" if n > 1 else m for m, n in Counter(members).items())
         print(f"  {name:<28} ensemble       {counts}")
@@ -238,7 +238,10 @@ def predict(opts: PredictOptions) -> int:
     from deepfer.inference.timeline import TimelineWriter, TrackSummary, write_summary
     from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING
 
-    if bool(opts.paths) == (opts.webcam is not None):
+    if not opts.paths and opts.webcam is None:
+        raise DeepferError("nothing to read: give image or video PATHs (files or folders) or --webcam N "
+                           "(see deepfer predict --help)")
+    if opts.paths and opts.webcam is not None:
         raise DeepferError("give image/video PATHs or --webcam N (not both)")
     if opts.smooth is not None and not 0 <= opts.smooth < float("inf"):
         raise DeepferError(f"--smooth must be a number of seconds >= 0, got {opts.smooth}")
@@ -253,9 +256,10 @@ def predict(opts: PredictOptions) -> int:
                      min_face=opts.min_face, min_score=opts.min_score, calibrated=not opts.uncalibrated)
     annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
     timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
-    # --summary prints one record per track instead of one per frame.
-    writer = None if opts.summary else make_writer(opts.format, sys.stdout, rec.labels,
-                                                   max(len(s.name) for s in sources))
+    # --summary prints one record per track instead of one per frame. The writer starts (its header)
+    # with the first record, so that a webcam that does not open prints its error alone.
+    writer = None
+    frames = any(s.kind in ("video", "webcam") for s in sources)
     summaries: dict[str, TrackSummary] = {}
     read = 0
     try:
@@ -264,6 +268,8 @@ def predict(opts: PredictOptions) -> int:
                                        progress=not opts.no_progress,
                                        detect_every=DETECT_EVERY if opts.detect_every is None else opts.detect_every,
                                        smoothing=SMOOTHING if opts.smooth is None else opts.smooth):
+            if writer is None and not opts.summary:
+                writer = make_writer(opts.format, sys.stdout, rec.labels, max(len(s.name) for s in sources), frames)
             if writer is not None:
                 writer.write(result)
             read += result.decoded
@@ -282,6 +288,8 @@ def predict(opts: PredictOptions) -> int:
             writer.close()
         if annotator is not None:
             annotator.close()
+            for line in annotator.report():
+                print(line, file=sys.stderr)
         if timeline is not None:
             for path in timeline.close():
                 print(f"wrote {path}", file=sys.stderr)
@@ -401,14 +409,15 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
 
 
 def serve(settings: ServeSettings) -> int:
-    """Run the REST server and web page until Ctrl+C (``pip install 'deepfer[serve]'``)."""
+    """Run the REST server and web page until Ctrl+C (``pip install -e '.[serve]'``)."""
     import importlib.util
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as in predict
     missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
     if missing:
-        raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install 'deepfer[serve]'")
+        raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install -e '.[serve]' in the deepfer "
+                           "checkout")
     from deepfer.serve import run
 
     run(settings)
@@ -506,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
                     help="auto (default): yunet where the yuface wheel is installed, else haar; yunet: a CNN "
                     "with five landmarks (tilted, small and dark faces; crops are rotated to level the eyes); "
-                    "haar: OpenCV cascade; dlib: HOG, needs pip install 'deepfer[dlib]'")
+                    "haar: OpenCV cascade; dlib: HOG, needs pip install -e '.[dlib]'")
     pr.add_argument("--detect-width", type=int, metavar="PX",
                     help="detect on a copy this wide (default 320; 0: full size, for small faces with haar and "
                     "dlib; yunet looks again, down to --min-face, where it finds nothing)")

@@ -33,7 +33,7 @@ def _points(upper: tuple[float, float, float, float], lower: tuple[float, float,
 
 
 def _needs_dlib() -> None:
-    pytest.importorskip("dlib", reason="dlib not installed (pip install 'deepfer[landmarks]')")
+    pytest.importorskip("dlib", reason="dlib not installed (pip install -e '.[landmarks]')")
     try:
         predictor_path()
     except DeepferError as exc:
