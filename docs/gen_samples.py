@@ -113,6 +113,10 @@ def same(a: str, b: str) -> bool:
                for x, y in zip(NUMBER.findall(a), NUMBER.findall(b)))
 
 
+def _name(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if a sample is stale")
@@ -129,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                                                            str(path), "fresh"))
         elif fresh != text:
             path.write_text(fresh)
-            print(f"wrote {path.relative_to(ROOT)}")
+            print(f"wrote {_name(path)}")
     if stale:
-        print(f"stale samples in {', '.join(str(p.relative_to(ROOT)) for p in stale)}: run python docs/gen_samples.py")
+        print(f"stale samples in {', '.join(_name(p) for p in stale)}: run python docs/gen_samples.py")
         return 1
     return 0
 
