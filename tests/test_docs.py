@@ -43,6 +43,10 @@ def test_site_builds_without_warnings(tmp_path: Path) -> None:
 
 
 def test_samples_are_what_the_commands_print() -> None:
+    from deepfer.vision import default_detector
+
+    if default_detector() != "yunet":  # the samples were written with the default detector, YuNet
+        pytest.skip("the samples show YuNet's faces; the yuface wheel is not installed here")
     proc = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_samples.py"), "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr

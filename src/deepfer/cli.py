@@ -172,7 +172,8 @@ def models(opts: ModelsOptions) -> int:
     print("architectures: " + ", ".join(list_models()))
     print("shipped weights:" if shipped else "shipped weights: none")
     for w in shipped:
-        print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
+        data = f"{w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
+        print(f"  {w.name:<28} {w.architecture:<14} {data:<16}"
               f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}"
               f"  temperature {w.temperature:.3g}" + ("  (default)" if w.name == DEFAULT else ""))
     for name, members in ENSEMBLES.items():

@@ -71,7 +71,7 @@ def test_bad_input_is_one_clear_error(points: np.ndarray, block: str, match: str
 
 def test_landmarker_without_dlib_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
-    with pytest.raises(DeepferError, match=r"deepfer\[landmarks\]"):
+    with pytest.raises(DeepferError, match=r"pip install -e '\.\[landmarks\]'"):
         Landmarker()
 
 
