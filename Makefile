@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test results reproduce bench ablation members teachers prior-attention clean
+.PHONY: install demo test docs docs-samples results reproduce bench ablation members teachers prior-attention clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,9 +13,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The bundled NASA photo through the default detector and weights (MODEL=path.pt to pick others).
+# The bundled NASA photo through the default detector and weights (MODEL=path.pt to pick others);
+# the annotated copy goes to DEMO_OUT.
+DEMO_OUT ?= out/demo.jpg
+
 demo: $(STAMP)
-	$(BIN)/deepfer predict src/deepfer/assets/astronaut.png --annotate out/demo.jpg $(if $(MODEL),--model $(MODEL))
+	$(BIN)/deepfer predict src/deepfer/assets/astronaut.png --annotate $(DEMO_OUT) $(if $(MODEL),--model $(MODEL))
+	@echo "To run deepfer yourself, activate its environment first: . $(VENV)/bin/activate"
 
 # Best effort, never fatal: tests/serve's browser test drives Debian's chromium, installed here when
 # missing and we are root with apt (about 1 min); without it that one test skips and says why.
@@ -27,6 +31,14 @@ test: $(STAMP)
 
 results: $(STAMP)
 	$(BIN)/python benchmarks/results.py
+
+# The documentation site (docs/, mkdocs.yml) into site/; a warning fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+# Rerun the commands whose output README.md and docs/*.md show, and write it in.
+docs-samples: $(STAMP)
+	$(BIN)/python docs/gen_samples.py
 
 # Order matters: DeepFER's FER2013 warm restart and FER+ recipe start from its shipped FER2013
 # weights, its CK+ and JAFFE recipes from the FER+ ones, Deep-Emotion's from its FER2013 weights;
@@ -112,4 +124,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/faithfulness.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist site src/*.egg-info

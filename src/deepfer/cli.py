@@ -173,7 +173,7 @@ class ModelsOptions:
 
 def models(opts: ModelsOptions) -> int:
     from deepfer.models import list_models
-    from deepfer.models.pretrained import list_pretrained
+    from deepfer.models.pretrained import DEFAULT, list_pretrained
 
     shipped = list_pretrained()
     if opts.json:
@@ -182,14 +182,15 @@ def models(opts: ModelsOptions) -> int:
              "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
              "val_accuracy": w.info.get("val_accuracy"), "temperature": w.temperature,
              "card": str(w.card) if w.card else None}
-            for w in shipped]}))
+            for w in shipped], "default": DEFAULT}))
         return 0
     print("architectures: " + ", ".join(list_models()))
     print("shipped weights:" if shipped else "shipped weights: none")
     for w in shipped:
-        print(f"  {w.name:<28} {w.architecture:<14} {w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
+        data = f"{w.info.get('dataset', '?')}/{w.info.get('protocol', '?')}"
+        print(f"  {w.name:<28} {w.architecture:<14} {data:<16}"
               f"  val acc {w.info.get('val_accuracy', float('nan')):.4f}  classes {len(w.labels)}"
-              f"  temperature {w.temperature:.3g}")
+              f"  temperature {w.temperature:.3g}" + ("  (default)" if w.name == DEFAULT else ""))
     return 0
 
 
@@ -267,7 +268,10 @@ def predict(opts: PredictOptions) -> int:
     from deepfer.inference.timeline import TimelineWriter, TrackSummary, write_summary
     from deepfer.inference.tracking import DETECT_EVERY, REID_WINDOW, SMOOTHING
 
-    if bool(opts.paths) == (opts.webcam is not None):
+    if not opts.paths and opts.webcam is None:
+        raise DeepferError("nothing to read: give image or video PATHs (files or folders) or --webcam N "
+                           "(see deepfer predict --help)")
+    if opts.paths and opts.webcam is not None:
         raise DeepferError("give image/video PATHs or --webcam N (not both)")
     if opts.smooth is not None and not 0 <= opts.smooth < float("inf"):
         raise DeepferError(f"--smooth must be a number of seconds >= 0, got {opts.smooth}")
@@ -283,9 +287,10 @@ def predict(opts: PredictOptions) -> int:
         annotator = Annotator(opts.annotate, sources, opts.every) if opts.annotate else None
     with _flags(out="--timeline"):
         timeline = TimelineWriter(opts.timeline, rec.labels) if opts.timeline else None
-    # --summary prints one record per track instead of one per frame.
-    writer = None if opts.summary else make_writer(opts.format, sys.stdout, rec.labels,
-                                                   max(len(s.name) for s in sources))
+    # --summary prints one record per track instead of one per frame. The writer starts (its header)
+    # with the first record, so that a webcam that does not open prints its error alone.
+    writer = None
+    frames = any(s.kind in ("video", "webcam") for s in sources)
     summaries: dict[str, TrackSummary] = {}
     read = 0
     try:
@@ -295,6 +300,8 @@ def predict(opts: PredictOptions) -> int:
                                        detect_every=DETECT_EVERY if opts.detect_every is None else opts.detect_every,
                                        smoothing=SMOOTHING if opts.smooth is None else opts.smooth,
                                        reid_window=reid_window):
+            if writer is None and not opts.summary:
+                writer = make_writer(opts.format, sys.stdout, rec.labels, max(len(s.name) for s in sources), frames)
             if writer is not None:
                 writer.write(result)
             read += result.decoded
@@ -313,6 +320,8 @@ def predict(opts: PredictOptions) -> int:
             writer.close()
         if annotator is not None:
             annotator.close()
+            for line in annotator.report():
+                print(line, file=sys.stderr)
         if timeline is not None:
             for path in timeline.close():
                 print(f"wrote {path}", file=sys.stderr)
@@ -424,14 +433,15 @@ def explain(opts: ExplainOptions) -> int:
 
 
 def serve(settings: ServeSettings) -> int:
-    """Run the REST server and web page until Ctrl+C (``pip install 'deepfer[serve]'``)."""
+    """Run the REST server and web page until Ctrl+C (``pip install -e '.[serve]'``)."""
     import importlib.util
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as in predict
     missing = [m for m in ("fastapi", "uvicorn", "python_multipart") if importlib.util.find_spec(m) is None]
     if missing:
-        raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install 'deepfer[serve]'")
+        raise DeepferError(f"deepfer serve needs {', '.join(missing)}: pip install -e '.[serve]' in the deepfer "
+                           "checkout")
     from deepfer.serve import run
 
     run(settings)
@@ -468,7 +478,7 @@ COMMANDS = [
             "--data PATH --protocol P --per-emotion). Exit code 0 if any figure was written, 1 if none, 2 on usage "
             "errors."),
     Command("models", ModelsOptions, models, "list architectures and shipped weights"),
-    Command("serve", ServeSettings, serve, "REST API and web page for photos and the webcam (needs deepfer[serve])",
+    Command("serve", ServeSettings, serve, "REST API and web page for photos and the webcam (needs pip install -e '.[serve]')",
             "Serve POST /v1/predict, POST /v1/explain, POST /v1/video, POST /v1/track, GET /v1/models, GET /healthz, "
             "the web page at / and the API docs at /docs. Ctrl+C stops."),
 ]

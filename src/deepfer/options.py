@@ -146,7 +146,7 @@ class DetectorOptions:
 
     detector: str = option("auto", "auto (default): yunet where the yuface wheel is installed, else haar; yunet: "
                            "a CNN with five landmarks (tilted, small and dark faces; crops are rotated to level the "
-                           "eyes); haar: OpenCV cascade; dlib: HOG, needs pip install 'deepfer[dlib]'",
+                           "eyes); haar: OpenCV cascade; dlib: HOG, needs pip install -e '.[dlib]'",
                            choices=DETECTOR_CHOICES)
     detect_width: int | None = option(None, "detect on a copy this wide (default 320; 0: full size, for small faces "
                                       "with haar and dlib; yunet looks again, down to --min-face, where it finds "

@@ -77,7 +77,7 @@ def test_predict_gives_one_record_per_input_and_no_traceback(corpus: dict[str, P
 
 @pytest.mark.parametrize("backend", ["torch"])
 def test_server_answers_every_body_with_2xx_or_4xx(corpus: dict[str, Path], backend: str) -> None:
-    pytest.importorskip("fastapi", reason="the server needs the serve extra: pip install 'deepfer[serve]'")
+    pytest.importorskip("fastapi", reason="the server needs the serve extra: pip install -e '.[serve]'")
     from fastapi.testclient import TestClient
 
     from deepfer.serve import ServeSettings, create_app

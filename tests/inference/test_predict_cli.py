@@ -77,8 +77,8 @@ def test_table_and_csv(capsys, checkpoint: Path, astronaut: Path, tmp_path: Path
     assert "bad.png" in lines[2] and "error:" in lines[2]
     code, out, _ = run(capsys, str(astronaut), str(bad), "--model", str(checkpoint), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert list(rows[0]) == ["path", "frame", "time", "face", "track", "detected", "x", "y", "w", "h", "label",
-                             "score", *FER7, "detector_score", "face_width", "roll", "yaw", "blur", "error"]
+    assert list(rows[0]) == ["path", "frame", "face", "x", "y", "w", "h", "label", "score", *FER7,
+                             "detector_score", "face_width", "roll", "yaw", "blur", "error"]
     assert rows[0]["face_width"] == rows[0]["w"] and float(rows[0]["blur"]) > 0
     assert rows[0]["face"] == "0" and rows[0]["error"] == "" and float(rows[0]["score"]) > 0
     assert rows[1]["x"] == "" and "not an image" in rows[1]["error"]

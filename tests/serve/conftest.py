@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the server tests need the serve extra: pip install 'deepfer[serve]'")
-pytest.importorskip("python_multipart", reason="the server tests need the serve extra: pip install 'deepfer[serve]'")
+pytest.importorskip("fastapi", reason="the server tests need the serve extra: pip install -e '.[serve]'")
+pytest.importorskip("python_multipart", reason="the server tests need the serve extra: pip install -e '.[serve]'")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_helpers import encode, portrait  # noqa: E402

@@ -169,7 +169,7 @@ def test_serve_command_names_the_missing_extra(monkeypatch, capsys) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))
     assert main(["serve"]) == 2
-    assert "pip install 'deepfer[serve]'" in capsys.readouterr().err
+    assert "pip install -e '.[serve]'" in capsys.readouterr().err
 
 
 def test_serve_command_refuses_bad_options(capsys) -> None:

@@ -62,3 +62,16 @@ def test_webcam_shows_track_ids_and_a_rolling_timeline(page) -> None:  # noqa: F
     page.click("#webcam")
     page.wait_for_selector("body[data-state=ready]")
     assert not page.is_visible("#rolling")
+
+
+def test_an_error_clears_the_previous_videos_results(page, clip: Path, tmp_path: Path) -> None:  # noqa: F811
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert page.query_selector_all("#faces .track") and page.is_visible("#timeline")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    page.set_input_files("#file", str(broken))
+    page.wait_for_selector("body[data-state=error]", timeout=60_000)
+    assert "broken.mp4" in page.inner_text("#status")
+    assert not page.query_selector_all("#faces li") and not page.is_visible("#timeline")
+    assert page.evaluate("window.deepfer.video") is None and page.inner_text("#count") == ""

@@ -33,7 +33,7 @@ def _points(upper: tuple[float, float, float, float], lower: tuple[float, float,
 
 
 def _needs_dlib() -> None:
-    pytest.importorskip("dlib", reason="dlib not installed (pip install 'deepfer[landmarks]')")
+    pytest.importorskip("dlib", reason="dlib not installed (pip install -e '.[landmarks]')")
     try:
         predictor_path()
     except DeepferError as exc:
@@ -71,7 +71,7 @@ def test_bad_input_is_one_clear_error(points: np.ndarray, block: str, match: str
 
 def test_landmarker_without_dlib_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
-    with pytest.raises(DeepferError, match=r"deepfer\[landmarks\]"):
+    with pytest.raises(DeepferError, match=r"pip install -e '\.\[landmarks\]'"):
         Landmarker()
 
 

@@ -22,6 +22,7 @@ from deepfer.explain.base import Explanation
 from deepfer.explain.methods import branch_methods, explain, is_heatmap, with_branches
 from deepfer.explain.stn_view import StnView, stn_view
 from deepfer.models.checkpoint import Preprocess
+from deepfer.models.predict import predict_proba
 from deepfer.vision import Box, Detection, FaceDetector, Picture, face_crops, face_transform
 
 __all__ = ["FaceMaps", "aligns", "explain_picture"]
@@ -109,13 +110,12 @@ def _explain_crops(net: nn.Module, names: Sequence[str], crops: np.ndarray, dete
     results: dict[str, Explanation] = {m: explain(net, crops, m, target=target, **options)
                                        for m in methods if is_heatmap(m)}
     view = stn_view(net, crops) if "stn" in methods else None
+    # The scores reported are predict's (calibrated by the model's temperature); the maps explain the
+    # same class, which a temperature never changes.
+    probs = predict_proba(net, crops)
     if results:
-        first = next(iter(results.values()))
-        probs, targets = first.probs, first.targets
+        targets = next(iter(results.values())).targets
     else:
-        from deepfer.models.predict import predict_proba
-
-        probs = predict_proba(net, crops)
         targets = probs.argmax(1) if target is None else np.full(len(crops), target)
     faces = []
     occ = results.get("occlusion")

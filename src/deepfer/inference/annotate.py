@@ -1,7 +1,8 @@
 """Draw boxes, labels and scores on images and videos (``deepfer predict --annotate OUT``).
 
 ``OUT`` is a folder (annotated copies keep the inputs' relative paths; videos and webcams become
-``.mp4`` files) or, for a single input, the file to write (``out/demo.jpg``).
+``.mp4`` files) or, for a single input, the file to write (``out/demo.jpg``). A folder ``x/`` annotated
+into ``out/x/`` fills ``out/x/`` itself, not ``out/x/x/``.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class Annotator:
         self.targets: dict[str, Path] = {}
         self.sources = {s.name: s for s in sources}
         self._videos: dict[str, VideoWriter] = {}
+        self._written: dict[Path, str | None] = {}  # file -> its video codec (None: an image)
+        self.out = out
         readable = [s for s in sources if s.kind != "error"]
         if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
             want = "image" if suffix in _WRITABLE else "video"
@@ -112,8 +115,11 @@ class Annotator:
         if suffix and suffix in IMAGE_EXTENSIONS:
             raise ParameterError("out", f"out {out}: cannot write {suffix} images; use .jpg or .png")
         taken: set[Path] = set()
+        # One folder annotated into a folder of its own name: its files go straight in.
+        tops = {s.rel.parts[0] if len(s.rel.parts) > 1 else None for s in readable}
+        strip = tops == {out.name}
         for s in readable:
-            rel = s.rel
+            rel = Path(*s.rel.parts[1:]) if strip else s.rel
             if s.kind != "image":
                 rel = rel.with_suffix(".mp4")
             elif rel.suffix.lower() not in _WRITABLE:
@@ -135,18 +141,32 @@ class Annotator:
             target.parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(target), image):
                 raise DeepferError(f"{target}: cannot write the annotated image")
+            self._written[target] = None
             return target
         writer = self._videos.get(result.path or "")
         if writer is None:
             rate = max(1.0, (result.fps or DEFAULT_FPS) / self.every)  # the frames kept, at their pace
             writer = self._videos[result.path or ""] = VideoWriter(target, rate)
         writer.write(image)
+        self._written[target] = writer.codec
         return target
 
     def close(self) -> None:
         for writer in self._videos.values():
             writer.close()
         self._videos.clear()
+
+    def report(self) -> list[str]:
+        """What was written, as lines for the user: ``wrote out/demo.jpg``, ``wrote N annotated images
+        to OUT`` for a folder, and each video with its codec (``wrote out/clip.mp4 (H.264)``)."""
+        images = [p for p, codec in self._written.items() if codec is None]
+        lines = []
+        if len(images) == 1 and images[0] == self.out:
+            lines.append(f"wrote {images[0]}")
+        elif images:
+            lines.append(f"wrote {len(images)} annotated image{'s' if len(images) > 1 else ''} to {self.out}")
+        lines += [f"wrote {p} ({codec})" for p, codec in self._written.items() if codec is not None]
+        return lines
 
     def __enter__(self) -> Self:
         return self

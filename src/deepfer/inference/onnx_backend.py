@@ -1,4 +1,4 @@
-"""The fast CPU path: an exported model run by onnxruntime (``pip install 'deepfer[onnx]'``).
+"""The fast CPU path: an exported model run by onnxruntime (``pip install -e '.[onnx]'``).
 
 Reads the ``.onnx`` files :mod:`deepfer.inference.export` writes: uint8 faces in, probabilities
 out (calibrated by the temperature the export baked in), label names, input size and temperature
@@ -42,7 +42,8 @@ class OnnxClassifier:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ModelError("the onnx backend needs onnxruntime: pip install 'deepfer[onnx]'") from None
+            raise ModelError("the onnx backend needs onnxruntime: pip install -e '.[onnx]' in the deepfer "
+                             "checkout") from None
         where = "ONNX model" if isinstance(model, bytes) else str(model)
         if not isinstance(model, bytes):
             if not Path(model).is_file():

@@ -45,6 +45,7 @@ from deepfer.vision import (
     face_quality,
     face_transform,
     from_array,
+    keep_faces,
     read_image,
     to_picture,
     whole_image,
@@ -165,12 +166,20 @@ class Recognizer:
         """Detections and their uint8 (N, size, size) crops, exactly as the model sees them."""
         return face_crops(pic, self.detector, self.size, self.min_face, self.min_score, self.align)
 
-    def _recognize(self, pictures: Sequence[Picture],
-                   located: Sequence[list[Detection] | None] | None = None) -> list[list[Face]]:
+    def _recognize(self, pictures: Sequence[Picture], located: Sequence[list[Detection] | None] | None = None,
+                   why: list[str | None] | None = None) -> list[list[Face]]:
         """Faces of each picture; ``located[i]``, where given, are picture i's faces as a tracker
-        placed them (the detector is not run on it)."""
+        placed them (the detector is not run on it). ``why``, where given, gets one entry per
+        picture: why its detections were all dropped (``min_face``, ``min_score``), else ``None``."""
         where = located or [None] * len(pictures)
-        found = [self._crops(p) if dets is None else (dets, self._crop(p, dets)) for p, dets in zip(pictures, where)]
+        found = []
+        for p, dets in zip(pictures, where):
+            note = None
+            if dets is None and self.detector is not None:
+                dets, note = keep_faces(self.detector.detect(p.gray), self.min_face, self.min_score)
+            found.append(self._crops(p) if dets is None else (dets, self._crop(p, dets)))
+            if why is not None:
+                why.append(note)
         crops = [c for _, c in found]
         probs = self.classifier.predict_proba(np.concatenate(crops)) if crops else np.zeros((0, 0))
         out, i = [], 0
@@ -338,12 +347,13 @@ class Recognizer:
         tracked = [None if frame is None else streams.get(src) for src, frame, _ in pending]
         located = [None if st is None else st.locate(pic, frame, self._detect)  # type: ignore[arg-type]
                    for st, (_, frame, pic) in zip(tracked, pending)]
-        faces = self._recognize([p for _, _, p in pending], located)
-        for (src, frame, pic), found, st in zip(pending, faces, tracked):
+        why: list[str | None] = []
+        faces = self._recognize([p for _, _, p in pending], located, why)
+        for (src, frame, pic), found, st, note in zip(pending, faces, tracked, why):
             t = None
             if st is not None and frame is not None:
                 t, found = st.finish(frame, found)
-            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None, t,
+            yield Result(src.name, frame, found, None if found else note or NO_FACE, True, pic if keep else None, t,
                          streams.rates.get(src.name) if src.kind == "video" else None)
         streams.retain(pending[-1][0])
         pending.clear()

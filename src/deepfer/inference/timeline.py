@@ -150,15 +150,16 @@ def _text(value: Any) -> str | None:
 
 def format_track_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
     """The summary records as an aligned text table (``deepfer predict --summary``)."""
+    cw = max([7, *(len(k) for k in labels)])
     head = (f"{'video':<24} {'track':>5} {'first':>8} {'last':>8} {'seconds':>8} {'times':>5}  {'dominant':<9} "
-            + " ".join(f"{k[:7]:>7}" for k in labels))
+            + " ".join(f"{k:>{cw}}" for k in labels))
     lines = [head.rstrip()]
     for r in records:
         name = Path(r["path"] or "-").name
         name = name if len(name) <= 24 else "..." + name[-21:]
         lines.append(f"{name:<24} {r['track']:>5} {_clock(r['first']):>8} {_clock(r['last']):>8} "
                      f"{r['duration']:>8.1f} {r['appearances']:>5}  {r['dominant']:<9} "
-                     + " ".join(f"{100 * r['shares'][k]:>6.0f}%" for k in labels))
+                     + " ".join(f"{100 * r['shares'][k]:>{cw - 1}.0f}%" for k in labels))
     if not records:
         lines.append("(no face was tracked)")
     return "\n".join(lines) + "\n"

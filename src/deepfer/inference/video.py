@@ -25,7 +25,12 @@ from deepfer.errors import DataError, DeepferError, ParameterError
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                               ".flv", ".3gp", ".ts"})
 DEFAULT_FPS = 30.0
-_FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+# Containers written as MPEG-4 files: H.264 where the installed OpenCV's FFmpeg can encode it (what
+# browsers play), else MPEG-4 Part 2 (opencv-python's wheels ship FFmpeg without an H.264 encoder).
+_MP4 = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
+_H264 = ("avc1", "H.264")
+_MPEG4 = ("mp4v", "MPEG-4 Part 2: this OpenCV cannot write H.264, so browsers may not play it; "
+          "ffmpeg -i IN -c:v libx264 OUT converts it")
 # After a failed grab, how many more grabs look for frames behind it: measured with OpenCV's FFmpeg
 # backend, a frame the decoder rejects fails one grab and the next frame's grab succeeds, while at
 # the real end every grab fails at once (and costs nothing).
@@ -142,25 +147,55 @@ def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = 
         cap.release()
 
 
+_mp4_codec: tuple[str, str] | None = None
+
+
+def mp4_codec() -> tuple[str, str]:
+    """The codec MPEG-4 files (``.mp4``, ``.m4v``, ``.mov``, ``.mkv``) are written with: its FourCC and
+    what to tell the user, ``("avc1", "H.264")`` where the installed OpenCV can encode H.264, else
+    ``("mp4v", "MPEG-4 Part 2: ...")``. Probed once per process by writing a tiny file."""
+    global _mp4_codec
+    if _mp4_codec is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="deepfer-codec-") as tmp, _quiet_stderr():
+            probe = Path(tmp) / "probe.mp4"
+            writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*_H264[0]), 10.0, (64, 48))
+            ok = writer.isOpened()
+            if ok:
+                writer.write(np.zeros((48, 64, 3), np.uint8))
+            writer.release()
+            _mp4_codec = _H264 if ok and probe.is_file() and probe.stat().st_size > 0 else _MPEG4
+    return _mp4_codec
+
+
 class VideoWriter:
     """Writes BGR frames to a video file, opened on the first frame (whose size it takes).
 
     Args:
-        path: the output file; ``.avi`` is written as MJPG, other suffixes as MPEG-4 (``mp4v``).
+        path: the output file; ``.avi`` is written as MJPG, other suffixes as H.264 where the
+            installed OpenCV can, else MPEG-4 Part 2 (:func:`mp4_codec`).
         fps: frames per second of the output.
+
+    Attributes:
+        codec: what the file is encoded with, in words (for the user).
     """
 
     def __init__(self, path: str | Path, fps: float = DEFAULT_FPS) -> None:
         self.path = Path(path)
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
+        suffix = self.path.suffix.lower()
+        self._fourcc, self.codec = ("MJPG", "Motion JPEG") if suffix == ".avi" else (
+            mp4_codec() if suffix in _MP4 else ("mp4v", "MPEG-4 Part 2"))
 
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
+            fourcc = cv2.VideoWriter_fourcc(*self._fourcc)
             h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+            with _quiet_stderr():
+                self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
                 raise DeepferError(f"{self.path}: cannot write video (try an .avi or .mp4 name)")
         self._writer.write(frame)

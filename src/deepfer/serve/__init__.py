@@ -1,6 +1,6 @@
 """Serve deepfer over HTTP: a REST API (``POST /v1/predict``, ``POST /v1/explain``,
 ``GET /v1/models``, ``GET /healthz``) and a web page for photos and the webcam, as the optional
-extra ``pip install 'deepfer[serve]'`` (FastAPI + uvicorn).
+extra ``pip install -e '.[serve]'`` (FastAPI + uvicorn).
 
 Example:
     >>> from deepfer.serve import ServeSettings, create_app  # doctest: +SKIP

@@ -26,13 +26,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfer.errors import DeepferError
 from deepfer.serve.engine import Engine
 from deepfer.serve.errors import public_message, status_for
+from deepfer.serve.schemas import ErrorRecord, PredictRecord
 from deepfer.serve.settings import ServeSettings
 from deepfer.serve.uploads import FORMATS, receive_upload
 from deepfer.serve.video import add_video_routes
@@ -47,44 +47,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
 _DOC_PREFIXES = ("/docs", "/redoc", "/static-offline-docs")
-
-
-# -- response models, for the OpenAPI documentation ------------------------------------------------
-
-class QualityRecord(BaseModel):
-    score: float | None = Field(description="the detector's confidence in [0, 1]; null for haar and dlib")
-    width: int = Field(description="the face's box width in pixels")
-    roll: float | None = Field(description="in-plane rotation of the eye line in degrees (the crop is "
-                               "rotated by it); null without landmarks")
-    yaw: float | None = Field(description="approximate left-right head turn in degrees, from the nose's "
-                              "offset between the eyes; null without landmarks")
-    blur: float = Field(description="variance of the Laplacian of the model's crop: lower is blurrier")
-
-
-class FaceRecord(BaseModel):
-    box: list[int] = Field(description="x, y, width, height in the image's pixels", min_length=4, max_length=4)
-    scores: dict[str, float] = Field(description="probability of each class, in the model's label order")
-    label: str = Field(description="the most probable class")
-    quality: QualityRecord | None = Field(description="how usable the face is")
-    landmarks: list[list[float]] | None = Field(
-        description="eyes, nose tip and mouth corners as [x, y] in image pixels, the image's left one "
-        "first; null for detectors without landmarks (haar, dlib)")
-    aligned: bool | None = Field(
-        None, description="for a model that takes landmark-aligned faces (prior-attention): whether this "
-        "face's crop was aligned (false: no five landmarks, so framed like FER2013); absent for other models")
-
-
-class PredictRecord(BaseModel):
-    """The record ``deepfer predict --format json`` writes for one image."""
-
-    path: str | None = Field(description="the uploaded file's name (no folders), or null")
-    frame: int | None = Field(None, description="always null for uploaded images")
-    faces: list[FaceRecord] = Field(description="the faces found, largest first; empty when none")
-    error: str | None = Field(description="'no face found' when faces is empty, else null")
-
-
-class ErrorRecord(BaseModel):
-    error: str
 
 
 _IMAGE_BODY: dict[str, Any] = {

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 
 from deepfer.errors import DataError
 from deepfer.serve.errors import HTTPError, too_large
+from deepfer.serve.schemas import TrackRecord, VideoRecord
 from deepfer.serve.uploads import decode, receive_upload
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def add_video_routes(app: FastAPI, engine: Engine, settings: ServeSettings) -> V
     service = VideoService(engine, settings)
     app.state.video = service
 
-    @app.post("/v1/video", tags=["inference"],
+    @app.post("/v1/video", tags=["inference"], response_model=VideoRecord,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "video/*": {"schema": {"type": "string", "format": "binary"}},
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
@@ -238,7 +239,8 @@ def add_video_routes(app: FastAPI, engine: Engine, settings: ServeSettings) -> V
         finally:
             service._video_busy.release()
 
-    @app.post("/v1/track", tags=["inference"], responses={400: {"description": "bad image or session"}})
+    @app.post("/v1/track", tags=["inference"], response_model=TrackRecord,
+              responses={400: {"description": "bad image or session"}})
     async def track(request: Request,
                     session: str = Query(..., description="the client's stream id: letters, digits, - and _")
                     ) -> JSONResponse:

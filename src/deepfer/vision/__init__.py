@@ -33,7 +33,7 @@ from deepfer.vision.detect import (
     list_detectors,
 )
 from deepfer.vision.detector_spec import DetectorSpec, accepted_options, create_detector, resolve_detector
-from deepfer.vision.faces import detect_faces, face_crops
+from deepfer.vision.faces import detect_faces, face_crops, keep_faces
 from deepfer.vision.geometry import LANDMARKS, Box, Detection, Point
 from deepfer.vision.quality import Quality, face_quality
 from deepfer.vision.pictures import (
@@ -55,7 +55,7 @@ __all__ = [
     "DetectorSpec", "resolve_detector",
     "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
     "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
-    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "face_transform",
+    "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "face_transform", "keep_faces",
     "from_array",
     "from_bytes", "from_pil", "list_detectors", "read_image", "resize", "to_picture", "uncrop", "whole_image",
 ]

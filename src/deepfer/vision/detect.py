@@ -20,7 +20,7 @@ Three ship, all offline from what pip installs:
 * ``haar``: OpenCV's frontal-face Haar cascade, which ``opencv-python-headless`` ships in
   ``cv2.data.haarcascades``.
 * ``dlib``: dlib's HOG + linear SVM detector, whose model is compiled into the ``dlib`` module
-  (``pip install 'deepfer[dlib]'``, which installs ``dlib-bin``).
+  (``pip install -e '.[dlib]'``, which installs ``dlib-bin``).
 
 Haar and dlib give neither landmarks nor scores, so their crops are not rotated. All three search
 a grayscale copy shrunk to ``work_width`` pixels wide (smaller images are not enlarged) and map the
@@ -151,8 +151,8 @@ class DlibDetector:
         try:
             import dlib
         except ImportError:
-            raise DeepferError("the dlib detector needs dlib: pip install 'deepfer[dlib]' "
-                               "(installs the prebuilt dlib-bin)") from None
+            raise DeepferError("the dlib detector needs dlib: pip install -e '.[dlib]' in the deepfer "
+                               "checkout (installs the prebuilt dlib-bin)") from None
         self._detector = dlib.get_frontal_face_detector()
         self.work_width = work_width
         self.upsample = upsample

@@ -94,7 +94,9 @@ class DetectorSpec:
         if self.min_face:
             wanted["min_face"] = self.min_face
         if self.min_score is not None:
-            wanted["min_score"] = self.min_score
+            # The detector searches down to the score asked for but never stops above its own default
+            # (YuNet: 0.5), so a face it finds and min_score drops is reported as dropped, with why.
+            wanted["min_score"] = min(self.min_score, 0.5)
         return accepted_options(self.name, wanted)
 
     def build(self) -> FaceDetector:

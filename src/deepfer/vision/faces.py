@@ -13,7 +13,26 @@ from deepfer.vision.detect import FaceDetector
 from deepfer.vision.geometry import Detection
 from deepfer.vision.pictures import Picture
 
-__all__ = ["detect_faces", "face_crops"]
+__all__ = ["detect_faces", "face_crops", "keep_faces"]
+
+
+def keep_faces(detections: list[Detection], min_face: int = 0,
+               min_score: float = 0.0) -> tuple[list[Detection], str | None]:
+    """The detections at least ``min_face`` pixels wide and scored at least ``min_score`` (faces of a
+    detector without scores are kept), and, when some were dropped and none kept, why.
+
+    Example:
+        >>> keep_faces([Detection((0, 0, 30, 30), score=0.9)], min_face=48)
+        ([], 'no face kept: 1 found, 1 narrower than 48 px')
+    """
+    kept = [d for d in detections if d.box[2] >= min_face and (d.score is None or d.score >= min_score)]
+    if kept or not detections:
+        return kept, None
+    narrow = sum(d.box[2] < min_face for d in detections)
+    unsure = len(detections) - narrow
+    why = ([f"{narrow} narrower than {min_face} px"] if narrow else []) + (
+        [f"{unsure} scored below {min_score:g}"] if unsure else [])
+    return kept, f"no face kept: {len(detections)} found, {', '.join(why)}"
 
 
 def detect_faces(picture: Picture, detector: FaceDetector | None, min_face: int = 0,
@@ -30,8 +49,7 @@ def detect_faces(picture: Picture, detector: FaceDetector | None, min_face: int 
     if detector is None:
         w, h = picture.size
         return [Detection((0, 0, w, h))]
-    return [d for d in detector.detect(picture.gray)
-            if d.box[2] >= min_face and (d.score is None or d.score >= min_score)]
+    return keep_faces(detector.detect(picture.gray), min_face, min_score)[0]
 
 
 def face_crops(picture: Picture, detector: FaceDetector | None, size: int, min_face: int = 0,

@@ -75,8 +75,8 @@ def predictor_path() -> Path:
     ``__init__`` needs ``pkg_resources``, gone from recent setuptools)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise DeepferError("landmarks need the 68-point predictor: pip install 'deepfer[landmarks]' "
-                           "(installs face-recognition-models)")
+        raise DeepferError("landmarks need the 68-point predictor: pip install -e '.[landmarks]' in the "
+                           "deepfer checkout (installs face-recognition-models)")
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
     if not path.is_file():
         raise DeepferError(f"{path}: the 68-point predictor is missing from face-recognition-models")
@@ -105,7 +105,8 @@ class Landmarker:
         try:
             import dlib
         except ImportError:
-            raise DeepferError("landmarks need dlib: pip install 'deepfer[landmarks]' (installs dlib-bin)") from None
+            raise DeepferError("landmarks need dlib: pip install -e '.[landmarks]' in the deepfer checkout "
+                               "(installs dlib-bin)") from None
         self.work_size = int(work_size)
         self._predictor = dlib.shape_predictor(str(predictor_path()))
         self._detector = dlib.get_frontal_face_detector()

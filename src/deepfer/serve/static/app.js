@@ -284,6 +284,18 @@
     });
   }
 
+  // An error replaces what the page showed: no earlier video's tracks or timeline under it.
+  function clearResults() {
+    Object.assign(state, { video: null, result: null, image: null, overlay: null });
+    el.faces.replaceChildren();
+    el.count.textContent = "";
+    el.timing.textContent = "";
+    el.timeline.classList.add("hidden");
+    el.timeline.removeAttribute("src");
+    el.canvas.classList.add("hidden");
+    el.placeholder.classList.remove("hidden");
+  }
+
   async function showVideo(file) {
     stopWebcam();
     const seq = ++state.photoSeq;
@@ -313,6 +325,7 @@
       setState("done");
     } catch (err) {
       if (seq !== state.photoSeq) return;
+      clearResults();
       say(`${file.name}: ${err.message}`, true);
       setState("error");
     }
