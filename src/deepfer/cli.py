@@ -242,8 +242,8 @@ class PredictOptions(DetectorOptions):
     # None: deepfer.inference.tracking.REID_WINDOW; "all": the whole video
     reid_window: str | None = option(None, "a face that comes back within S seconds of when it was last seen "
                                      "(hidden, out of view, after a scene cut) gets its track id back when its face "
-                                     "embedding matches (default: all, the whole video; 0: off; needs pip install "
-                                     "'deepfer[reid]', see benchmarks/TRACKING_REID.md)", metavar="S|all",
+                                     "embedding matches (default: all, the whole video; 0: off; needs pip install -e "
+                                     "'.[reid]', see benchmarks/TRACKING_REID.md)", metavar="S|all",
                                      group="videos and webcams")
     timeline: str | None = option(None, "write OUT/<video>.timeline.csv (one row per track and frame) and "
                                   "OUT/<video>.timeline.png (each track's emotions over time)", metavar="OUT",

@@ -48,7 +48,7 @@ def test_table_keeps_whole_class_names(capsys, checkpoint: Path, astronaut: Path
     code, out, _ = run(capsys, str(astronaut), "--model", str(checkpoint))
     head = out.splitlines()[0].split()
     assert code == 0 and head[-7:] == list(FER7)
-    records = [{"path": "v.mp4", "track": 1, "first": 0.0, "last": 1.0, "duration": 1.0, "frames": 2,
+    records = [{"path": "v.mp4", "track": 1, "first": 0.0, "last": 1.0, "duration": 1.0, "frames": 2, "appearances": 1,
                 "dominant": "surprise", "shares": {k: 1.0 if k == "surprise" else 0.0 for k in FER7}}]
     assert format_track_summary(records, list(FER7)).splitlines()[0].split()[-7:] == list(FER7)
 

