@@ -222,6 +222,12 @@ class PredictOptions:
     smooth: float | None = None  # seconds; None: deepfer.inference.tracking.SMOOTHING
     timeline: str | None = None
     summary: bool = False
+    engine: str = "local"  # "ray": deepfer.distributed (--out, --address, --resume, --workers, --segment)
+    address: str | None = None
+    out: str | None = None
+    resume: bool = False
+    workers: int | None = None
+    segment: str = "60s"
 
 
 def predict(opts: PredictOptions) -> int:
@@ -245,6 +251,10 @@ def predict(opts: PredictOptions) -> int:
     if opts.every < 1 or opts.batch_size < 1 or (opts.detect_width or 0) < 0 or (opts.threads or 1) < 1:
         raise DeepferError("--every, --batch-size and --threads must be >= 1, --detect-width >= 0")
     detector, detector_options = _detector(opts.detector, opts.detect_width, opts.detect_step, opts.small_faces)
+    if opts.engine == "ray" or any((opts.out, opts.address, opts.resume, opts.workers)):
+        from deepfer.distributed.command import predict_on_ray
+
+        return predict_on_ray(opts, detector, detector_options)
     sources = [webcam(opts.webcam)] if opts.webcam is not None else expand(opts.paths)
     model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
     rec = Recognizer(model, None if opts.no_detect else detector, opts.backend, opts.batch_size,
@@ -546,6 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "frame) and OUT/<video>.timeline.png (each track's emotions over time)")
     video.add_argument("--summary", action="store_true", help="print one record per track (first and last time "
                        "seen, dominant emotion, share of each) instead of one per frame, in --format")
+    scale = pr.add_argument_group("a corpus on a Ray cluster", "pip install 'deepfer[distributed]'; see docs/distributed.md")
+    scale.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: run on Ray Data into --out")
+    scale.add_argument("--out", metavar="DIR", help="--engine ray: the output folder of Parquet files")
+    scale.add_argument("--address", help="--engine ray: join this Ray cluster (auto: this node's); default: start one")
+    scale.add_argument("--resume", action="store_true", help="--engine ray: run only the items --out lacks")
+    scale.add_argument("--workers", type=_positive, help="--engine ray: recognizer actors (default: one per core)")
+    scale.add_argument("--segment", default="60s", help="--engine ray: video per work item (default 60s)")
     pr.set_defaults(run=lambda a: predict(_options(PredictOptions, a)))
 
     ex = sub.add_parser("export", help="export weights to ONNX (uint8 faces in, probabilities out)")
