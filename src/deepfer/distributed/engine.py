@@ -35,7 +35,6 @@ from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -160,31 +159,34 @@ def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any 
     startup, n_workers, cpus = 0.0, 0, 0.0
     if todo:
         s0 = time.perf_counter()
-        started = _connect(ray, address)
+        connected = _connect(ray, address)
         startup = time.perf_counter() - s0
         try:
-            n_workers, cpus, threads = _plan(ray, address, workers, filtering=bool(done))
+            n_workers, cpus, threads = _plan(ray, address, workers, filtering=resume)
             spec = EngineSpec(model, detector, dict(detector_options or {}), backend, batch_size, tta, calibrated,
                               min_face, min_score, every, detect_every, smoothing, threads)
             blocks = _write_manifest(out, todo, n_workers)
             _run(ray, out, spec, todo, blocks, n_workers, cpus, progress)
         finally:
-            if started or address is not None:
+            if connected:
                 ray.shutdown()
     return _summarize(out, items, resumed, len(todo), time.perf_counter() - t0, startup, load, n_workers, cpus)
 
 
 def _connect(ray: Any, address: str | None) -> bool:
-    """Join ``address`` or start a local cluster; whether this call started one."""
+    """Join ``address`` or start a local cluster, unless this process is connected already (a
+    caller's own ``ray.init``); whether this call connected (and so must disconnect)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time
+    # Inherited by a local cluster's workers, before they load torch (see deepfer.cli.predict).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
                               "configure_logging": False}
     if address is not None:
         ray.init(address=address, **kwargs)
-        return False
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     return True
 
 
@@ -192,7 +194,7 @@ def _plan(ray: Any, address: str | None, workers: int | None, filtering: bool) -
     """(actors, logical CPUs per actor, torch threads per actor) for the cluster's CPUs."""
     total = float(ray.cluster_resources().get("CPU", 1.0))
     if workers is None:
-        workers = os.cpu_count() or 1 if address is None else max(1, int(total) - 2)
+        workers = (os.cpu_count() or 1) if address is None else max(1, int(total) - 2)
     # Read and write tasks need a share, on --resume the checkpoint filter actor a whole CPU: with
     # every CPU held by the recognizer actors the read task never starts (ray-project/ray#44687).
     spare = total - 2 * _IO_CPUS - _FILTER_CPUS if filtering else total - 4 * _IO_CPUS

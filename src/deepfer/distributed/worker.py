@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +96,6 @@ class RecognizerWorker:
     """
 
     def __init__(self, spec: EngineSpec, board: Any = None) -> None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see deepfer.cli.predict)
         import torch
 
         torch.set_num_threads(spec.threads)
