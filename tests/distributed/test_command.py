@@ -32,3 +32,19 @@ def test_existing_results_are_kept(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["predict", str(tmp_path), "--engine", "ray", "--out", str(out)]) == 2
     assert "holds results already; pass --resume" in capsys.readouterr().err
     assert (out / "part.parquet").read_bytes() == b"x"
+
+
+def test_plain_predict_does_not_load_ray(tmp_path: Path) -> None:
+    """Without --engine ray, predict never imports Ray (its start-up and behaviour stay the plain CLI's)."""
+    import os
+    import subprocess
+    import sys
+
+    from deepfer.inference import sample_image
+
+    code = ("import sys, deepfer.cli as c; rc = c.main(['predict', sys.argv[1], '--format', 'json', '--no-progress']); "
+            "print('ray' in sys.modules, 'deepfer.distributed' in sys.modules, rc)")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    done = subprocess.run([sys.executable, "-c", code, str(sample_image())], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": src}, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "False False 0", done.stderr[-2000:]
