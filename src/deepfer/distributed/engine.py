@@ -186,7 +186,9 @@ def _connect(ray: Any, address: str | None) -> bool:
     if address is not None:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+        # Logical CPUs (what Ray schedules by; the actors' torch threads decide the real load): at
+        # least two, so that a one-core machine still fits the checkpoint filter on --resume.
+        ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False, **kwargs)
     return True
 
 
