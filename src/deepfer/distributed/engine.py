@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,11 @@ class Summary:
         missing: manifest ids without a row in the output (empty after a complete run).
         duplicated: output rows whose (id, frame, face) is another row's (0 after any run).
         workers: recognizer actors, and the logical CPUs each held.
+        busy: seconds from the first batch's start to the last batch's end in this run (start-up,
+            model loading and this summary excluded): ``records / busy`` is the running rate.
+        worker_cpu: CPU seconds the workers spent in batches in this run.
+        first_batch: per worker process id, when its first batch started (epoch seconds; a
+            replaced worker shows up as a new process).
     """
 
     out: str
@@ -90,10 +95,12 @@ class Summary:
     duplicated: int = 0
     workers: int = 0
     worker_cpus: float = 0.0
+    busy: float = 0.0
+    worker_cpu: float = 0.0
+    first_batch: dict[int, float] = field(default_factory=dict)
 
     def line(self) -> str:
         """One line for the terminal."""
-        rate = self.records / self.seconds if self.seconds else 0.0
         text = (f"{self.records} records ({self.faces} faces, {self.no_face} without a face, {self.errors} errors) "
                 f"from {self.items} items in {self.out}; this run: {self.processed} items in {self.seconds:.1f} s "
                 f"(start-up {self.startup:.1f} s)")
@@ -103,7 +110,9 @@ class Summary:
             text += f"; {self.tracks} face tracks, {self.tracks_cut} cut at a segment boundary"
         if self.missing or self.duplicated:
             text += f"; INCOMPLETE: {len(self.missing)} items missing, {self.duplicated} rows duplicated"
-        return text + f" [{rate:.1f} records/s overall]" if self.processed else text
+        if self.busy:
+            text += f" [{self.busy:.1f} s running, {self.worker_cpu:.1f} CPU s in the workers]"
+        return text
 
 
 def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any = None,
@@ -156,7 +165,7 @@ def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any 
     todo = [it for it in items if it.id not in done]
     resumed = len(items) - len(todo)
 
-    startup, n_workers, cpus = 0.0, 0, 0.0
+    startup, n_workers, cpus, timing = 0.0, 0, 0.0, {}
     if todo:
         s0 = time.perf_counter()
         connected = _connect(ray, address)
@@ -166,11 +175,13 @@ def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any 
             spec = EngineSpec(model, detector, dict(detector_options or {}), backend, batch_size, tta, calibrated,
                               min_face, min_score, every, detect_every, smoothing, threads)
             blocks = _write_manifest(out, todo, n_workers)
-            _run(ray, out, spec, todo, blocks, n_workers, cpus, progress)
+            timing = _run(ray, out, spec, todo, blocks, n_workers, cpus, progress)
         finally:
             if connected:
                 ray.shutdown()
-    return _summarize(out, items, resumed, len(todo), time.perf_counter() - t0, startup, load, n_workers, cpus)
+    summary = _summarize(out, items, resumed, len(todo), time.perf_counter() - t0, startup, load, n_workers, cpus)
+    return replace(summary, busy=round(timing.get("busy", 0.0), 3), worker_cpu=round(timing.get("cpu", 0.0), 3),
+                   first_batch=timing.get("first_batch", {}))
 
 
 def _connect(ray: Any, address: str | None) -> bool:
@@ -211,7 +222,7 @@ def _plan(ray: Any, address: str | None, workers: int | None, filtering: bool) -
 
 
 def _run(ray: Any, out: str, spec: EngineSpec, todo: list[Item], blocks: int, workers: int, cpus: float,
-         progress: bool) -> None:
+         progress: bool) -> dict[str, Any]:
     from ray.data import ActorPoolStrategy, DataContext
     from ray.data.checkpoint import CheckpointConfig
 
@@ -239,6 +250,7 @@ def _run(ray: Any, out: str, spec: EngineSpec, todo: list[Item], blocks: int, wo
         stop.set()
         drawer.join(timeout=10)
         ctx.checkpoint_config = None
+    return ray.get(board.timing.remote())
 
 
 def _join(out: str, name: str) -> str:

@@ -13,14 +13,28 @@ __all__ = ["ProgressBoard", "watch"]
 
 
 class ProgressBoard:
-    """Per item id: (records, faces, errors) of the items finished in this run. Made a Ray actor
-    with ``ray.remote(num_cpus=0)(ProgressBoard)``."""
+    """Per item id: (records, faces, errors) of the items finished in this run; and the workers'
+    busy time. Made a Ray actor with ``ray.remote(num_cpus=0)(ProgressBoard)``."""
 
     def __init__(self) -> None:
         self.done: dict[str, tuple[int, int, int]] = {}
+        self.first: dict[int, float] = {}  # worker process -> when its first batch started (epoch s)
+        self.window = [float("inf"), 0.0]  # first batch start, last batch end (epoch s)
+        self.cpu = 0.0  # CPU seconds of the workers' batches (a re-run batch counts twice)
 
-    def add(self, stats: dict[str, tuple[int, int, int]]) -> None:
+    def add(self, stats: dict[str, tuple[int, int, int]], worker: int = 0, began: float = 0.0, ended: float = 0.0,
+            cpu: float = 0.0) -> None:
         self.done.update(stats)
+        self.first.setdefault(worker, began)
+        self.window = [min(self.window[0], began), max(self.window[1], ended)]
+        self.cpu += cpu
+
+    def timing(self) -> dict[str, Any]:
+        """``busy``: seconds from the first batch's start to the last one's end (cluster start,
+        model loading and the summary excluded); ``cpu``: the workers' CPU seconds in batches;
+        ``first_batch``: each worker process's first batch start (epoch seconds)."""
+        busy = max(0.0, self.window[1] - self.window[0]) if self.first else 0.0
+        return {"busy": busy, "cpu": self.cpu, "first_batch": dict(self.first)}
 
     def totals(self) -> tuple[int, int, int, int]:
         """(items, records, faces, errors) so far."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,8 @@ class RecognizerWorker:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
+        began, cpu = time.time(), time.process_time()
+
         items = [from_row(r) for r in batch.to_pylist()]
         out: list[dict[str, Any]] = []
         stats: dict[str, tuple[int, int, int]] = {}
@@ -120,9 +124,10 @@ class RecognizerWorker:
                 for row in rows(res, self.labels):
                     out.append({**row, "id": item.id, "segment": item.start})
             stats[item.id] = (recs, faces, errors)
+        table = pa.Table.from_pylist(out, schema=self.schema)
         if self.board is not None:
-            self.board.add.remote(stats)
-        return pa.Table.from_pylist(out, schema=self.schema)
+            self.board.add.remote(stats, os.getpid(), began, time.time(), time.process_time() - cpu)
+        return table
 
     def process(self, items: Sequence[Item]) -> Iterator[tuple[Item, list[Result]]]:
         """Each item with its results (at least one: an unreadable input is an error record)."""
