@@ -64,3 +64,11 @@ def test_segment_past_the_end_is_a_record(tmp_path: Path, worker: RecognizerWork
     item = replace(build_manifest([video])[0], id=f"{video}#50", start=50, stop=None)
     rows = worker(to_table([item])).to_pandas()
     assert len(rows) == 1 and rows["error"][0] == f"{video}: no frames from frame 50"
+
+
+def test_uri_inputs_are_named_by_their_uri(tmp_path: Path, worker: RecognizerWorker) -> None:
+    make_images(tmp_path / "p", 2)
+    local = worker(to_table(build_manifest([tmp_path / "p"]))).to_pandas()
+    remote = worker(to_table(build_manifest([f"file://{tmp_path / 'p'}"]))).to_pandas()
+    assert remote["path"].tolist() == [f"file://{p}" for p in local["path"]] == remote["id"].tolist()
+    np.testing.assert_allclose(remote[worker.labels].to_numpy(float), local[worker.labels].to_numpy(float), atol=1e-6)
