@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests" / "distributed"))  # the tests' generated 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_name, write_report  # noqa: E402
-from dist_corpus import make_images, make_video  # noqa: E402
+from dist_corpus import descendants, make_images, make_video  # noqa: E402
 
 COMMON = ["--detect-every", "1", "--no-progress", "--format", "json"]
 
@@ -84,7 +84,7 @@ def killed_worker(paths: list[Path], out: Path) -> dict[str, Any]:
         if proc.poll() is not None:
             raise SystemExit(f"the run ended before a file was written: {proc.communicate()[1][-2000:]}")
         time.sleep(0.1)
-    victim = next(p for p, cmd in _descendants(proc.pid).items() if "MapBatches(RecognizerWorker)" in cmd)
+    victim = next(p for p, cmd in descendants(proc.pid).items() if "MapBatches(RecognizerWorker)" in cmd)
     killed = time.time()
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate()
@@ -94,27 +94,6 @@ def killed_worker(paths: list[Path], out: Path) -> dict[str, Any]:
     later = [v for k, v in s["first_batch"].items() if int(k) != victim and v > killed]
     return {"wall": time.perf_counter() - t, "summary": s,
             "kill_to_replacement_batch": (min(later) - killed) if later else None}
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    parents = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = {}, [pid]
-    while frontier:
-        p = frontier.pop()
-        for child, parent in parents.items():
-            if parent == p and child not in found:
-                try:
-                    found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                except OSError:
-                    continue
-                frontier.append(child)
-    return found
 
 
 def plain_loop(paths: list[Path]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Generated inputs for the distributed tests and benchmarks/distributed.py: photos made from the
 bundled public-domain astronaut photo (crops, scales, brightness, mirror) and a video of it moving
-slowly. No dataset image is copied."""
+slowly (no dataset image is copied); and the processes a run started (to SIGKILL one of its workers)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,25 @@ def make_video(path: Path, seconds: float, fps: float = 10.0, side: int = 160) -
         writer.write(np.ascontiguousarray(pad[:, dx : dx + side]))
     writer.release()
     return path
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> command line of every process below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = {}, [pid]
+    while frontier:
+        p = frontier.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in found:
+                try:
+                    found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                frontier.append(child)
+    return found

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dist_corpus import descendants
 
 pytest.importorskip("ray", reason="the distributed extra is not installed (pip install 'deepfer[distributed]')")
 
@@ -42,28 +43,6 @@ def _finish(proc: subprocess.Popen[str]) -> dict:
     stdout, stderr = proc.communicate(timeout=480)
     assert proc.returncode == 0, stderr[-3000:]
     return json.loads(stdout.strip().splitlines()[-1])
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """pid -> command line of every process below ``pid`` (read from /proc)."""
-    parents: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = {}, [pid]
-    while frontier:
-        p = frontier.pop()
-        for child, parent in parents.items():
-            if parent == p and child not in found:
-                try:
-                    found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                except OSError:
-                    continue
-                frontier.append(child)
-    return found
 
 
 def _wait_for(check, proc: subprocess.Popen[str], timeout: float = 300.0) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +94,7 @@ def test_killed_worker_loses_and_repeats_nothing(corpus: Path, tmp_path: Path) -
     proc = _start([corpus], out)
     try:
         _wait_for(lambda: bool(_data_files(out)), proc)  # the first batch is written: mid-job
-        workers = {p: c for p, c in _descendants(proc.pid).items() if "MapBatches(RecognizerWorker)" in c}
+        workers = {p: c for p, c in descendants(proc.pid).items() if "MapBatches(RecognizerWorker)" in c}
         assert workers, "no recognizer actor found"
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
@@ -140,7 +119,7 @@ def test_killed_driver_then_resume(corpus: Path, tmp_path: Path) -> None:
     proc = _start([corpus], out)
     try:
         _wait_for(lambda: bool(checkpointed_ids(out)), proc)  # some files committed
-        cluster = _descendants(proc.pid)
+        cluster = descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
