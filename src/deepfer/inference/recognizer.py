@@ -332,6 +332,20 @@ class Recognizer:
         located = stream.locate(picture, frame, self._detect)
         return stream.finish(frame, self._recognize([picture], [located])[0])
 
+    def predict_frames(self, pictures: Sequence[Picture], stream: TrackedStream,
+                       frames: Sequence[int]) -> list[tuple[float, list[Face]]]:
+        """Consecutive frames of one stream, located in order and classified in one batch (what
+        :meth:`predict_frame` does for one): each frame's time and faces.
+
+        Args:
+            pictures: the frames.
+            stream: the stream's tracker.
+            frames: their indexes in the stream (increasing).
+        """
+        located = [stream.locate(p, f, self._detect) for p, f in zip(pictures, frames)]
+        faces = self._recognize(pictures, located)
+        return [stream.finish(f, found) for f, found in zip(frames, faces)]
+
     def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool,
                streams: Streams) -> Iterator[Result]:
         if not pending:
