@@ -25,12 +25,11 @@ Three ship, all offline from what pip installs:
   (``pip install 'deepfer[dlib]'``, which installs ``dlib-bin``).
 
 Haar and dlib give neither landmarks nor scores, so their crops are not rotated. All three search
-a grayscale copy shrunk to ``work_width`` pixels wide (smaller images are not enlarged) and map the
-boxes back: a 640x480 photo is searched at 320x240, which keeps detection at a few milliseconds.
-YuNet finds faces down to about 32 px of the copy it searches (64 px of a 640x480 photo at that
-width), so where that first pass finds nothing it searches again at the scale that reaches
-``min_face`` pixels of the original (32 by default: the full 1920x1080 frame for a 32 px face), or
-does only that second, slower search with ``full_search=True`` (small faces beside large ones).
+the image through :mod:`deepfer.vision.pyramid`: at the scale that makes the narrowest face sought
+(``min_face``; by default 1/40 of the longer side, at least 32 px) the smallest the detector finds
+(YuNet 32 px, Haar ``min_size``, dlib 80 px), in tiles where that copy is large, the detections
+of all tiles and scales merged; ``full_search=True`` searches down to the detector's smallest face
+at full size (small faces in large photos), ``work_width`` caps the width searched.
 """
 from __future__ import annotations
 
@@ -44,7 +43,7 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
-from deepfer.vision import libfacedetection
+from deepfer.vision import libfacedetection, pyramid
 from deepfer.vision.crop import FRAMINGS, Framing
 from deepfer.vision.geometry import Detection
 
@@ -92,15 +91,48 @@ def _scaled(boxes: list[tuple[int, int, int, int]], back: float, shape: tuple[in
     return out
 
 
+def _searched(gray: np.ndarray, call: Callable[[np.ndarray], pyramid.Raw], smallest: int, min_face: int | None,
+              full_search: bool, work_width: int | None, scored: bool) -> list[Detection]:
+    """The faces ``call`` finds over ``gray``'s search pyramid (:mod:`deepfer.vision.pyramid`),
+    largest first, in ``gray``'s pixels: from ``min_face`` px up (``None``: the default range;
+    ``full_search``: down to the detector's ``smallest`` at full size); ``work_width`` caps the
+    width searched."""
+    h, w = gray.shape[:2]
+    if full_search:
+        floor = min(smallest, min_face) if min_face else smallest
+    else:
+        floor = min_face if min_face else pyramid.default_min_face(w, h)
+    cap = min(1.0, work_width / w) if work_width else 1.0
+    boxes, scores, extra = pyramid.search(gray, call, smallest, floor, cap, pyramid.TILE)
+    out = []
+    for (x, y, bw, bh), score, pts in zip(boxes, scores, extra, strict=True):
+        x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        box = (round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)))
+        out.append(Detection(box, round(float(score), 4) if scored else None, pts))
+    return sorted(out, key=lambda d: -d.box[2] * d.box[3])
+
+
+def _boxes(boxes: object) -> pyramid.Raw:
+    """A scoreless detector's boxes as :func:`deepfer.vision.pyramid.search` takes them (the larger
+    of two overlapping boxes is kept)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return b, b[:, 2] * b[:, 3], [None] * len(b)
+
+
 class HaarDetector:
     """OpenCV's Viola-Jones cascade (``haarcascade_frontalface_default.xml``).
 
     Args:
         cascade: a file name in ``cv2.data.haarcascades`` or a path to a cascade XML.
-        work_width: detect on a copy at most this wide (``None``: full size).
+        work_width: search at most this wide (``None``: as wide as the search range needs).
         scale_factor: step between the scales searched.
         min_neighbors: overlapping detections needed to keep a face (higher: fewer false faces).
-        min_size: smallest face side searched, in pixels of the shrunk copy.
+        min_size: smallest face side searched, in pixels of the image searched.
+        min_face: the narrowest face sought, in pixels of the original (``None``: the default range
+            of :func:`deepfer.vision.pyramid.default_min_face`).
+        full_search: search down to ``min_size`` at full size (small faces in large images; slower).
 
     Example:
         >>> det = HaarDetector()
@@ -111,8 +143,9 @@ class HaarDetector:
     name = "haar"
     framing = FRAMINGS["haar"]
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_width: int | None = 320,
-                 scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 30) -> None:
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_width: int | None = None,
+                 scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 30,
+                 min_face: int | None = None, full_search: bool = False) -> None:
         path = Path(cascade)
         if not path.is_file():
             path = Path(cv2.data.haarcascades) / cascade
@@ -123,23 +156,28 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
+        self.min_face = min_face
+        self.full_search = full_search
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first."""
-        small, back = _shrink(gray, self.work_width)
-        boxes = self.classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors,
-                                                 minSize=(self.min_size, self.min_size))
-        return _scaled([tuple(int(v) for v in b) for b in boxes], back, gray.shape)  # type: ignore[misc]
+        def call(img: np.ndarray) -> pyramid.Raw:
+            return _boxes(self.classifier.detectMultiScale(np.ascontiguousarray(img), scaleFactor=self.scale_factor,
+                                                           minNeighbors=self.min_neighbors,
+                                                           minSize=(self.min_size, self.min_size)))
+
+        return _searched(gray, call, self.min_size, self.min_face, self.full_search, self.work_width, False)
 
 
 class DlibDetector:
     """dlib's HOG frontal-face detector (``dlib.get_frontal_face_detector``).
 
     Args:
-        work_width: detect on a copy at most this wide (``None``: full size).
+        work_width: search at most this wide (``None``: as wide as the search range needs).
         upsample: times dlib doubles the image first; finds faces down to about 40 px instead of
-            80 px of the shrunk copy, four times slower per step.
+            80 px of the image searched, four times slower per step.
+        min_face: the narrowest face sought, in pixels of the original (``None``: the default range).
+        full_search: search down to dlib's smallest face at full size (slower).
 
     Raises:
         DeepferError: dlib is not installed.
@@ -148,7 +186,8 @@ class DlibDetector:
     name = "dlib"
     framing = FRAMINGS["dlib"]
 
-    def __init__(self, work_width: int | None = 320, upsample: int = 0) -> None:
+    def __init__(self, work_width: int | None = None, upsample: int = 0, min_face: int | None = None,
+                 full_search: bool = False) -> None:
         try:
             import dlib
         except ImportError:
@@ -157,24 +196,33 @@ class DlibDetector:
         self._detector = dlib.get_frontal_face_detector()
         self.work_width = work_width
         self.upsample = upsample
+        self.min_face = min_face
+        self.full_search = full_search
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first."""
-        small, back = _shrink(gray, self.work_width)
-        h, w = small.shape
-        boxes = []
-        for r in self._detector(np.ascontiguousarray(small), self.upsample):
-            # dlib boxes may poke out of the image; clip them.
-            x0, y0 = max(r.left(), 0), max(r.top(), 0)
-            x1, y1 = min(r.right() + 1, w), min(r.bottom() + 1, h)
-            if x1 > x0 and y1 > y0:
-                boxes.append((x0, y0, x1 - x0, y1 - y0))
-        return _scaled(boxes, back, gray.shape)
+        def call(img: np.ndarray) -> pyramid.Raw:
+            h, w = img.shape
+            boxes = []
+            for r in self._detector(np.ascontiguousarray(img), self.upsample):
+                # dlib boxes may poke out of the image; clip them.
+                x0, y0 = max(r.left(), 0), max(r.top(), 0)
+                x1, y1 = min(r.right() + 1, w), min(r.bottom() + 1, h)
+                if x1 > x0 and y1 > y0:
+                    boxes.append((x0, y0, x1 - x0, y1 - y0))
+            return _boxes(boxes)
+
+        smallest = max(1, _DLIB_SMALLEST >> self.upsample)
+        return _searched(gray, call, smallest, self.min_face, self.full_search, self.work_width, False)
 
 
+# The narrowest face dlib's HOG detector finds without upsampling, in pixels of the image it searches
+# (its window is 80x80): on the robustness benchmark's 640x480 canvases it found 54 of 60 faces at
+# 50 px and 60 of 60 at 100 px (benchmarks/ROBUSTNESS.md).
+_DLIB_SMALLEST = 80
 # The narrowest face YuNet finds reliably, in pixels of the image it searches: on the robustness
 # benchmark's 640x480 canvases (30 JAFFE and CK+ faces, random texture) it found 30 of 30 faces
-# 32 px wide, 24 of 30 at 24 px, 16 of 30 at 20 px. The second pass scales the image so that
+# 32 px wide, 24 of 30 at 24 px, 16 of 30 at 20 px. The search pyramid scales the image so that
 # ``min_face`` pixels of the original become this many (never enlarging it).
 _YUNET_SMALLEST = 32
 _LEVEL_MIN_ROLL = 5.0  # degrees: below it the eyes are read again no more (upright faces: never)
@@ -187,13 +235,13 @@ class YuNetDetector:
     five landmarks.
 
     Args:
-        work_width: the first pass searches a copy at most this wide (``None``: full size).
-        min_face: the narrowest face, in pixels of the original image, that the second pass
-            looks for where the first finds nothing (``0``: no second pass).
+        work_width: search at most this wide (``None``: as wide as the search range needs).
+        min_face: the narrowest face sought, in pixels of the original image (``None`` or ``0``:
+            the default range of :func:`deepfer.vision.pyramid.default_min_face`).
         min_score: the detector's confidence below which a candidate is not a face (0.5 by
             default).
-        full_search: skip the first pass and always search down to ``min_face`` (finds small faces
-            beside large ones, at the second pass's cost on every image).
+        full_search: search down to YuNet's smallest face (32 px) at full size, whatever the
+            image's size (small faces in large photos; slower).
         threads: OpenMP threads of one detection. 1: measured on this 2-core machine, two
             threads spin against the other work (2-10x slower), and predict and serve parallelise
             over images instead.
@@ -210,7 +258,7 @@ class YuNetDetector:
     name = "yunet"
     framing = FRAMINGS["yunet"]
 
-    def __init__(self, work_width: int | None = 320, min_face: int = 32, min_score: float = 0.5,
+    def __init__(self, work_width: int | None = None, min_face: int | None = None, min_score: float = 0.5,
                  full_search: bool = False, threads: int = 1) -> None:
         lib = libfacedetection.load()
         if lib is None:
@@ -219,7 +267,7 @@ class YuNetDetector:
                                "or choose --detector haar")
         if not 0.0 <= min_score <= 1.0:
             raise DeepferError(f"yunet: min_score must be in [0, 1], got {min_score}")
-        if min_face < 0:
+        if min_face is not None and min_face < 0:
             raise DeepferError(f"yunet: min_face must be >= 0, got {min_face}")
         self._lib = lib
         self.work_width = work_width
@@ -230,17 +278,16 @@ class YuNetDetector:
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first, with scores and five landmarks."""
-        w = gray.shape[1]
-        first = 1.0 if not self.work_width or w <= self.work_width else self.work_width / w
-        # The scale at which a min_face-wide face becomes the smallest YuNet finds (never enlarged).
-        second = min(1.0, _YUNET_SMALLEST / self.min_face) if self.min_face else first
-        if self.full_search:
-            found = self._at(gray, max(first, second))
-        else:
-            found = self._at(gray, first)
-            if not found and second > first:
-                found = self._at(gray, second)
+        found = _searched(gray, self._call, _YUNET_SMALLEST, self.min_face, self.full_search, self.work_width, True)
         return [self._levelled(gray, d) for d in found]
+
+    def _call(self, gray: np.ndarray) -> pyramid.Raw:
+        """One library call on ``gray`` as it is: boxes, scores and landmarks in its pixels."""
+        if min(gray.shape[:2]) < 8:  # nothing an 8-px-stride network can see
+            return np.zeros((0, 4)), np.zeros(0), []
+        raw = self._lib.detect(cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR), self.threads)
+        raw = raw[raw[:, 0] >= self.min_score * 100].astype(np.float64)
+        return raw[:, 1:5], raw[:, 0] / 100.0, list(raw[:, 5:15].reshape(-1, 5, 2))
 
     def _levelled(self, gray: np.ndarray, det: Detection) -> Detection:
         """``det`` with landmarks measured again on the face turned upright, where it is tilted.
