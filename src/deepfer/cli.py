@@ -508,18 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "with five landmarks (tilted, small and dark faces; crops are rotated to level the eyes); "
                     "haar: OpenCV cascade; dlib: HOG, needs pip install 'deepfer[dlib]'")
     pr.add_argument("--detect-width", type=int, metavar="PX",
-                    help="detect on a copy this wide (default 320; 0: full size, for small faces with haar and "
-                    "dlib; yunet looks again, down to --min-face, where it finds nothing)")
+                    help="search at most this wide (default and 0: as wide as the face range needs: faces from "
+                    "1/40 of the longer side or 32 px, see --min-face and --small-faces)")
     pr.add_argument("--detect-step", type=float, default=1.1, metavar="R",
                     help="haar: ratio between face sizes searched (default 1.1; deepfer serve uses 1.2)")
     pr.add_argument("--min-face", type=_non_negative, default=0, metavar="PX",
-                    help="drop faces narrower than PX pixels (default 0: keep all); yunet searches down to it "
-                    "(its own default: 32)")
+                    help="drop faces narrower than PX pixels (default 0: keep all); the detector searches down to it "
+                    "(default: 1/40 of the image's longer side, at least 32 px)")
     pr.add_argument("--min-score", type=_fraction, default=0.0, metavar="S",
                     help="drop faces the detector scores below S in [0, 1] (yunet; haar and dlib give no score)")
     pr.add_argument("--small-faces", action="store_true",
-                    help="yunet: search every image down to --min-face (default 32 px), also beside larger faces; "
-                    "slower (by default the fine search runs only where the quick one finds nothing)")
+                    help="search every image down to the detector's smallest face at full size (yunet 32 px), "
+                    "whatever its size; slower on large photos")
     pr.add_argument("--no-detect", action="store_true",
                     help="each input is one already-cropped face (no landmarks: a model that takes aligned faces, "
                     "prior-attention, gets them unaligned, its fixed-block fallback)")
