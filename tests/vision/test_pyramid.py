@@ -99,3 +99,14 @@ def test_search_maps_boxes_and_landmarks_back() -> None:
     assert calls == [(500, 1000)]
     assert boxes.tolist() == [[20.0, 40.0, 60.0, 60.0]] and scores.tolist() == [0.9]
     assert extra[0].tolist() == [[30.0, 50.0]]
+
+
+def test_no_call_sees_more_than_a_tile_at_the_pixel_cap() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def detect(img: np.ndarray) -> pyramid.Raw:
+        shapes.append(img.shape)
+        return np.zeros((0, 4)), np.zeros(0), []
+
+    search(np.zeros((8000, 8000), np.uint8), detect, 32, 32)  # the exhaustive search at 64 Mpx
+    assert len(shapes) > 16 and max(max(s) for s in shapes) <= pyramid.TILE

@@ -72,25 +72,6 @@ class FaceDetector(Protocol):
         ...
 
 
-def _shrink(gray: np.ndarray, work_width: int | None) -> tuple[np.ndarray, float]:
-    """The image at most ``work_width`` wide and the factor that maps its pixels back."""
-    w = gray.shape[1]
-    if not work_width or w <= work_width:
-        return gray, 1.0
-    f = work_width / w
-    small = cv2.resize(gray, (work_width, max(1, round(gray.shape[0] * f))), interpolation=cv2.INTER_AREA)
-    return small, w / work_width
-
-
-def _scaled(boxes: list[tuple[int, int, int, int]], back: float, shape: tuple[int, ...]) -> list[Detection]:
-    h, w = shape[:2]
-    out = []
-    for x, y, bw, bh in sorted(boxes, key=lambda b: -b[2] * b[3]):
-        x0, y0 = round(x * back), round(y * back)
-        out.append(Detection((x0, y0, min(round(bw * back), w - x0), min(round(bh * back), h - y0))))
-    return out
-
-
 def _searched(gray: np.ndarray, call: Callable[[np.ndarray], pyramid.Raw], smallest: int, min_face: int | None,
               full_search: bool, work_width: int | None, scored: bool) -> list[Detection]:
     """The faces ``call`` finds over ``gray``'s search pyramid (:mod:`deepfer.vision.pyramid`),
