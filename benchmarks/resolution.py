@@ -233,7 +233,13 @@ def write_md(rows: list[dict], machine: str, path: Path, codes: list[str]) -> No
              "read, detect, crop to 48 px; the classifier is not included). cost: CPU time as a multiple of the "
              "640x480 one-face photo's with the same detector and code in this run; peak: the process's peak "
              "resident memory. CPU ms (read): the whole step, and in brackets the part spent reading the file. "
-             "before: the main branch's code; after: this branch's.", ""]
+             "before: the main branch's code; after: this branch's.", "",
+             "after searches every face from its default range up (`deepfer.vision.pyramid`: 1/40 of the longer "
+             "side, at least 32 px: 32 px at 640x480, 48 px at 1920x1080, 100 px at 4000x3000, 200 px at "
+             "8000x6000); faces below it, such as the 32 px faces at 1920x1080, are searched with `--small-faces` "
+             "or `--min-face`. The 640x480 photo is therefore searched at full size (before: at 320 px wide, "
+             "where faces narrower than 64 px are found only when no larger face is), which raises its own "
+             "cost, the unit of the cost columns: compare the CPU ms columns across codes.", ""]
     for det in sorted({r["detector"] for r in rows}, key=DETECTORS.index):
         lines += [f"## {det}", "", "| image | faces | " + " | ".join(
             f"{c} found | {c} false | {c} CPU ms (read) | {c} cost | {c} peak MB" for c in codes) + " |",
