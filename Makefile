@@ -73,7 +73,7 @@ ablation: $(STAMP)
 		$(call train_lines,$(ABLATION_JOBS),ablation)
 	$(BIN)/python benchmarks/ablation.py
 
-# Prior attention (issue 19): its ablation recipes (both seeds), the full-budget FER2013 recipe, CK+
+# Prior attention: its ablation recipes (both seeds), the full-budget FER2013 recipe, CK+
 # subject-10fold (starts from the ablation's seed 0), then benchmarks/PRIOR_ATTENTION.md and
 # ALIGNMENT.md. Training faces are aligned on dlib's landmarks, so the landmarks extra is installed
 # first (the points are found once per dataset, ~4 min for FER2013, and cached). About 1.5 hours a

@@ -32,7 +32,7 @@ from deepfer.models import create_model
 from deepfer.train.config import TrainConfig, load_config
 from deepfer.train.evaluate import evaluate
 from deepfer.train.step import TrainStep
-from deepfer.weights import load_checkpoint
+from deepfer.models.pretrained import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name  # noqa: E402

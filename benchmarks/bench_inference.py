@@ -50,7 +50,7 @@ from deepfer.models import create_model
 from deepfer.models.checkpoint import Checkpoint
 from deepfer.models.predict import predict_proba
 from deepfer.vision import Detection, Framing, create_detector, crop_faces, read_image
-from deepfer.weights import load_pretrained, resolve
+from deepfer.models.pretrained import load_pretrained, resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name  # noqa: E402
@@ -139,8 +139,8 @@ def bench_end_to_end(checkpoint: Path, photos: list[np.ndarray], onnx: bytes, fo
             # Where the time goes, on decoded images.
             pics = [read_image(f) for f in files]
             _, decode_ms, _ = timed(read_image, files)
-            _, detect_ms, _ = timed(rec.detect, pics)
-            crops = [rec.crops(p)[1] for p in pics]
+            _, detect_ms, _ = timed(rec._detect, pics)
+            crops = [rec._crops(p)[1] for p in pics]
             _, classify_ms, _ = timed(rec.classifier.predict_proba, crops)
             entry = {"ms_per_photo_mean_best_pass": round(min(passes), 2),
                      "ms_per_photo_mean_all_passes": round(float(np.mean(passes)), 2),
@@ -197,7 +197,7 @@ def bench_fer2013(checkpoint: Path) -> dict:
     data = load_fer2013(path)
     test = split(data, "official").folds[0].test
     rec = Recognizer(checkpoint, detector=None, threads=2)
-    faces = rec.predict_images(list(data.images[test]))
+    faces = rec.predict(list(data.images[test]))
     labels = rec.labels
     pred = np.array([FER7.index(f[0].label) for f in faces])
     acc = float(np.mean(pred == data.labels[test]))
@@ -308,7 +308,7 @@ def main() -> None:
         results["end_to_end"] = bench_end_to_end(checkpoint, photos, onnx, tmp)
         results["throughput"] = bench_throughput(model, onnx)
         rec = Recognizer(checkpoint)
-        real = np.concatenate([rec.crops(p)[1][:1] for p in photos])
+        real = np.concatenate([rec._crops(p)[1][:1] for p in photos])
         results["parity"] = bench_parity(model, onnx, real)
     if args.fer2013 and trained:
         results["fer2013_no_detect_vs_evaluate"] = bench_fer2013(checkpoint)

@@ -1,6 +1,6 @@
 """End-to-end speed of the default detector against Haar, measured back to back: each photo goes
 through both recognizers in turn (alternating which goes first), so that both see the same load
-on a shared machine, and the ratios of the medians are what the issue's speed targets ask for.
+on a shared machine, and the ratios of the medians are what the speed targets compare.
 
 Photos (JPEG files, decoded by ``Recognizer.predict(path)`` as ``deepfer predict`` does, onnxruntime
 backend, predict's defaults):

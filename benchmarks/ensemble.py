@@ -33,7 +33,7 @@ from deepfer.labels import map_to_model
 from deepfer.models.classifier import TorchClassifier, alignment_of, weighted_mean
 from deepfer.train.ensemble import greedy_selection, weights_of
 from deepfer.train.metrics import classification_report
-from deepfer.weights import _shipped, load_checkpoint
+from deepfer.models.pretrained import _shipped, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _machine module
 from _machine import cpu_name, write_report  # noqa: E402

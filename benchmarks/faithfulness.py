@@ -27,7 +27,7 @@ from deepfer.data import load_dataset, split
 from deepfer.errors import DeepferError
 from deepfer.explain import compare_deletion, explain, load_explainable
 from deepfer.labels import map_to_model
-from deepfer.weights import load_checkpoint
+from deepfer.models.pretrained import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"

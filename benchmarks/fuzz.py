@@ -1,14 +1,14 @@
-"""Fuzz benchmark (issue 20): hostile and broken inputs through ``deepfer predict``, checkpoint
+"""Fuzz benchmark: hostile and broken inputs through ``deepfer predict``, checkpoint
 loading and ``deepfer serve``, counting what must never happen, and writing ``benchmarks/FUZZ.md``
 and ``benchmarks/fuzz_results.json``.
 
-    python benchmarks/fuzz.py                        # the issue's size: 500+ files, 5,000 requests
+    python benchmarks/fuzz.py                        # the full size: 500+ files, 5,000 requests
     python benchmarks/fuzz.py --files 60 --requests 300 --attack-s 10 --no-cap --out /tmp/f.md
 
 The corpus is ``tests/fuzz/fuzz_corpus.py`` (the fuzz tests draw from the same generators), from a
 fixed seed: every format Pillow writes here in several modes, ``--files`` mutations of them (bit
 flips, overwritten header fields, truncation, spliced and repeated slices), the decode bombs of
-issue 20 and of ``deepfer.vision.pictures`` at full size, ``--videos`` damaged AVIs,
+``deepfer.vision.decode_budget`` at full size, ``--videos`` damaged AVIs,
 ``--checkpoints`` damaged checkpoints and multipart bodies.
 
 What is measured:

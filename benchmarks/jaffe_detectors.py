@@ -1,5 +1,5 @@
 """The shipped JAFFE weights evaluated on the crops of each face detector: what changing the JAFFE
-reader's detector (Haar before issue 16, YuNet with eye-levelled crops after) does to the numbers
+reader's detector (Haar, or YuNet with eye-levelled crops) does to the numbers
 in benchmarks/RESULTS.md. The weights were trained on Haar crops; the test split and everything else
 stay as in ``deepfer evaluate``.
 

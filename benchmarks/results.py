@@ -27,7 +27,7 @@ from deepfer.train.calibrate import tempered_softmax
 from deepfer.train.curves import plot_curves, read_log
 from deepfer.train.evaluate import evaluate
 from deepfer.train.metrics import ECE_BINS, ece_noise_floor, expected_calibration_error, plot_reliability
-from deepfer.weights import DEFAULT, _shipped, load_pretrained
+from deepfer.models.pretrained import DEFAULT, _shipped, load_pretrained
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling ablation module
 from ablation import pct, verdict  # noqa: E402
@@ -102,9 +102,9 @@ FERG_NOTE = ("FERG-DB (papers: Deep-Emotion 99.3 random; DeepFER 100 random / 98
              "on a fixture in its exact layout.")
 
 
-# Issue 6's ensemble targets (test accuracy, %, of the ensemble chosen on validation).
+# The ensemble targets (test accuracy, %, of the ensemble chosen on validation).
 ENSEMBLE_TARGETS = {"fer2013": 74.0, "ferplus": 87.0}
-# What limits each missed ensemble target (shown under issue 6's targets when it is missed); filled
+# What limits each missed ensemble target (shown under the targets when it is missed); filled
 # from the ensemble's results (r: one dataset's entry of ENSEMBLE.json).
 ENSEMBLE_LIMITS = {
     "fer2013": lambda r: (
@@ -123,7 +123,7 @@ ENSEMBLE_LIMITS = {
 }
 
 
-# Issue 18's calibration target: expected calibration error (15 bins, top score) on the test split.
+# The calibration target: expected calibration error (15 bins, top score) on the test split.
 ECE_TARGETS = {DEFAULT: 0.02}
 
 
@@ -223,7 +223,7 @@ def limits_lines(missed: list[tuple[str, str]]) -> list[str]:
 
 
 def ablation_section() -> list[str]:
-    """Issue 6's tables, copied from ABLATION.md and ENSEMBLE.json (written by their own, slower
+    """The ablation and ensemble tables, copied from ABLATION.md and ENSEMBLE.json (written by their own, slower
     scripts), and its targets: the best variant chosen on validation against the base model, and
     the ensembles chosen on validation against the accuracy targets."""
     ablation, ensemble = HERE / "ABLATION.md", HERE / "ENSEMBLE.json"
@@ -276,7 +276,7 @@ def ablation_section() -> list[str]:
 
 
 def prior_attention_section() -> list[str]:
-    """Issue 19: prior attention against the base (copied from ABLATION.json and PRIOR_ATTENTION.md,
+    """Prior attention against the base (copied from ABLATION.json and PRIOR_ATTENTION.md,
     written by their own, slower scripts) and its targets."""
     ablation, prior = HERE / "ABLATION.json", HERE / "PRIOR_ATTENTION.md"
     lines = ["## Prior attention", ""]

@@ -253,11 +253,11 @@ def run_detector(rec, photos: list[Photo]) -> dict:  # type: ignore[no-untyped-d
     times, cpu = [], []
     from deepfer.vision import Picture
 
-    rec.predict_images([Picture(photos[0].image)])  # warm-up
+    rec.predict([Picture(photos[0].image)])  # warm-up
     for p in photos:
         pic = Picture(p.image)
         t, c = time.perf_counter(), time.process_time()
-        got = rec.predict_images([pic])[0]
+        got = rec.predict([pic])[0]
         times.append(1000 * (time.perf_counter() - t))
         cpu.append(1000 * (time.process_time() - c))
         hit = match(p.faces, [f.box for f in got])
@@ -367,7 +367,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     from deepfer.errors import DeepferError
     from deepfer.inference import Recognizer
-    from deepfer.weights import DEFAULT
+    from deepfer.models.pretrained import DEFAULT
 
     samples = load_samples(args.per_source, args.seed)
     conds = conditions(samples, args.seed, min(args.hd_per_source, args.per_source))

@@ -29,7 +29,7 @@ import torch
 from deepfer.models.checkpoint import Checkpoint, tensor_digest
 from deepfer.train.calibrate import calibrate
 from deepfer.train.evaluate import evaluate
-from deepfer.weights import _shipped, write_sums
+from deepfer.models.pretrained import _shipped, write_sums
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "deepfer" / "weights"
 REPORTS = Path(__file__).resolve().parents[1] / "benchmarks" / "reports"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from deepfer.errors import DataError, DeepferError, ModelError, ProtocolError
+from deepfer.errors import DataError, DeepferError, ModelError, ParameterError, ProtocolError
 from deepfer.labels import EMOTIONS, FER7
 from deepfer.version import __version__
 
 __all__ = [
-    "EMOTIONS", "FER7", "DataError", "DeepferError", "ModelError", "ProtocolError", "Recognizer", "__version__",
+    "EMOTIONS", "FER7", "DataError", "DeepferError", "ModelError", "ParameterError", "ProtocolError", "Recognizer",
+    "__version__",
 ]
 
 

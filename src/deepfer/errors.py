@@ -21,3 +21,16 @@ class ProtocolError(DeepferError):
 
 class ModelError(DeepferError):
     """A model name, checkpoint or weight file is unknown or incompatible."""
+
+
+class ParameterError(DeepferError):
+    """A parameter of a library call is out of range or unknown.
+
+    Attributes:
+        param: the parameter's name as the library spells it (``min_score``); the CLI and the
+            server say which option set it (``--min-score``).
+    """
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param

@@ -13,7 +13,7 @@ from torch import nn
 from deepfer.errors import DeepferError
 from deepfer.explain import explain, explain_picture, gradcam
 from deepfer.explain.gradients import cam_centres, upsample_cam
-from deepfer.explain.images import face_panels
+from deepfer.explain.figures import face_panels
 from deepfer.explain.methods import branch_methods, with_branches
 from deepfer.labels import FER7
 from deepfer.models import create_model

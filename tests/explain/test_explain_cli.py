@@ -116,7 +116,7 @@ def test_explain_never_imports_training_code() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, deepfer.explain, deepfer.explain.images as im, deepfer.vision.detect, "
+    code = ("import sys, deepfer.explain, deepfer.explain.figures as im, deepfer.vision.detect, "
             "deepfer.vision.crop, deepfer.inference.inputs\n"
             "bad = sorted(m for m in sys.modules if m.startswith('deepfer.train'))\n"
             "assert not bad, bad")

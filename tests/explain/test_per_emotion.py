@@ -57,5 +57,5 @@ def test_dataset_report_writes_figure_arrays_and_summary(tmp_path: Path) -> None
     for suffix in ("png", "npz", "json"):
         assert (out / f"per_emotion_saliency.{suffix}").is_file()
     assert json.loads((out / "per_emotion_saliency.json").read_text())["method"] == "saliency"
-    with pytest.raises(DeepferError, match="pass --fold"):
+    with pytest.raises(DeepferError, match="pass fold I"):
         per_emotion_report("jaffe", root, "loso", out, ckpt, "saliency")

@@ -232,7 +232,7 @@ def mutated_images(n: int, seed: int = 0) -> Iterator[tuple[str, bytes]]:
 
 
 def jpeg_scans(width: int = 8000, height: int = 8000, scans: int = 10_000, cmyk: bool = False) -> bytes:
-    """Issue 20's recipe: a 16x16 progressive JPEG whose frame header (SOF2) claims width x height,
+    """The JPEG scan bomb: a 16x16 progressive JPEG whose frame header (SOF2) claims width x height,
     followed by ``scans`` empty AC scans."""
     small = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), np.uint8))
     data = bytearray(encode(small.convert("CMYK") if cmyk else small, "JPEG", progressive=True, quality=90))
@@ -304,7 +304,7 @@ def qoi_large(side: int = 2000) -> bytes:
 
 
 def deep_png(side: int = 8000) -> bytes:
-    """Issue 20's memory case: a flat 16-bit grayscale PNG, side x side (131 KB at 8000)."""
+    """A memory case: a flat 16-bit grayscale PNG, side x side (131 KB at 8000)."""
     rows = np.zeros((side, 1 + 2 * side), np.uint8)  # filter byte 0, then zeros
     ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
@@ -312,7 +312,7 @@ def deep_png(side: int = 8000) -> bytes:
 
 
 def deep_tiff(side: int = 8000) -> bytes:
-    """Issue 20's other memory case: a flat 32-bit TIFF, side x side, deflate-compressed."""
+    """The other memory case: a flat 32-bit TIFF, side x side, deflate-compressed."""
     return encode(Image.fromarray(np.full((side, side), 70000, np.int32), "I"), "TIFF",
                   compression="tiff_adobe_deflate")
 
@@ -320,9 +320,9 @@ def deep_tiff(side: int = 8000) -> bytes:
 @functools.cache
 def bombs(full: bool = False) -> dict[str, bytes]:
     """``name.ext`` -> a decode bomb. Each is refused (or decoded within bounds) quickly. The
-    default sizes pass every limit by a few times (for the tests); ``full`` gives the sizes of
-    issue 20 and of an upload at the server's 10 MiB cap, and adds the memory cases at 8000x8000
-    (for the benchmark)."""
+    default sizes pass every limit by a few times (for the tests); ``full`` gives the sizes
+    ``benchmarks/fuzz.py`` measures and those of an upload at the server's 10 MiB cap, and adds the
+    memory cases at 8000x8000 (for the benchmark)."""
     out = {
         "scans.jpg": jpeg_scans(),
         "scans_server.jpg": jpeg_scans(4800, 4800, 12_000),

@@ -34,7 +34,7 @@ def test_yunet_faces_are_aligned_for_a_model_that_asks(aligned_net: nn.Module, a
     rec = Recognizer(aligned_net, detector="yunet")
     assert rec.align
     pic = read_image(astronaut)
-    dets, crops = rec.crops(pic)
+    dets, crops = rec._crops(pic)
     assert len(dets) == 1 and dets[0].landmarks is not None and len(dets[0].landmarks) == 5
     np.testing.assert_array_equal(crops, crop_faces(pic.gray, dets, FRAMINGS["yunet"], 48, align=True))
     framed = crop_faces(pic.gray, dets, FRAMINGS["yunet"], 48)
@@ -57,13 +57,13 @@ def test_yunet_faces_are_aligned_for_a_model_that_asks(aligned_net: nn.Module, a
 def test_without_landmarks_the_faces_are_framed_as_for_any_model(aligned_net: nn.Module, astronaut: Path) -> None:
     pic = read_image(astronaut)
     haar = Recognizer(aligned_net, detector="haar")
-    dets, crops = haar.crops(pic)
+    dets, crops = haar._crops(pic)
     assert haar.align and len(dets) == 1 and dets[0].landmarks is None
     np.testing.assert_array_equal(crops, crop_faces(pic.gray, dets, FRAMINGS["haar"], 48))
     (face,) = haar.predict(astronaut)
     assert face.aligned is False and face.to_dict()["aligned"] is False
     whole = Recognizer(aligned_net, detector=None)  # --no-detect
-    np.testing.assert_array_equal(whole.crops(pic)[1], whole_image(pic.gray, 48))
+    np.testing.assert_array_equal(whole._crops(pic)[1], whole_image(pic.gray, 48))
     assert whole.predict(astronaut)[0].aligned is False
 
 

@@ -84,21 +84,3 @@ def test_repeats_weigh_more_and_run_once(members: list[Path]) -> None:
     np.testing.assert_allclose(ensemble.predict_proba(faces), (2 * a + b) / 3, rtol=0, atol=1e-6)
     with pytest.raises(ModelError, match="non-negative weights"):
         EnsembleClassifier(ensemble.members, [1.0, -1.0])
-
-
-def test_a_shipped_ensemble_loads_and_evaluates_by_name(members: list[Path], monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import deepfer.weights as weights
-
-    monkeypatch.setitem(weights.ENSEMBLES, "test_ensemble", [str(members[0]), str(members[1]), str(members[1])])
-    faces = noise((4, 48, 48))
-    by_name = load_classifier("test_ensemble")
-    by_list = load_classifier([members[0], members[1], members[1]])
-    np.testing.assert_allclose(by_name.predict_proba(faces), by_list.predict_proba(faces), rtol=0, atol=1e-6)
-    from deepfer.train.evaluate import resolve_weights
-
-    assert resolve_weights(["test_ensemble"], 1) == [[members[0], members[1], members[1]]]
-    with pytest.raises(ModelError, match="test_ensemble is a shipped ensemble of .*m0.pt, .*m1.pt"):
-        weights.resolve("test_ensemble")  # export and explain take one model
-    assert main(["models"]) == 0
-    assert "test_ensemble" in capsys.readouterr().out

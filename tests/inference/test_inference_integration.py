@@ -43,7 +43,7 @@ def test_no_detect_equals_evaluation_on_fer2013_private_test(private_test, check
     expect = predict_proba(model, data.images[idx])
     # The Python API on the decoded arrays ...
     rec = Recognizer(checkpoint, detector=None)
-    faces = rec.predict_images(list(data.images[idx]))
+    faces = rec.predict(list(data.images[idx]))
     got = np.array([[f[0].scores[k] for k in ckpt.labels] for f in faces])
     np.testing.assert_array_equal(got.argmax(1), expect.argmax(1))
     assert np.abs(got - expect).max() < 1e-5
@@ -63,5 +63,5 @@ def test_the_detectors_find_the_face_in_jaffe_photos(checkpoint: Path, detector:
     if not files:
         pytest.skip(f"{JAFFE} is missing")
     rec = Recognizer(checkpoint, detector=detector)
-    found = [len(f) for f in rec.predict_images(files[::3])]  # 71 of the 213 photos
+    found = [len(f) for f in rec.predict(files[::3])]  # 71 of the 213 photos
     assert np.mean(np.array(found) == 1) >= 0.97

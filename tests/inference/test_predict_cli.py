@@ -147,6 +147,9 @@ def test_detect_step_option(capsys, checkpoint: Path, astronaut: Path) -> None:
         assert code == 0 and json.loads(out)["faces"][0]["box"] == list(want.box)
     code, _, err = run(capsys, str(astronaut), "--detect-step", "1", "--model", str(checkpoint))
     assert code == 2 and err == "deepfer: error: --detect-step must be in (1, 2], got 1.0\n"
+    # The library names its parameter (work_width); the CLI says which flag set it.
+    code, _, err = run(capsys, str(astronaut), "--detect-width", "-1", "--model", str(checkpoint))
+    assert code == 2 and err == "deepfer: error: --detect-width must be >= 0, got -1\n"
 
 
 def test_dlib_option(capsys, checkpoint: Path, astronaut: Path) -> None:
@@ -195,3 +198,14 @@ def test_quality_filters_and_detector_choice(capsys, checkpoint: Path, astronaut
     for bad in (["--min-face", "-1"], ["--min-score", "1.5"]):
         code, _, err = run(capsys, str(astronaut), "--model", str(checkpoint), *bad)
         assert code == 2 and bad[0] in err
+
+
+def test_library_errors_name_the_flag_that_set_them(capsys, checkpoint: Path, astronaut: Path,
+                                                    tmp_path: Path) -> None:
+    """Annotator and TimelineWriter both name their parameter ``out``; predict says which flag it was."""
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, str(astronaut), "--timeline", str(tmp_path / "file"), "--model", str(checkpoint))
+    assert code == 2 and err == f"deepfer: error: --timeline {tmp_path / 'file'}: not a folder\n"
+    code, _, err = run(capsys, str(astronaut), "--annotate", str(tmp_path / "x.gif"), "--model", str(checkpoint))
+    want = f"deepfer: error: --annotate {tmp_path / 'x.gif'}: cannot write .gif images; use .jpg or .png\n"
+    assert code == 2 and err == want

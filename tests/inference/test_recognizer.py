@@ -53,7 +53,7 @@ def test_no_detect_is_exactly_the_evaluation_preprocessing(checkpoint: Path) -> 
     model = Checkpoint.load(checkpoint).build()
     rec = Recognizer(checkpoint, detector=None)
     images = [noise((48, 48), seed=i) for i in range(5)] + [noise((60, 90), seed=9)]
-    faces = rec.predict_images(images)
+    faces = rec.predict(images)
     expect = predict_proba(model, np.stack([resize(im, 48) for im in images]))
     for found, p, im in zip(faces, expect, images):
         assert len(found) == 1
@@ -63,8 +63,8 @@ def test_no_detect_is_exactly_the_evaluation_preprocessing(checkpoint: Path) -> 
 
 def test_batching_does_not_change_results(checkpoint: Path, astronaut: Path) -> None:
     pics = [read_image(astronaut)] * 3
-    a = Recognizer(checkpoint, batch_size=1).predict_images(pics)
-    b = Recognizer(checkpoint, batch_size=256).predict_images(pics)
+    a = Recognizer(checkpoint, batch_size=1).predict(pics)
+    b = Recognizer(checkpoint, batch_size=256).predict(pics)
     for fa, fb in zip(a, b):
         assert fa[0].box == fb[0].box
         np.testing.assert_allclose(list(fa[0].scores.values()), list(fb[0].scores.values()), atol=1e-6)
@@ -110,7 +110,8 @@ def test_iter_results_keeps_going_and_reports_each_problem(recognizer: Recognize
 def test_folder_gives_a_dataframe(recognizer: Recognizer, folder: Path) -> None:
     table = recognizer.predict_table(folder)
     assert list(table.columns) == ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score",
-                                   *FER7, "detector_score", "face_width", "roll", "yaw", "blur", "error"]
+                                   *FER7, "smoothed_label", *(f"smoothed_{k}" for k in FER7), "detector_score",
+                                   "face_width", "roll", "yaw", "blur", "error"]
     assert len(table) == 4
     face = table[table.path.str.endswith("a_face.png")].iloc[0]
     assert face.label in FER7 and pd.isna(face.error)
@@ -121,7 +122,7 @@ def test_folder_gives_a_dataframe(recognizer: Recognizer, folder: Path) -> None:
 
 
 def test_predict_refuses_folders_and_videos(recognizer: Recognizer, folder: Path, tmp_path: Path) -> None:
-    with pytest.raises(DeepferError, match=r"photos: a folder; Recognizer.predict reads one image, use "
+    with pytest.raises(DeepferError, match=r"photos: a folder; Recognizer.predict reads images, use "
                                            r"Recognizer.predict_table for folders and videos"):
         recognizer.predict(folder)
     video = tmp_path / "clip.mp4"
@@ -159,8 +160,8 @@ def test_bad_options(checkpoint: Path, tmp_path: Path) -> None:
 
 def test_default_model_without_shipped_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
                                                                 tmp_path: Path) -> None:
-    from deepfer import weights
+    from deepfer.models import pretrained as weights
 
-    monkeypatch.setattr(weights, "_folder", lambda: tmp_path)
+    monkeypatch.setattr(weights, "weights_folder", lambda: tmp_path)
     with pytest.raises(ModelError, match=f"no shipped weights named '{weights.DEFAULT}'"):
         Recognizer()

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from deepfer.cli import main
-from deepfer.inference.results import Face, Result
+from deepfer.inference.results import Face, Result, rows
 from deepfer.inference.timeline import (
     MAX_ROWS,
     TimelineWriter,
     TrackSummary,
-    format_summary,
+    format_track_summary,
     summarize,
     track_table,
     write_summary,
@@ -34,6 +34,12 @@ def face(track: int, smoothed_label: str, box: tuple[int, int, int, int] = (10, 
     return Face(box, {"happy": 0.5, "sad": 0.3, "neutral": 0.2}, "happy", track=track, smoothed=smoothed)
 
 
+def add(summary: TrackSummary, f: Face, time: float) -> None:
+    """Count a face through its row of the flat table, as predict and the server do."""
+    for row in rows(Result("v.mp4", 0, [f], time=time), LABELS):
+        summary.add(row)
+
+
 def frames(path: str, n: int, fps: float = 10.0, tracks: tuple[int, ...] = (1,),
            label: str = "happy") -> list[Result]:
     pic = Picture(np.full((120, 160), 90, np.uint8), np.full((120, 160, 3), 90, np.uint8))
@@ -44,9 +50,9 @@ def frames(path: str, n: int, fps: float = 10.0, tracks: tuple[int, ...] = (1,),
 def test_summary_counts_shares_and_dominant() -> None:
     s = TrackSummary(LABELS, "v.mp4")
     for i, label in enumerate(["sad", "sad", "happy", "sad"]):
-        s.add(face(4, label), 1.0 + i * 0.5)
-    s.add(face(9, "neutral"), 0.5)
-    s.add(Face((0, 0, 1, 1), {"happy": 1.0, "sad": 0.0, "neutral": 0.0}, "happy"), 0.2)  # untracked: ignored
+        add(s, face(4, label), 1.0 + i * 0.5)
+    add(s, face(9, "neutral"), 0.5)
+    add(s, Face((0, 0, 1, 1), {"happy": 1.0, "sad": 0.0, "neutral": 0.0}, "happy"), 0.2)  # untracked: ignored
     nine, four = s.records()  # in order of appearance
     assert four == {"path": "v.mp4", "track": 4, "first": 1.0, "last": 2.5, "duration": 1.5, "frames": 4,
                     "dominant": "sad", "shares": {"happy": 0.25, "sad": 0.75, "neutral": 0.0}}
@@ -93,9 +99,9 @@ def test_writer_refuses_a_file_as_folder(tmp_path: Path) -> None:
 def test_summary_formats() -> None:
     s = TrackSummary(LABELS, "dir/v.mp4")
     for i in range(3):
-        s.add(face(2, "sad"), i / 10)
+        add(s, face(2, "sad"), i / 10)
     records = s.records()
-    text = format_summary(records, LABELS)
+    text = format_track_summary(records, LABELS)
     assert text.splitlines()[1].split() == ["v.mp4", "2", "0:00.0", "0:00.2", "0.2", "sad", "0%", "100%", "0%"]
     out = io.StringIO()
     write_summary(records, "json", out, LABELS)
@@ -104,23 +110,26 @@ def test_summary_formats() -> None:
     write_summary(records, "csv", out, LABELS)
     assert out.getvalue().splitlines() == ["path,track,first,last,duration,frames,dominant,share_happy,share_sad,"
                                            "share_neutral", "dir/v.mp4,2,0.0,0.2,0.2,3,sad,0.0000,1.0000,0.0000"]
-    assert format_summary([], LABELS).splitlines()[1] == "(no face was tracked)"
+    assert format_track_summary([], LABELS).splitlines()[1] == "(no face was tracked)"
 
 
 def test_track_table_and_summarize_agree_with_the_summary() -> None:
     results = frames("v.mp4", 6, tracks=(1, 2)) + [Result("v.mp4", None, [], "v.mp4: frame 6 cannot be decoded",
                                                           decoded=False)]
-    table = track_table(results)
+    table = track_table(results, LABELS)
     assert len(table) == 12 and table.attrs["errors"] == ["v.mp4: frame 6 cannot be decoded"]
-    assert table.box.iloc[1] == (70, 20, 40, 40) and table.smoothed_label.iloc[0] == "happy"
+    assert tuple(table.loc[1, ["x", "y", "w", "h"]]) == (70, 20, 40, 40) and table.smoothed_label.iloc[0] == "happy"
+    assert table.smoothed_happy.iloc[0] == pytest.approx(0.8) and table.happy.iloc[0] == 0.5
+    # No cell holds a dict, a tuple or a list: the table is flat.
+    assert not any(isinstance(v, (dict, tuple, list)) for v in table.to_numpy().ravel())
     summary = summarize(table)
     direct = TrackSummary(LABELS, "v.mp4")
     for r in results:
         for f in r.faces:
-            direct.add(f, r.time)
+            add(direct, f, r.time)
     expect = [{**{k: v for k, v in d.items() if k != "shares"}, **d["shares"]} for d in direct.records()]
     assert summary.to_dict("records") == expect
-    assert summarize(track_table([])).empty
+    assert summarize(track_table([], LABELS)).empty
 
 
 def test_interrupted_run_keeps_records_and_timeline(capsys: pytest.CaptureFixture[str], checkpoint: Path,

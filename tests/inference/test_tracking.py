@@ -16,7 +16,7 @@ from deepfer.cli import main
 from deepfer.errors import DeepferError
 from deepfer.inference import Recognizer, summarize
 from deepfer.inference.inputs import Source, webcam
-from deepfer.inference.results import Face, Result
+from deepfer.inference.results import Face, Result, table_columns
 from deepfer.inference.tracking import FaceTracker, ScoreSmoother, Streams, TrackedStream
 from deepfer.vision import Detection, Picture, read_image
 
@@ -108,7 +108,7 @@ def test_carried_landmarks_move_with_the_box() -> None:
 def test_tracker_options_are_checked() -> None:
     with pytest.raises(DeepferError, match="max_gap"):
         FaceTracker(max_gap=-1)
-    with pytest.raises(DeepferError, match="--detect-every must be >= 1, got 0"):
+    with pytest.raises(DeepferError, match="detect_every must be >= 1, got 0"):
         TrackedStream(30.0, detect_every=0)
     with pytest.raises(DeepferError, match="time constant"):
         ScoreSmoother(-0.1)
@@ -158,7 +158,9 @@ def test_streams_keep_only_the_current_input(tmp_path: Path) -> None:
     streams = Streams(2, 0.3)
     a, b = Source("video", str(tmp_path / "a.avi"), Path("a.avi")), Source("webcam", "webcam:0", Path("w"), webcam=0)
     sa = streams.get(a)
-    assert streams.get(a) is sa and sa.fps == 30.0  # a file that cannot be opened: the default rate
+    assert streams.get(a) is sa and sa.fps == 30.0  # no rate read for it: the default rate
+    streams.rates[str(tmp_path / "c.avi")] = 12.5
+    assert streams.get(Source("video", str(tmp_path / "c.avi"), Path("c.avi"))).fps == 12.5
     sb = streams.get(b)
     streams.retain(b)
     assert streams.get(b) is sb and streams.get(a) is not sa and sb.fps is None
@@ -202,13 +204,13 @@ def test_detect_every_classifies_every_frame_with_fewer_detections(recognizer: R
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     every = list(recognizer.iter_results([moving], detect_every=1))
     calls = []
-    detect = recognizer.detect
+    detect = recognizer._detect
 
     def counted(image):  # type: ignore[no-untyped-def]
         calls.append(1)
         return detect(image)
 
-    monkeypatch.setattr(recognizer, "detect", counted)
+    monkeypatch.setattr(recognizer, "_detect", counted)
     sparse = list(recognizer.iter_results([moving], detect_every=4))
     assert len(calls) == 6 and all(len(r.faces) == 1 and r.faces[0].track == 1 for r in sparse)
     # Once two detections have taught the tracker the motion, carried boxes stay on the face:
@@ -226,10 +228,10 @@ def test_images_have_no_track_fields(recognizer: Recognizer, astronaut: Path) ->
 
 def test_track_dataframe_and_summary(recognizer: Recognizer, moving: Path) -> None:
     table = recognizer.track(moving, detect_every=2)
-    assert list(table.columns) == ["path", "track", "frame", "time", "box", "scores", "smoothed", "label",
-                                   "smoothed_label"]
+    assert list(table.columns) == table_columns(recognizer.labels)
     assert len(table) == 24 and set(table.track) == {1} and table.time.iloc[-1] == pytest.approx(23 / 12)
-    assert 70 < table.box.iloc[0][2] < 110 and set(table.smoothed.iloc[3]) == set(recognizer.labels)
+    smoothed = [f"smoothed_{k}" for k in recognizer.labels]
+    assert 70 < table.w.iloc[0] < 110 and table.loc[3, smoothed].sum() == pytest.approx(1, abs=1e-4)
     summary = summarize(table)
     assert list(summary.columns[:7]) == ["path", "track", "first", "last", "duration", "frames", "dominant"]
     [row] = summary.to_dict("records")

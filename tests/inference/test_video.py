@@ -63,6 +63,30 @@ def test_video_dataframe(recognizer: Recognizer, video: Path) -> None:
     assert table.label.notna().sum() == 5
 
 
+def test_each_video_is_opened_once(recognizer: Recognizer, video: Path, monkeypatch: pytest.MonkeyPatch,
+                                   tmp_path: Path) -> None:
+    """Decoding, timing (the tracker's frame rate) and annotating share one opening of the file."""
+    import deepfer.inference.annotate
+    import deepfer.inference.recognizer
+    import deepfer.inference.tracking
+    from deepfer.inference.annotate import Annotator
+    from deepfer.inference.inputs import expand
+    from deepfer.inference.video import open_video
+
+    opened: list[str] = []
+    for module in (deepfer.inference.recognizer, deepfer.inference.tracking, deepfer.inference.annotate):
+        if hasattr(module, "open_video"):
+            monkeypatch.setattr(module, "open_video", lambda name: opened.append(name) or open_video(name))
+    sources = expand([video])
+    annotator = Annotator(tmp_path / "out", sources)
+    results = list(recognizer.iter_results(sources, keep_pictures=True, detect_every=1))
+    for r in results:
+        annotator.write(r)
+    annotator.close()
+    assert opened == [str(video)] and results[3].fps == pytest.approx(results[3].frame / results[3].time)
+    assert (tmp_path / "out").is_dir() and any((tmp_path / "out").iterdir())
+
+
 def test_broken_video_is_an_error_record(recognizer: Recognizer, tmp_path: Path) -> None:
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
@@ -98,7 +122,7 @@ def face_frame(astronaut: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def huge_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 9000x8000 frame (72 Mpixels, over the 64-Mpixel cap), written as issue 20 did; gray, which
+    """One 9000x8000 frame (72 Mpixels, over the 64-Mpixel cap); gray, which
     takes half a second where colour takes one or two."""
     return write_mjpeg(tmp_path_factory.mktemp("huge") / "huge.avi", [np.full((8000, 9000), 100, np.uint8)])
 
@@ -197,7 +221,7 @@ def test_frame_failing_ends_its_video_and_the_run_goes_on(case: str, recognizer:
 
 def test_cli_json_keeps_every_record_around_a_huge_video(capsys: pytest.CaptureFixture[str], checkpoint: Path,
                                                          astronaut: Path, huge_video: Path, tmp_path: Path) -> None:
-    """Issue 20's recipe: a photo, a 9000x8000 video and another photo in one folder."""
+    """A photo, a 9000x8000 video and another photo in one folder."""
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "a.png").write_bytes(astronaut.read_bytes())

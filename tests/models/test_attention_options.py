@@ -28,7 +28,7 @@ def test_default_is_none_and_adds_no_module() -> None:
     model = create_model("deepfer")
     assert not any(isinstance(m, tuple(KINDS.values())) for m in model.modules())
     plain = {k for k in model.state_dict() if not k.startswith("stn.")}
-    # The keys of the architecture as it was before the option: 7 conv + 7 BN blocks + 2 FCs.
+    # The plain architecture's keys: 7 conv + 7 BN blocks + 2 FCs.
     assert sum(k.endswith("running_mean") for k in plain) == 7
     assert {k.split(".")[0] for k in plain} == {"stage1", "stage2", "stage3", "stage4", "fc1", "fc2"}
 

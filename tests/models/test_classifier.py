@@ -1,9 +1,8 @@
-"""The one ensemble path: ``build_classifier`` (repeats weigh more and run once), the weighted mean,
-and the per-member label reordering distillation uses."""
+"""The one ensemble path: ``ensemble_sources`` and ``combine`` (repeats weigh more and run once),
+``build_classifier`` on them, the weighted mean, and the per-member label reordering distillation uses."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,17 @@ from deepfer.models.classifier import (
     Relabelled,
     TorchClassifier,
     build_classifier,
+    combine,
+    ensemble_sources,
     torch_classifier,
     weighted_mean,
 )
 from deepfer.models.predict import predict_proba
+
+
+def _ensemble(sources, member):  # type: ignore[no-untyped-def]
+    pairs = ensemble_sources(sources)
+    return combine([member(s) for s, _ in pairs], [n for _, n in pairs])
 
 
 class Fixed:
@@ -51,17 +57,17 @@ def test_repeats_weigh_more_and_run_once() -> None:
         made[name] = Fixed(_probs(len(made)), ["a", "b", "c"])
         return made[name]
 
-    ens = build_classifier(["A", "B", "A", "A"], member)
+    ens = _ensemble(["A", "B", "A", "A"], member)
     assert isinstance(ens, EnsembleClassifier) and list(made) == ["A", "B"]
     np.testing.assert_allclose(ens.weights, [0.75, 0.25])
     faces = np.zeros((5, 4, 4), np.uint8)
     got = ens.predict_proba(faces)
     assert got.dtype == np.float32 and made["A"].calls == made["B"].calls == 1
     np.testing.assert_allclose(got, 0.75 * made["A"].probs + 0.25 * made["B"].probs, rtol=1e-6)
-    assert build_classifier(["A", "A"], member) is made["A"]  # one model, listed twice, is itself
-    assert build_classifier("B", member) is made["B"]
+    assert _ensemble(["A", "A"], member) is made["A"]  # one model, listed twice, is itself
+    assert _ensemble("B", member) is made["B"]
     with pytest.raises(ModelError, match="at least one"):
-        build_classifier([], member)
+        _ensemble([], member)
 
 
 def test_weighted_mean_skips_zero_weights_and_is_float64() -> None:
@@ -84,9 +90,9 @@ def test_relabelled_picks_columns_by_name_and_renormalises() -> None:
         Relabelled(member, ["z", "x"], [3, 4])
 
 
-def test_distillation_average_is_exactly_the_former_formula() -> None:
-    """teacher_probs averaged per-teacher renormalised columns as ``sum / n`` in float64: the
-    ensemble gives the same float32 numbers for distinct teachers and for repeats."""
+def test_distillation_average_is_exactly_sum_over_n() -> None:
+    """Per-teacher renormalised columns averaged as ``sum / n`` in float64: the ensemble gives the
+    same float32 numbers for distinct teachers and for repeats."""
     labels = ["c", "a"]
     members = {name: Fixed(_probs(seed, n=50, k=3), ["a", "b", "c"]) for seed, name in enumerate("PQ")}
 
@@ -99,9 +105,9 @@ def test_distillation_average_is_exactly_the_former_formula() -> None:
         for t in teachers:
             p = members[t].probs[:, [2, 0]]
             total += p / np.maximum(p.sum(1, keepdims=True), 1e-12)
-        former = (total / len(teachers)).astype(np.float32)
-        got = build_classifier(teachers, member).predict_proba(faces).astype(np.float32)
-        assert np.array_equal(got, former), teachers
+        expected = (total / len(teachers)).astype(np.float32)
+        got = _ensemble(teachers, member).predict_proba(faces).astype(np.float32)
+        assert np.array_equal(got, expected), teachers
 
 
 def test_torch_classifier_from_a_file_a_name_and_a_model(tmp_path: Path) -> None:
@@ -115,7 +121,7 @@ def test_torch_classifier_from_a_file_a_name_and_a_model(tmp_path: Path) -> None
     assert np.array_equal(from_file.predict_proba(faces), predict_proba(model, faces, 4, tta=True))
     from_model = torch_classifier(model, labels=list("abcdefg"))
     assert from_model.labels == list("abcdefg") and from_model.checkpoint.labels == tuple("abcdefg")
-    shipped = build_classifier("deep-emotion_jaffe-random", partial(torch_classifier, batch_size=512))
+    shipped = build_classifier("deep-emotion_jaffe-random", batch_size=512)
     assert shipped.checkpoint.info["dataset"] == "jaffe" and shipped.batch_size == 512
     with pytest.raises(ModelError, match="not a deepfer model"):
         torch_classifier(torch.nn.Linear(2, 2))

@@ -1,4 +1,4 @@
-"""DeepFER-L: the calibration run's VGG-style trunk (what the issue measured), the spatial
+"""DeepFER-L: its VGG-style trunk (about 4.7M parameters), the spatial
 transformer in front, and the attention blocks where ``deepfer`` puts them."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_trunk_is_the_calibration_network() -> None:
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 4  # one per stage, the last in the head
     assert model.drop.p == 0.3 and model.fc.in_features == 512
     n_params = sum(p.numel() for p in model.parameters())
-    assert 4_650_000 <= n_params <= 4_750_000, n_params  # the issue's "4.7M params"
+    assert 4_650_000 <= n_params <= 4_750_000, n_params  # about 4.7M parameters (the module docstring)
     assert isinstance(create_model("deepfer-l").stn, SpatialTransformer)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepfer import weights
+from deepfer.models import pretrained as weights
 from deepfer.errors import ModelError
 from deepfer.files import sha256_file
 from deepfer.models.checkpoint import DIGEST_KEY, Checkpoint
@@ -31,15 +31,15 @@ def shipped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the package's weights folder (files and SHA256SUMS) that deepfer takes as shipped."""
     folder = tmp_path / "weights"
     folder.mkdir()
-    for p in weights._folder().iterdir():
+    for p in weights.weights_folder().iterdir():
         if p.suffix in (".pt", ".md") or p.name == weights.SUMS:
             shutil.copy(p, folder / p.name)
-    monkeypatch.setattr(weights, "_folder", lambda: folder)
+    monkeypatch.setattr(weights, "weights_folder", lambda: folder)
     return folder
 
 
 def test_sums_list_every_shipped_file_with_its_digest() -> None:
-    root = weights._folder()
+    root = weights.weights_folder()
     listed = dict(line.split("  ", 1)[::-1] for line in (root / weights.SUMS).read_text().splitlines())
     files = sorted(p.relative_to(root).as_posix() for p in [*root.glob("*.pt"), *root.glob("*/fold*/best.pt")])
     assert sorted(listed) == files

@@ -42,11 +42,12 @@ def test_registry_names() -> None:
 
 def test_registry_module_is_what_the_package_exports() -> None:
     import deepfer.models
-    from deepfer.models import registry
+    from deepfer.models import pretrained, registry
 
-    for name in ("ModelConfig", "register_model", "list_models", "create_model", "model_config", "complete_config",
-                 "check_input"):
+    for name in ("ModelConfig", "register_model", "list_models", "model_config", "complete_config", "check_input"):
         assert getattr(deepfer.models, name) is getattr(registry, name)
+    # create_model is the pretrained registry's: the architecture's, with shipped weights on request.
+    assert deepfer.models.create_model is pretrained.create_model
     assert registry.list_models() == MODELS and {"deep-emotion", "deepfer", "prior-attention"} <= set(MODELS)
     assert type(registry.create_model("prior-attention")) is deepfer.models.PriorAttentionNet
     assert MODELS == sorted(MODELS)

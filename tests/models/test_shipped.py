@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deepfer import weights
+import torch
+
 from deepfer.errors import ModelError
+from deepfer.models import create_model, list_pretrained
+from deepfer.models import pretrained as weights
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {n: p for n, p in weights._shipped().items() if p.is_file()}
@@ -23,6 +26,24 @@ def test_default_and_bare_names_are_shipped() -> None:
     assert weights.resolve(None) == SHIPPED[weights.DEFAULT]
     with pytest.raises(ModelError, match="no shipped weights named 'nope'; available: .*deepfer_fer2013"):
         weights.resolve("nope")
+
+
+def test_create_model_takes_a_pretrained_tag() -> None:
+    """timm / open_clip style: an architecture and a tag of its shipped weights."""
+    tags = [p.tag for p in list_pretrained("deep-emotion")]
+    assert "fer2013-kd" in tags and all(p.architecture == "deep-emotion" for p in list_pretrained("deep-emotion"))
+    model = create_model("deep-emotion", pretrained="fer2013-kd")
+    want = weights.load_checkpoint("deep-emotion_fer2013-kd").build()
+    assert not model.training
+    for (k, a), (_, b) in zip(model.state_dict().items(), want.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    best = create_model("deepfer", pretrained=True)
+    assert best.config == weights.load_checkpoint(weights.DEFAULT).config
+    assert create_model("deepfer").training  # no pretrained: fresh weights
+    with pytest.raises(ModelError, match="no pretrained weights 'nope' for 'deepfer'; its tags: .*fer2013-kd"):
+        create_model("deepfer", pretrained="nope")
+    with pytest.raises(ModelError, match="drop num_classes"):
+        create_model("deepfer", pretrained="fer2013-kd", num_classes=3)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

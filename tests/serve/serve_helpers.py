@@ -151,7 +151,7 @@ def slow_png(side: int = 4896) -> bytes:
 
 
 def scan_bomb(side: int = 4800, scans: int = 12_000) -> bytes:
-    """Issue 20's server recipe: a 16x16 progressive JPEG claiming side x side, then empty scans."""
+    """The server's JPEG bomb: a 16x16 progressive JPEG claiming side x side, then empty scans."""
     data = bytearray(encode(portrait((16, 16)), "JPEG", progressive=True))
     sof = data.index(b"\xff\xc2")
     struct.pack_into(">HH", data, sof + 5, side, side)

@@ -13,7 +13,7 @@ from PIL import Image
 from serve_helpers import blank, encode, portrait, read_png
 
 from deepfer.cli import main
-from deepfer import weights
+from deepfer.models import pretrained as weights
 from deepfer.errors import DataError
 from deepfer.vision import crop_square
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings

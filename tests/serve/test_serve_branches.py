@@ -42,7 +42,7 @@ def test_a_branched_model_draws_each_block_on_the_photo(monkeypatch: pytest.Monk
         assert eng.describe()["explain_methods"] == ["gradcam", "occlusion", "saliency", "gradcam:upper",
                                                      "gradcam:lower"]
         upload = Upload(photo, "JPEG", "p.jpg")
-        det = eng.recognizer.detect(decode(upload, eng.settings))[0]
+        det = eng.recognizer._detect(decode(upload, eng.settings))[0]
         _, cy, side = crop_square(det.box, eng.recognizer.framing)
         lit = {}
         for method in ("gradcam:upper", "gradcam:lower"):

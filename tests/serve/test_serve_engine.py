@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deepfer.cli import main
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.serve.engine import Engine
 from deepfer.serve.errors import HTTPError
 from deepfer.serve.settings import ServeSettings
@@ -122,11 +122,13 @@ def test_settings_are_validated() -> None:
     assert ServeSettings().loopback and ServeSettings(host="::1").loopback
     assert ServeSettings(host="localhost").loopback
     assert not ServeSettings(host="0.0.0.0").loopback
-    assert ServeSettings(detector="haar").detector_options() == {"scale_factor": 1.2}
-    assert ServeSettings(detector="haar", detect_width=320).detector_options() == {"work_width": 320,
-                                                                                   "scale_factor": 1.2}
-    assert ServeSettings(detector="dlib", detect_width=0).detector_options() == {"work_width": None}
-    assert ServeSettings(detector="yunet", min_face=48).detector_options() == {"min_face": 48}
+    assert ServeSettings(detector="haar").detector_spec.options() == {"work_width": 320, "scale_factor": 1.2}
+    assert ServeSettings(detector="dlib", detect_width=0).detector_spec.options() == {"work_width": None}
+    spec = ServeSettings(detector="haar", min_face=48, min_score=0.3).detector_spec
+    assert (spec.name, spec.min_face, spec.min_score) == ("haar", 48, 0.3)
+    with pytest.raises(ParameterError, match="detect_step must be in") as err:
+        ServeSettings(detect_step=1.0)
+    assert err.value.param == "detect_step"
     for bad in ({"workers": 0}, {"max_queue": 1, "workers": 2}, {"port": 70000}, {"max_upload_bytes": 0},
                 {"request_timeout": 0}, {"backend": "tf"}, {"detect_step": 1.0}, {"intra_threads": 0},
                 {"min_face": -1}, {"min_score": 1.5}):

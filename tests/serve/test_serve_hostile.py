@@ -1,4 +1,4 @@
-"""Hostile uploads against a real uvicorn server (issue 20): a request that times out frees its
+"""Hostile uploads against a real uvicorn server: a request that times out frees its
 worker at once (its decoder process is killed), ``/healthz`` counts work still running, decode bombs
 are refused in milliseconds, and afterwards valid photos answer as before."""
 
@@ -97,7 +97,7 @@ def test_healthz_counts_work_still_running(server: int, slow: bytes) -> None:
 def test_decode_bombs_are_refused_at_once_and_the_server_goes_on(server: int, timeout: float) -> None:
     photo = encode(portrait((320, 240)))
     bomb = scan_bomb()
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # issue 20: two at once held both workers 35 s
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # unbounded, two at once hold both workers ~35 s
         answers = list(pool.map(lambda _: _request(server, "POST", "/v1/predict", bomb), range(2)))
     for status, body, took in answers:
         assert status == 413 and "more than 100 scans" in body["error"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepfer import weights
+from deepfer.models import pretrained as weights
 from deepfer.cli import main
 from deepfer.inference import sample_image
 from deepfer.labels import FER7
@@ -33,7 +33,7 @@ def _inverted(tmp_path: Path) -> Path:
     return tmp_path / "kd.pt"
 
 
-# The cases of issue 20: the deepfer marker with a missing or ill-typed field, and damaged weights.
+# Malformed checkpoints: the deepfer marker with a missing or ill-typed field, and damaged weights.
 CASES = {
     "no model": (lambda raw: raw.pop("model"), "field 'model' is missing"),
     "no labels": (lambda raw: raw.pop("labels"), "field 'labels' is missing"),

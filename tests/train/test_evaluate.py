@@ -80,7 +80,7 @@ def test_cli_evaluate_json(trained: Path, pattern_jaffe: Path, capsys) -> None:
 
 
 def test_evaluate_takes_shipped_names(pattern_jaffe: Path) -> None:
-    from deepfer.weights import resolve
+    from deepfer.models.pretrained import resolve
 
     by_name = evaluate(["deep-emotion_jaffe-random"], "jaffe", str(pattern_jaffe), "random")
     by_path = evaluate([str(resolve("deep-emotion_jaffe-random"))], "jaffe", str(pattern_jaffe), "random")

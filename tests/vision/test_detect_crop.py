@@ -17,7 +17,8 @@ from deepfer.vision.crop import (
     crop_square,
     whole_image,
 )
-from deepfer.vision.detect import HaarDetector, create_detector, list_detectors
+from deepfer.vision.detect import HaarDetector, list_detectors
+from deepfer.vision.detector_spec import create_detector
 from deepfer.vision.geometry import Detection
 from deepfer.vision.pictures import read_image, resize
 

@@ -228,7 +228,7 @@ def test_one_message_for_what_is_not_an_image() -> None:
 # -- memory: converted in strips, turned after conversion; the same pixels as the whole-image way ------
 
 def _reference(im: Image.Image, as_stored: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """The conversion as deepfer did it before issue 20, on the whole image at once."""
+    """The reference conversion: the whole image at once, in float64."""
     if not as_stored:
         im = ImageOps.exif_transpose(im)
         if "A" in im.getbands() or "transparency" in im.info:
@@ -308,9 +308,9 @@ print((hwm() - before) * 1024, pic.gray.size)
     ("deep.png", lambda: Image.fromarray(np.full((3000, 3000), 4000, np.uint16))),
 ])
 def test_deep_images_cost_a_few_bytes_a_pixel(tmp_path: Path, name: str, make) -> None:
-    """Issue 20: an 8000x8000 32-bit TIFF peaked at 2.2 GB (~30 bytes a pixel) through float64
-    copies of the whole image. Now: the decoded image (4 bytes a pixel for 32-bit, 2 for 16-bit),
-    the uint8 result (1) and a strip's temporaries."""
+    """Float64 copies of a whole 8000x8000 32-bit TIFF would take ~30 bytes a pixel; converted in
+    strips, the peak is the decoded image (4 bytes a pixel for 32-bit, 2 for 16-bit), the uint8
+    result (1) and a strip's temporaries."""
     import subprocess
     import sys
 

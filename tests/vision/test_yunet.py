@@ -21,7 +21,8 @@ from deepfer.vision import (
 )
 from deepfer.vision import detect as detect_module
 from deepfer.vision import libfacedetection
-from deepfer.vision.detect import YuNetDetector, create_detector, default_detector
+from deepfer.vision.detect import YuNetDetector, default_detector
+from deepfer.vision.detector_spec import create_detector
 from deepfer.vision.quality import blur, face_quality, roll_yaw
 
 FACE = (174, 64, 98, 98)  # Eileen Collins' face in the bundled photo (as in test_detect_crop.py)

@@ -12,7 +12,7 @@ from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData, decode_stored
 from deepfer.errors import DataError
 from deepfer.labels import JAFFE_CODES, emotion_index
-from deepfer.vision import Picture, create_detector, default_detector, face_crops
+from deepfer.vision import DetectorSpec, Picture, face_crops, resolve_detector
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,14 @@ def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: s
     if crop not in CROPS:
         raise DataError(f"JAFFE crop must be one of {', '.join(CROPS)}, got {crop!r}")
     src = require(path, "the JAFFE folder of .tiff files")
-    name = (default_detector() if detector == "auto" else detector) if crop == "face" else None
+    name = resolve_detector(detector) if crop == "face" else None
     return cached(lambda: _load(src, size, crop, name), use_cache, reader="jaffe",
                   source=fingerprint(src), size=size, crop=crop, detector=name)
 
 
 def _face_cropper(size: int, name: str):  # type: ignore[no-untyped-def]
     """A function from a decoded frame to its largest face's crop, or ``None`` without a face."""
-    detector = create_detector(name)
+    detector = DetectorSpec(name).build()
 
     def crop(gray):  # type: ignore[no-untyped-def]
         found, crops = face_crops(Picture(gray), detector, size)

@@ -90,7 +90,7 @@ def _ordered(splits: np.ndarray) -> list[str]:
     return [s for s in order if s in present] + sorted(present - set(order))
 
 
-def format_summary(info: dict[str, Any]) -> str:
+def format_data_summary(info: dict[str, Any]) -> str:
     """The text ``deepfer data info`` prints for a :func:`describe` summary."""
     classes = info["classes"]
     width = max(len(c) for c in [*classes, "split"]) + 1

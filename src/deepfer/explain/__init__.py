@@ -20,12 +20,12 @@ from __future__ import annotations
 from deepfer.explain.base import Explanation, blank_value, load_explainable, normalize_maps
 from deepfer.explain.faithfulness import FRACTIONS, DeletionCurve, area_under, compare_deletion, deletion_curve
 from deepfer.explain.gradients import gradcam, saliency
-from deepfer.explain.images import ImageReport, explain_faces
+from deepfer.explain.figures import ImageReport, explain_faces
 from deepfer.explain.methods import HEATMAP_METHODS, METHODS, explain
 from deepfer.explain.occlusion import occlusion_map
 from deepfer.explain.overlay import blend, colorize, save_panels
 from deepfer.explain.per_emotion import EmotionMaps, per_emotion_maps, per_emotion_report, plot_per_emotion
-from deepfer.explain.picture import FaceMaps, explain_picture
+from deepfer.explain.face_maps import FaceMaps, explain_picture
 from deepfer.explain.stn_view import StnView, stn_view
 
 __all__ = [

@@ -149,7 +149,7 @@ def load_explainable(model: str | Path | nn.Module | None = None,
         net = unwrap(model)
         names = list(labels) if labels is not None else list(FER7[: net.config.num_classes])
     else:
-        from deepfer.weights import load_pretrained
+        from deepfer.models.pretrained import load_pretrained
 
         net, ckpt = load_pretrained(model)
         names = list(labels) if labels is not None else list(ckpt.labels)

@@ -56,6 +56,12 @@ def _masks(h: int, w: int, patch: int, stride: int) -> Tensor:
     return masks
 
 
+def _spread(scores: Tensor, masks: Tensor) -> Tensor:
+    """Each patch's score spread over the pixels it covers, averaged by coverage: (N, P) -> (N, H, W)."""
+    cover = masks.flatten(1).float()  # (P, H*W)
+    return (scores @ cover / cover.sum(0)).view(len(scores), *masks.shape[1:])
+
+
 def occlusion_map(
     model: nn.Module,
     faces: np.ndarray | Tensor,
@@ -126,11 +132,8 @@ def occlusion_map(
             drop[k] = base[f] - po.gather(1, targets[f][:, None])[:, 0]
             flipped[k] = (po.argmax(1) != predicted[f]).float()
 
-    # Spread each patch's score over the pixels it covers, averaged by coverage.
-    cover = masks.flatten(1).float()  # (P, H*W)
-    counts = cover.sum(0)  # (H*W,)
-    raw = (drop.view(n, p_count) @ cover / counts).view(n, h, w)
-    flips = (flipped.view(n, p_count) @ cover / counts).view(n, h, w)
+    raw = _spread(drop.view(n, p_count), masks)
+    flips = _spread(flipped.view(n, p_count), masks)
     return Explanation(
         method="occlusion",
         heatmaps=normalize_maps(raw),

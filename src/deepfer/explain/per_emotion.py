@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.explain.base import load_explainable, unwrap
 from deepfer.explain.methods import HEATMAP_METHODS, explain
 from deepfer.explain.overlay import Panel, blend, save_panels
@@ -179,8 +179,8 @@ def per_emotion_report(
     faces_data = load_dataset(dataset, data, **options_ds)
     sp = split(faces_data, protocol, seed)
     if sp.is_kfold and fold is None:
-        raise DeepferError(f"{dataset}/{protocol} has {len(sp.folds)} folds: pass --fold I, the fold the "
-                           "checkpoint was trained on (its test faces are the only unseen ones)")
+        raise ParameterError("fold", f"{dataset}/{protocol} has {len(sp.folds)} folds: pass fold I, the fold the "
+                             "checkpoint was trained on (its test faces are the only unseen ones)")
     fold = 0 if fold is None else fold
     if not 0 <= fold < len(sp.folds):
         raise DeepferError(f"{dataset}/{protocol}: fold {fold} out of range 0..{len(sp.folds) - 1}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from deepfer.inference.classifier import load_classifier
+from deepfer.inference.backends import load_classifier
 from deepfer.inference.export import export_onnx, export_onnx_bytes
 from deepfer.inference.recognizer import Recognizer
 from deepfer.inference.results import Face, Result

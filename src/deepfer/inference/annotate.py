@@ -13,10 +13,10 @@ from typing import Self
 import cv2
 import numpy as np
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.inference.inputs import IMAGE_EXTENSIONS, Source
 from deepfer.inference.results import Face, Result
-from deepfer.inference.video import VIDEO_EXTENSIONS, VideoWriter, fps, open_video
+from deepfer.inference.video import DEFAULT_FPS, VIDEO_EXTENSIONS, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,12 @@ class Annotator:
         if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
             want = "image" if suffix in _WRITABLE else "video"
             if len(readable) != 1 or (readable[0].kind == "image") != (want == "image"):
-                raise DeepferError(f"--annotate {out}: a {want} file name needs exactly one {want} input; "
-                                   "give a folder for several inputs")
+                raise ParameterError("out", f"out {out}: a {want} file name needs exactly one {want} input; "
+                                     "give a folder for several inputs")
             self.targets[readable[0].name] = out
             return
         if suffix and suffix in IMAGE_EXTENSIONS:
-            raise DeepferError(f"--annotate {out}: cannot write {suffix} images; use .jpg or .png")
+            raise ParameterError("out", f"out {out}: cannot write {suffix} images; use .jpg or .png")
         taken: set[Path] = set()
         for s in readable:
             rel = s.rel
@@ -122,21 +122,10 @@ class Annotator:
             return target
         writer = self._videos.get(result.path or "")
         if writer is None:
-            writer = self._videos[result.path or ""] = VideoWriter(target, self._fps(result.path or ""))
+            rate = max(1.0, (result.fps or DEFAULT_FPS) / self.every)  # the frames kept, at their pace
+            writer = self._videos[result.path or ""] = VideoWriter(target, rate)
         writer.write(image)
         return target
-
-    def _fps(self, name: str) -> float:
-        src = self.sources.get(name)
-        rate = 30.0
-        if src is not None and src.kind == "video":
-            try:
-                cap = open_video(src.name)
-                rate = fps(cap)
-                cap.release()
-            except DeepferError:
-                pass
-        return max(1.0, rate / self.every)
 
     def close(self) -> None:
         for writer in self._videos.values():

@@ -30,7 +30,7 @@ from deepfer.inference.onnx_backend import INPUT, OUTPUT, OnnxClassifier
 from deepfer.models.checkpoint import Calibration, Checkpoint
 from deepfer.models.predict import predict_proba, to_input
 from deepfer.version import __version__
-from deepfer.weights import load_pretrained
+from deepfer.models.pretrained import load_pretrained
 
 log = logging.getLogger(__name__)
 

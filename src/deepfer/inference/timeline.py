@@ -9,6 +9,9 @@
 * :func:`track_table` and :func:`summarize` are the DataFrames of :meth:`Recognizer.track
   <deepfer.inference.recognizer.Recognizer.track>`.
 
+All of them are views of the flat results table (:mod:`deepfer.inference.results`): they read its
+rows, never the :class:`~deepfer.inference.results.Face` objects.
+
 Memory stays flat however long the video: rows go to the CSV as they come; the summary holds a
 few numbers and one 96-pixel thumbnail per track; the picture is drawn from the CSV read back in
 chunks and averaged into at most :data:`BINS` time bins.
@@ -20,7 +23,7 @@ import csv
 import logging
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -28,16 +31,16 @@ from typing import IO, TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from deepfer.errors import DeepferError
-from deepfer.inference.results import Face, Result
+from deepfer.errors import ParameterError
+from deepfer.inference.results import NO_FACE, Result, rows, timeline_columns, to_dataframe
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BINS", "COLORS", "MIN_TRACK", "TimelineWriter", "TrackSummary", "draw_timeline", "format_summary",
-           "summarize", "track_table", "write_summary"]
+__all__ = ["BINS", "COLORS", "MIN_TRACK", "TimelineWriter", "TrackSummary", "draw_timeline", "format_track_summary",
+           "summarize", "timeline_columns", "track_table", "write_summary"]
 
 BINS = 600  # time bins of the timeline picture (about one per 2 pixels of its width)
 MIN_TRACK = 0.5  # seconds: shorter tracks (a false face for a few frames) are left out of the picture
@@ -78,8 +81,9 @@ class TrackSummary:
 
     Example:
         >>> s = TrackSummary(["happy", "sad"], "v.mp4")
-        >>> s.add(Face((0, 0, 9, 9), {"happy": .9, "sad": .1}, "happy", track=1, smoothed={"happy": .8, "sad": .2}), 0.5)
-        >>> s.add(Face((0, 0, 9, 9), {"happy": .2, "sad": .8}, "sad", track=1, smoothed={"happy": .4, "sad": .6}), 1.5)
+        >>> box = {"x": 0, "y": 0, "w": 9, "h": 9}
+        >>> s.add({"track": 1, "time": 0.5, "label": "happy", "smoothed_label": "happy", **box})
+        >>> s.add({"track": 1, "time": 1.5, "label": "sad", "smoothed_label": "sad", **box})
         >>> r = s.records()[0]
         >>> r["first"], r["last"], r["duration"], r["dominant"], r["shares"]
         (0.5, 1.5, 1.0, 'happy', {'happy': 0.5, 'sad': 0.5})
@@ -90,20 +94,25 @@ class TrackSummary:
         self.path = path
         self.tracks: dict[int, _Track] = {}
 
-    def add(self, face: Face, time: float, picture: np.ndarray | None = None) -> None:
-        """Count one tracked face seen at ``time`` (``picture``: the frame, BGR, for a thumbnail)."""
-        if face.track is None:
+    def add(self, row: Mapping[str, Any], picture: np.ndarray | None = None) -> None:
+        """Count one row of the flat results table (:func:`deepfer.inference.results.rows`): a face
+        of track ``row["track"]`` seen at ``row["time"]``; rows without a track are skipped.
+        ``picture``: the frame, BGR, for a thumbnail."""
+        track = row.get("track")
+        if not isinstance(track, (int, np.integer)):  # None, or a DataFrame's missing value
             return
-        tr = self.tracks.get(face.track)
+        track, time = int(track), float(row["time"])
+        tr = self.tracks.get(track)
         if tr is None:
-            tr = self.tracks[face.track] = _Track(time, time)
+            tr = self.tracks[track] = _Track(time, time)
         tr.first, tr.last = min(tr.first, time), max(tr.last, time)
         tr.frames += 1
-        label = face.smoothed_label or face.label
+        label = _text(row.get("smoothed_label")) or row["label"]
         tr.counts[label] = tr.counts.get(label, 0) + 1
-        area = face.box[2] * face.box[3]
+        box = (int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"]))
+        area = box[2] * box[3]
         if picture is not None and area > tr.thumb_area:  # the largest view of the face
-            tr.thumb, tr.thumb_area = _thumbnail(picture, face.box), area
+            tr.thumb, tr.thumb_area = _thumbnail(picture, box), area
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per track, in order of appearance: ``path``, ``track``, ``first``, ``last``,
@@ -123,7 +132,12 @@ class TrackSummary:
         return {k: tr.thumb for k, tr in self.tracks.items() if tr.thumb is not None}
 
 
-def format_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
+def _text(value: Any) -> str | None:
+    """A text cell, or ``None`` for an empty one (``None``, NaN, ``pd.NA``)."""
+    return value if isinstance(value, str) else None
+
+
+def format_track_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
     """The summary records as an aligned text table (``deepfer predict --summary``)."""
     head = (f"{'video':<24} {'track':>5} {'first':>8} {'last':>8} {'seconds':>8}  {'dominant':<9} "
             + " ".join(f"{k[:7]:>7}" for k in labels))
@@ -140,7 +154,7 @@ def format_summary(records: list[dict[str, Any]], labels: list[str]) -> str:
 
 
 def write_summary(records: list[dict[str, Any]], fmt: str, stream: IO[str], labels: list[str]) -> None:
-    """Write the summary records as ``table`` (:func:`format_summary`), ``json`` (one object per
+    """Write the summary records as ``table`` (:func:`format_track_summary`), ``json`` (one object per
     track) or ``csv`` (one row per track, a ``share_<emotion>`` column per class)."""
     import json
 
@@ -154,7 +168,7 @@ def write_summary(records: list[dict[str, Any]], fmt: str, stream: IO[str], labe
         for r in records:
             out.writerow([r[k] if r[k] is not None else "" for k in base] + [f"{r['shares'][k]:.4f}" for k in labels])
     else:
-        stream.write(format_summary(records, labels))
+        stream.write(format_track_summary(records, labels))
     stream.flush()
 
 
@@ -176,14 +190,6 @@ def _thumbnail(bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 # -- the CSV and the picture ------------------------------------------------------------------------
 
-def timeline_columns(labels: list[str]) -> list[str]:
-    """The timeline CSV's columns: ``track``, ``frame``, ``time``, the box, the raw ``label``, the
-    ``smoothed_label``, the raw probabilities (one column per class) and the smoothed ones
-    (``smoothed_<class>``)."""
-    return ["track", "frame", "time", "x", "y", "w", "h", "label", "smoothed_label", *labels,
-            *(f"smoothed_{k}" for k in labels)]
-
-
 class TimelineWriter:
     """Writes ``<stem>.timeline.csv`` and ``<stem>.timeline.png`` for each video or webcam of a run.
 
@@ -192,13 +198,13 @@ class TimelineWriter:
         labels: the class names.
 
     Raises:
-        DeepferError: ``out`` exists and is not a folder.
+        ParameterError: ``out`` exists and is not a folder.
     """
 
     def __init__(self, out: str | Path, labels: list[str]) -> None:
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
-            raise DeepferError(f"--timeline {out}: not a folder")
+            raise ParameterError("out", f"out {out}: not a folder")
         self.labels = list(labels)
         self.written: list[Path] = []
         self._path: str | None = None
@@ -215,20 +221,25 @@ class TimelineWriter:
         if result.path != self._path or self._file is None:
             self._finish()
             self._start(result.path or "video")
-        summary, rows, file = self._summary, self._csv, self._file
-        if summary is None or rows is None or file is None:  # _start made them
+        summary, out, file = self._summary, self._csv, self._file
+        if summary is None or out is None or file is None:  # _start made them
             return
         bgr = result.picture.color() if result.picture is not None else None
-        for face in result.faces:
-            if face.track is None:
+        for row in rows(result, self.labels):
+            if row["track"] is None:
                 continue
-            summary.add(face, result.time, bgr)
-            smoothed = face.smoothed or face.scores
-            x, y, w, h = face.box
-            rows.writerow([face.track, result.frame, f"{result.time:.4f}", x, y, w, h, face.label,
-                                face.smoothed_label or face.label, *(f"{face.scores[k]:.5f}" for k in self.labels),
-                                *(f"{smoothed[k]:.5f}" for k in self.labels)])
+            summary.add(row, bgr)
+            out.writerow(self._cells(row))
         file.flush()  # an interrupted run keeps every row written so far
+
+    def _cells(self, row: dict[str, Any]) -> list[Any]:
+        """A flat-table row as the timeline CSV writes it (the raw scores where none are smoothed)."""
+        cells = {**row, "time": f"{row['time']:.4f}", "smoothed_label": row["smoothed_label"] or row["label"]}
+        for k in self.labels:
+            smoothed = row[f"smoothed_{k}"]
+            cells[k] = f"{row[k]:.5f}"
+            cells[f"smoothed_{k}"] = f"{row[k] if smoothed is None else smoothed:.5f}"
+        return [cells[c] for c in timeline_columns(self.labels)]
 
     def close(self) -> list[Path]:
         """Finish the last video (its picture is drawn now); returns every file written."""
@@ -371,28 +382,21 @@ def _clock(seconds: float) -> str:
 
 # -- DataFrames ----------------------------------------------------------------------------------------
 
-def track_table(results: Iterable[Result]) -> pd.DataFrame:
-    """One row per tracked face: ``path``, ``track``, ``frame``, ``time``, ``box`` (x, y, w, h),
-    ``scores`` and ``smoothed`` (dicts class -> probability), ``label`` and ``smoothed_label``.
-    Error records are collected in the table's ``attrs["errors"]``."""
-    import pandas as pd
+def track_table(results: Iterable[Result], labels: list[str]) -> pd.DataFrame:
+    """The flat results table's rows of tracked faces (:func:`deepfer.inference.results.to_dataframe`):
+    one per face and frame, with the ``track``, ``time`` and ``smoothed`` column groups filled.
+    Error records (other than frames without a face) are collected in ``attrs["errors"]``."""
+    errors: list[str] = []
 
-    rows, errors = [], []
-    for r in results:
-        if r.error and not r.faces and r.error != "no face found":
-            errors.append(r.error)
-        for f in r.faces:
-            if f.track is None:
-                continue
-            rows.append({"path": r.path, "track": f.track, "frame": r.frame, "time": r.time, "box": tuple(f.box),
-                         "scores": f.scores, "smoothed": f.smoothed, "label": f.label,
-                         "smoothed_label": f.smoothed_label})
-    table = pd.DataFrame(rows, columns=["path", "track", "frame", "time", "box", "scores", "smoothed", "label",
-                                        "smoothed_label"])
-    table["track"] = table["track"].astype("Int64")
-    table["frame"] = table["frame"].astype("Int64")
-    table["time"] = table["time"].astype("float64")
-    table.attrs["errors"] = errors
+    def watched(items: Iterable[Result]) -> Iterable[Result]:
+        for r in items:
+            if r.error and not r.faces and r.error != NO_FACE:
+                errors.append(r.error)
+            yield r
+
+    table = to_dataframe(watched(results), labels)
+    table = table[table["track"].notna()].reset_index(drop=True)
+    table.attrs.update(labels=list(labels), errors=errors)
     return table
 
 
@@ -406,15 +410,13 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """
     import pandas as pd
 
+    labels = list(table.attrs.get("labels") or [c.removeprefix("smoothed_") for c in table.columns
+                                                 if c.startswith("smoothed_") and c != "smoothed_label"])
     records: list[dict[str, Any]] = []
-    labels: list[str] = []
     for path, group in table.groupby("path", sort=False, dropna=False):
-        if group.empty:
-            continue
-        labels = list(group["scores"].iloc[0])
         summary = TrackSummary(labels, None if isinstance(path, float) and math.isnan(path) else str(path))
-        for row in group.itertuples(index=False):
-            summary.add(Face(row.box, row.scores, row.label, track=int(row.track), smoothed=row.smoothed), float(row.time))
+        for row in group.to_dict("records"):
+            summary.add(row)
         records += summary.records()
     base = ["path", "track", "first", "last", "duration", "frames", "dominant"]
     out = pd.DataFrame([{**{k: r[k] for k in base}, **r["shares"]} for r in records], columns=base + labels)

@@ -36,10 +36,10 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, ParameterError
 from deepfer.inference.inputs import Source
 from deepfer.inference.results import Face
-from deepfer.inference.video import DEFAULT_FPS, fps, open_video
+from deepfer.inference.video import DEFAULT_FPS
 from deepfer.vision import Detection, Picture
 
 log = logging.getLogger(__name__)
@@ -314,7 +314,7 @@ class TrackedStream:
     def __init__(self, fps: float | None, detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING,
                  max_gap: float = MAX_GAP) -> None:
         if detect_every < 1:
-            raise DeepferError(f"--detect-every must be >= 1, got {detect_every}")
+            raise ParameterError("detect_every", f"detect_every must be >= 1, got {detect_every}")
         self.fps = fps
         self.detect_every = detect_every
         self.tracker = FaceTracker(max_gap)
@@ -382,21 +382,16 @@ class Streams:
         TrackedStream(None, detect_every, smoothing)  # check the options before the first frame
         self.detect_every = detect_every
         self.smoothing = smoothing
+        self.rates: dict[str, float] = {}  # video name -> frame rate, filled by whoever reads the videos
         self._streams: dict[tuple[str, str], TrackedStream] = {}
 
     def get(self, source: Source) -> TrackedStream:
-        """The stream of ``source`` (a video's frame rate is read from its file)."""
+        """The stream of ``source``: a video's frames are timed by its rate in :attr:`rates`
+        (:data:`~deepfer.inference.video.DEFAULT_FPS` where it is missing), a webcam's by the clock."""
         key = (source.kind, source.name)
         stream = self._streams.get(key)
         if stream is None:
-            rate = None
-            if source.kind == "video":
-                try:
-                    cap = open_video(source.name)
-                    rate = fps(cap)
-                    cap.release()
-                except DeepferError:  # it opened a moment ago; fall back to the default rate
-                    rate = DEFAULT_FPS
+            rate = self.rates.get(source.name, DEFAULT_FPS) if source.kind == "video" else None
             stream = self._streams[key] = TrackedStream(rate, self.detect_every, self.smoothing)
         return stream
 

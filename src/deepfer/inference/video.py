@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from deepfer.vision import MAX_PIXELS
-from deepfer.errors import DataError, DeepferError
+from deepfer.errors import DataError, DeepferError, ParameterError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                               ".flv", ".3gp", ".ts"})
@@ -119,7 +119,7 @@ def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = 
             yielded.
     """
     if every < 1:
-        raise DeepferError(f"--every must be >= 1, got {every}")
+        raise ParameterError("every", f"every must be >= 1, got {every}")
     kept, index = 0, -1
     try:
         while max_frames is None or kept < max_frames:

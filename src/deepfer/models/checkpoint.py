@@ -6,7 +6,7 @@
 file is one :class:`~deepfer.errors.ModelError` naming the file and the field. Integrity is checked
 three ways: the zip container's CRC-32s (any torch file), the sha256 digest of the tensors that
 deepfer writes into every checkpoint, and, for the weights shipped in the package, the sha256 of the
-whole file (``deepfer.weights``).
+whole file (:mod:`deepfer.models.pretrained`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from deepfer.errors import ModelError
 from deepfer.files import atomic_open, sha256_bytes
-from deepfer.models import ModelConfig, create_model, list_models
+from deepfer.models.registry import ModelConfig, create_model, list_models
 
 __all__ = ["DIGEST_KEY", "FORMAT", "FORMAT_VERSION", "Calibration", "Checkpoint", "Preprocess", "TrainingState",
            "tensor_digest"]

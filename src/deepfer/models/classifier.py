@@ -1,17 +1,17 @@
 """Face crops -> class probabilities behind one small interface, and the one place where an ensemble
 averages its members: ``deepfer predict``, ``deepfer evaluate``, distillation's teachers and the
-ensemble benchmark all go through :func:`build_classifier`.
+ensemble benchmark all go through :func:`ensemble_sources` and :func:`combine`.
 
-A list of models (or a shipped ensemble's name) is an :class:`EnsembleClassifier`: one listed n
-times weighs n times and is run once. Inference adds its ONNX backend on top
-(:func:`deepfer.inference.load_classifier`).
+A list of models is an :class:`EnsembleClassifier`: one listed n times weighs n times and is run
+once. :func:`build_classifier` makes torch classifiers (evaluation's); inference's backend registry
+adds ONNX (:func:`deepfer.inference.load_classifier`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -23,14 +23,13 @@ from deepfer.errors import ModelError
 from deepfer.labels import FER7
 from deepfer.models.checkpoint import Checkpoint
 from deepfer.models.predict import predict_proba, temperature_of
-from deepfer.weights import ensemble_members, load_checkpoint
+from deepfer.models.pretrained import load_checkpoint
 
-__all__ = ["Classifier", "EnsembleClassifier", "Relabelled", "Source", "TorchClassifier", "alignment_of",
-           "build_classifier",
-           "torch_classifier", "weighted_mean"]
+__all__ = ["Classifier", "EnsembleClassifier", "ModelSource", "Relabelled", "TorchClassifier", "alignment_of",
+           "build_classifier", "combine", "ensemble_sources", "torch_classifier", "weighted_mean"]
 
 # What names one model: a shipped weights name, a checkpoint path or a deepfer model object.
-Source = str | Path | nn.Module
+ModelSource = str | Path | nn.Module
 
 
 class Classifier(Protocol):
@@ -210,7 +209,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def torch_classifier(source: Source | None = None, *, batch_size: int = 256, tta: bool = False,
+def torch_classifier(source: ModelSource | None = None, *, batch_size: int = 256, tta: bool = False,
                      labels: Sequence[str] | None = None, threads: int | None = None,
                      calibrated: bool = True) -> TorchClassifier:
     """A :class:`TorchClassifier` for shipped weights, a checkpoint file or a model object.
@@ -236,27 +235,39 @@ def torch_classifier(source: Source | None = None, *, batch_size: int = 256, tta
     return TorchClassifier.from_checkpoint(load_checkpoint(source), batch_size, tta, threads, calibrated)
 
 
-def build_classifier(source: Source | Sequence[Source] | None = None,
-                     member: Callable[[Source | None], Classifier] = torch_classifier) -> Classifier:
-    """The classifier for one model, or the weighted ensemble of several.
+def ensemble_sources(source: ModelSource | Sequence[ModelSource] | None) -> list[tuple[ModelSource | None, int]]:
+    """The distinct models of ``source`` and each one's weight: a list or tuple is an ensemble in
+    which one listed n times weighs n times (and is loaded and run once); anything else is one model.
+
+    Raises:
+        ModelError: an empty list.
+    """
+    if not isinstance(source, (list, tuple)):
+        return [(source, 1)]
+    counts = Counter(m if isinstance(m, nn.Module) else str(m) for m in source)
+    if not counts:
+        raise ModelError("an ensemble needs at least one model")
+    return list(counts.items())
+
+
+def combine(members: Sequence[Classifier], weights: Sequence[float]) -> Classifier:
+    """One member itself, or the :class:`EnsembleClassifier` of several with these weights."""
+    return members[0] if len(members) == 1 else EnsembleClassifier(members, weights)
+
+
+def build_classifier(source: ModelSource | Sequence[ModelSource] | None = None, *, batch_size: int = 256,
+                     tta: bool = False, threads: int | None = None, calibrated: bool = True) -> Classifier:
+    """The torch classifier of one model, or the weighted ensemble of several (see :func:`ensemble_sources`).
 
     Args:
         source: a shipped weights name, a checkpoint path, a model object or ``None`` (the shipped
-            default); a list or tuple of these, or a shipped ensemble's name, is an ensemble whose
-            probabilities are averaged: one listed n times weighs n times and is loaded and run once.
-        member: builds the classifier of one model (default :func:`torch_classifier` with its
-            defaults; pass a ``functools.partial`` for other options, or another backend).
-
-    Returns:
-        ``member(source)`` for one model, an :class:`EnsembleClassifier` for several distinct ones.
+            default); a list or tuple of these is an ensemble whose probabilities are averaged.
+        batch_size, tta, threads, calibrated: as in :func:`torch_classifier`.
 
     Raises:
         ModelError: an empty list, or members whose labels or input sizes differ.
     """
-    if isinstance(source, (str, Path)) and (named := ensemble_members(source)) is not None:
-        source = named  # a shipped ensemble: its members
-    if isinstance(source, (list, tuple)):
-        counts = Counter(m if isinstance(m, nn.Module) else str(m) for m in source)
-        members = [build_classifier(m, member) for m in counts]
-        return members[0] if len(members) == 1 else EnsembleClassifier(members, list(counts.values()))
-    return member(source)
+    pairs = ensemble_sources(source)
+    members = [torch_classifier(s, batch_size=batch_size, tta=tta, threads=threads, calibrated=calibrated)
+               for s, _ in pairs]
+    return combine(members, [n for _, n in pairs])

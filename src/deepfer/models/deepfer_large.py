@@ -2,8 +2,8 @@
 VGG-style trunk (four stages of two 3x3 conv-BN-ReLU, widths 64-128-256-512, a max-pool after
 each), global average pooling, dropout and one linear layer: about 4.7M parameters.
 
-The trunk is the network of issue 18's calibration run (FER2013 official protocol, one GPU, 4.6
-min: 71.2 and 72.0% on PrivateTest for two seeds, 73.1 and 73.9% with flip TTA); the spatial
+The trunk is a VGG-style network chosen for its FER2013 accuracy on one GPU (recipe:
+``configs/deepfer-l_fer2013.yaml``; results: ``benchmarks/RESULTS.md``); the spatial
 transformer and the attention blocks are :mod:`deepfer.models.deepfer_net`'s, one option away, so
 the two networks compare block for block. The last max-pool sits in the head, so ``cam_layer``
 (and Grad-CAM) sees the 6x6 map rather than 3x3 cells of 16 pixels; the computation is the same.

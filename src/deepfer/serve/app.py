@@ -150,24 +150,7 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     app.state.settings = settings
     app.state.engine = engine
 
-    @app.exception_handler(DeepferError)
-    async def deepfer_error(request: Request, exc: DeepferError) -> JSONResponse:
-        status = status_for(exc)
-        if status in (503, 504):  # overload: worth an operator's eye, not a traceback
-            log.warning("%s %s: %s %s", request.method, request.url.path, status, exc)
-        elif status >= 500 and status != 501:
-            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": public_message(exc)}, status, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
-        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, 422)
-
+    _add_error_handlers(app)
     @app.post("/v1/predict", response_model=PredictRecord, openapi_extra=_IMAGE_BODY, tags=["inference"],
               responses=_errors(400, 408, 413, 415, 500, 503, 504))
     async def predict(request: Request) -> JSONResponse:
@@ -197,11 +180,43 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
         return Response(png, media_type="image/png",
                         headers={"X-Deepfer-Faces": str(len(labels)), "X-Deepfer-Labels": ",".join(labels)})
 
+    _add_service_routes(app, engine, settings)
+    add_video_routes(app, engine, settings)  # POST /v1/video, POST /v1/track
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers ``{"error": "..."}``: deepfer's with their HTTP code (:func:`status_for`)."""
+
+    @app.exception_handler(DeepferError)
+    async def deepfer_error(request: Request, exc: DeepferError) -> JSONResponse:
+        status = status_for(exc)
+        if status in (503, 504):  # overload: worth an operator's eye, not a traceback
+            log.warning("%s %s: %s %s", request.method, request.url.path, status, exc)
+        elif status >= 500 and status != 501:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": public_message(exc)}, status, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, 422)
+
+
+def _add_service_routes(app: FastAPI, engine: Engine, settings: ServeSettings) -> None:
+    """``GET /v1/models``, ``GET /healthz`` and the web page."""
+
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:
         """The loaded model, the shipped weights, the architectures and the server's limits."""
         from deepfer.models import list_models
-        from deepfer.weights import list_pretrained
+        from deepfer.models.pretrained import list_pretrained
 
         shipped = [{"name": w.name, "architecture": w.architecture, "labels": w.labels,
                     "dataset": w.info.get("dataset"), "protocol": w.info.get("protocol"),
@@ -220,11 +235,6 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    add_video_routes(app, engine, settings)  # POST /v1/video, POST /v1/track
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(Guard)
-    return app
 
 
 class Guard:

@@ -5,9 +5,8 @@ made the decoder do.
 Why processes: a thread cannot be stopped, and the decoders (libjpeg, zlib, libtiff, libwebp, and
 Pillow's own Python decoders) cannot be interrupted. ``deepfer.vision.pictures`` bounds the work a
 file can ask for, which keeps ``deepfer predict`` fast; the server also needs the guarantee for
-what those limits miss. Issue 20 measured the cost of not having it: two 100 KB progressive JPEGs
-with 12,000 scans each got 504 after 10 s, but both worker threads went on decoding and valid
-photos got 504 for about 35 s.
+what those limits miss: without it, a decode that times out keeps its worker thread busy, and valid
+photos behind it time out too (``benchmarks/fuzz.py``, ``benchmarks/FUZZ.md``).
 
 What it costs: one child per worker, forked from a ``forkserver`` that has imported the decoder
 already (a new child after a kill is ready in milliseconds, not the ~1 s of a fresh interpreter),

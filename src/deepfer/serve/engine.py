@@ -39,7 +39,7 @@ from deepfer.serve.decoding import DecoderPool
 from deepfer.serve.errors import HTTPError
 from deepfer.serve.settings import EXPLAIN_METHODS, ServeSettings
 from deepfer.serve.uploads import Upload
-from deepfer.vision import Picture, create_detector, uncrop
+from deepfer.vision import Picture, uncrop
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,7 @@ class Engine:
         model = settings.model
         is_onnx = model is not None and str(model).lower().endswith(".onnx")
         backend = settings.backend or ("onnx" if is_onnx or _has("onnxruntime") else "torch")
-        self.detector_options = settings.detector_options()
-        self.recognizer = Recognizer(model, settings.detector, backend, threads=settings.intra_threads,
-                                     detector_options=self.detector_options, min_face=settings.min_face,
-                                     min_score=settings.min_score)
+        self.recognizer = Recognizer(model, settings.detector_spec, backend, threads=settings.intra_threads)
         self.backend = self.recognizer.classifier.backend
         self.model_name = _model_name(model)
         # Explanations need the torch module (gradients, hooks): loaded beside an ONNX classifier.
@@ -186,7 +183,7 @@ class Engine:
         return {"name": self.model_name, "architecture": self.architecture, "backend": self.backend,
                 "labels": list(self.recognizer.labels), "input_size": self.recognizer.size,
                 "detector": getattr(self.recognizer.detector, "name", None),
-                "detector_options": self.detector_options,
+                "detector_options": self.settings.detector_spec.options(),
                 "explain": self.net is not None, "explain_methods": list(self.explain_methods)}
 
     # -- admission, deadline, workers -----------------------------------------------------------
@@ -261,7 +258,7 @@ class Engine:
         if rec is None:
             rec = copy.copy(self.recognizer)  # shares the classifier, gets its own detector
             if rec.detector is not None:
-                rec.detector = create_detector(self.settings.detector, **self.detector_options)
+                rec.detector = self.settings.detector_spec.build()
             self._local.recognizer = rec
         return rec
 
@@ -269,7 +266,7 @@ class Engine:
 
     def _predict(self, upload: Upload) -> dict[str, Any]:
         pic = self._decode(upload)
-        faces = self._worker_recognizer().predict_images([pic])[0]
+        faces = self._worker_recognizer().predict(pic)
         return Result(upload.filename, None, faces, None if faces else NO_FACE).to_dict()
 
     def _explain(self, upload: Upload, method: str, mode: str) -> tuple[bytes, list[str]]:
@@ -318,7 +315,7 @@ def _has(module: str) -> bool:
 
 
 def _model_name(model: str | None) -> str:
-    from deepfer.weights import DEFAULT
+    from deepfer.models.pretrained import DEFAULT
 
     if model is None:
         return DEFAULT

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from deepfer.errors import DeepferError
+from deepfer.options import DetectorOptions, option, positive
+
+if TYPE_CHECKING:
+    from deepfer.vision.detector_spec import DetectorSpec
 
 MIB = 1024 * 1024
 EXPLAIN_METHODS = ("gradcam", "occlusion", "saliency")
 
 
 @dataclass(frozen=True)
-class ServeSettings:
-    """How the REST server runs.
+class ServeSettings(DetectorOptions):
+    """How the REST server runs (``deepfer serve``'s options are the fields with a flag).
 
     Attributes:
         host: address to listen on. The default is loopback only; anything else makes the server
@@ -31,14 +36,12 @@ class ServeSettings:
         detect_width: search at most this wide (``0`` or ``None``: as wide as the face range
             needs, :mod:`deepfer.vision.pyramid`), as in ``deepfer predict --detect-width``.
         detect_step: Haar only: the ratio between successive face sizes searched. The server's 1.2
-            (``deepfer predict`` uses 1.1) nearly halves detection, ~85% of a request's CPU time:
-            45 -> 25 ms on the load test's full-frame 640x480 portraits, 24 -> 14 ms on its JAFFE
-            photos, with boxes a few pixels coarser. Measured on 100 portraits of the load test
-            (one face each, seed 1): 1.1 missed 1 and added a false face to 10; 1.2 missed 3
-            and added 1; on 100 JAFFE photos both found every face and nothing else.
+            (``deepfer predict`` uses 1.1) about halves detection, most of a request's CPU time,
+            for boxes a few pixels coarser (``benchmarks/load_test.py``; ``benchmarks/README.md``).
             ``detect_step=1.1`` answers exactly as ``deepfer predict``.
         min_face: drop faces narrower than this many pixels (``deepfer predict --min-face``).
-        min_score: drop faces the detector scores below this (``deepfer predict --min-score``).
+        min_score: drop faces the detector scores below this (``deepfer predict --min-score``;
+            ``None``: the detector's own threshold, 0.5 for YuNet).
         max_upload_bytes: largest image file accepted (413 above it, refused while reading).
         max_pixels: largest image accepted, in pixels (width x height), checked from the file's
             header before its pixels are decoded (413 above it).
@@ -55,21 +58,21 @@ class ServeSettings:
             the app runs (``None`` leaves them alone).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    model: str | None = None
-    backend: str | None = None
-    detector: str = "auto"
-    detect_width: int | None = None
-    detect_step: float = 1.2
-    min_face: int = 0
-    min_score: float = 0.0
-    max_upload_bytes: int = 10 * MIB
+    host: str = option("127.0.0.1", "address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 "
+                       "exposes the server, which has no authentication)")
+    port: int = option(8000, "TCP port (default 8000)", type=int, metavar="PORT")
+    model: str | None = option(None, "shipped weights name, checkpoint .pt or exported .onnx (default: shipped "
+                               "default)")
+    backend: str | None = option(None, "default: onnx when onnxruntime is installed", choices=["torch", "onnx"])
+    detect_step: float = 1.2  # predict's is 1.1: see DetectorOptions
+    max_upload_bytes: int = option(10 * MIB, "largest upload in MiB (default 10; 413 above)", flag="--max-upload-mb",
+                                   type=float, cli_default=10.0, to_value=lambda mb: int(mb * MIB), metavar="MB")
     max_pixels: int = 24_000_000
     max_side: int = 10_000
-    workers: int = 2
+    workers: int = option(2, "inference threads (default 2)", type=positive)
     max_queue: int = 64
-    request_timeout: float = 10.0
+    request_timeout: float = option(10.0, "seconds per request before 504 (default 10)", flag="--timeout", type=float,
+                                     metavar="S")
     read_timeout: float = 30.0
     explain_max_side: int = 1024
     intra_threads: int | None = 1
@@ -81,23 +84,22 @@ class ServeSettings:
         for name, value in positive.items():
             if value < 1:
                 raise DeepferError(f"serve: {name} must be >= 1, got {value}")
-        if self.min_face < 0 or not 0.0 <= self.min_score <= 1.0:
-            raise DeepferError(f"serve: min_face must be >= 0 and min_score in [0, 1], got {self.min_face} "
-                               f"and {self.min_score}")
         if self.max_queue < self.workers:
             raise DeepferError(f"serve: max_queue ({self.max_queue}) must be >= workers ({self.workers})")
         if not 0 <= self.port <= 65535:
             raise DeepferError(f"serve: port must be 0..65535, got {self.port}")
-        if self.detect_width is not None and self.detect_width < 0:
-            raise DeepferError(f"serve: detect_width must be >= 0, got {self.detect_width}")
-        if not 1.0 < self.detect_step <= 2.0:
-            raise DeepferError(f"serve: detect_step must be in (1, 2], got {self.detect_step}")
         if self.request_timeout <= 0 or self.read_timeout <= 0:
             raise DeepferError("serve: request_timeout and read_timeout must be > 0 seconds")
         if self.intra_threads is not None and self.intra_threads < 1:
             raise DeepferError(f"serve: intra_threads must be >= 1, got {self.intra_threads}")
         if self.backend not in (None, "torch", "onnx"):
             raise DeepferError(f"serve: unknown backend {self.backend!r}; choose torch or onnx")
+        object.__setattr__(self, "_spec", self.spec())
+
+    @property
+    def detector_spec(self) -> DetectorSpec:
+        """The face detector these settings name, resolved and validated once (on creation)."""
+        return self._spec  # type: ignore[attr-defined,no-any-return]
 
     @property
     def loopback(self) -> bool:
@@ -108,19 +110,6 @@ class ServeSettings:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:  # a host name: assume it may resolve to a public address
             return False
-
-    def detector_options(self) -> dict[str, object]:
-        """The options of :func:`deepfer.vision.detect.create_detector` for :attr:`detector`
-        (those the detector ``auto`` resolves to takes)."""
-        from deepfer.vision.detect import accepted_options, default_detector
-
-        options: dict[str, object] = {"scale_factor": self.detect_step}
-        if self.detect_width is not None:
-            options["work_width"] = self.detect_width or None
-        if self.min_face:
-            options["min_face"] = self.min_face
-        name = default_detector() if self.detector == "auto" else self.detector
-        return accepted_options(name, options)
 
     def limits(self) -> dict[str, int | float]:
         """The limits a client may want to know (``GET /v1/models`` reports them)."""

@@ -80,13 +80,11 @@ class VideoService:
     def recognizer(self) -> Recognizer:
         """This thread's recognizer: the engine's classifier, a detector of its own (an OpenCV
         cascade is not documented as thread-safe)."""
-        from deepfer.vision import create_detector
-
         rec = getattr(self._local, "recognizer", None)
         if rec is None:
             rec = copy.copy(self.engine.recognizer)
             if rec.detector is not None:
-                rec.detector = create_detector(self.settings.detector, **self.settings.detector_options())
+                rec.detector = self.settings.detector_spec.build()
             self._local.recognizer = rec
         return rec
 
@@ -131,6 +129,7 @@ class VideoService:
             HTTPError: 504 past ``deadline``.
         """
         from deepfer.inference.inputs import Source
+        from deepfer.inference.results import rows
         from deepfer.inference.timeline import TimelineWriter, TrackSummary
         from deepfer.inference.video import fps, frame_count, open_video
 
@@ -156,8 +155,8 @@ class VideoService:
                         continue
                     frames += 1
                     timeline.write(r)
-                    for face in r.faces:
-                        summary.add(face, r.time or 0.0)
+                    for row in rows(r, rec.labels):
+                        summary.add(row)
             finally:
                 written = timeline.close()
             png = next((p for p in written if p.suffix == ".png"), None)

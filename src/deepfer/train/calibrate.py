@@ -33,7 +33,7 @@ from deepfer.labels import map_to_model
 from deepfer.models.checkpoint import Calibration, Checkpoint
 from deepfer.models.predict import predict_logits
 from deepfer.train.metrics import calibration_report
-from deepfer.weights import load_checkpoint
+from deepfer.models.pretrained import load_checkpoint
 
 __all__ = ["NotIdentifiable", "calibrate", "calibrated", "fit_temperature", "tempered_softmax"]
 

@@ -29,9 +29,9 @@ from torch import Tensor
 from deepfer.errors import DeepferError
 from deepfer.files import atomic_open
 from deepfer.labels import map_to_model
-from deepfer.models.classifier import Classifier, Relabelled, Source, build_classifier, torch_classifier
+from deepfer.models.classifier import Classifier, ModelSource, Relabelled, combine, ensemble_sources, torch_classifier
 from deepfer.train.mix import soft_targets
-from deepfer.weights import resolve
+from deepfer.models.pretrained import resolve
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 def teacher_probs(teachers: Sequence[str], faces: np.ndarray, labels: Sequence[str], batch_size: int = 512) -> np.ndarray:
     """Mean flip-averaged probabilities (N, len(labels)) of ``teachers`` on uint8 faces (N, H, W),
     columns in the order of ``labels`` (matched by name, then renormalised, per teacher): the
-    weighted ensemble of :func:`deepfer.models.classifier.build_classifier` (a teacher listed twice
+    weighted ensemble of :func:`deepfer.models.classifier.combine` (a teacher listed twice
     weighs twice)."""
 
-    def teacher(name: Source | None) -> Classifier:
+    def teacher(name: ModelSource | None) -> Classifier:
         # The plain softmax, not the shipped temperature: the distilled recipes were trained on it.
         clf = torch_classifier(name, batch_size=batch_size, tta=True, calibrated=False)
         columns = map_to_model(list(labels), clf.labels, image_size=faces.shape[1:], input_size=clf.size,
@@ -52,7 +52,8 @@ def teacher_probs(teachers: Sequence[str], faces: np.ndarray, labels: Sequence[s
             raise DeepferError(f"teacher {name} has no class {', '.join(map(repr, missing))}: it cannot label this data")
         return Relabelled(clf, labels, columns)
 
-    return build_classifier(list(teachers), teacher).predict_proba(faces).astype(np.float32)
+    pairs = ensemble_sources(list(teachers))
+    return combine([teacher(t) for t, _ in pairs], [n for _, n in pairs]).predict_proba(faces).astype(np.float32)
 
 
 def distill_targets(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from deepfer.data import FaceData, load_dataset, split
 from deepfer.data.alignment import for_model
 from deepfer.errors import DeepferError, ModelError
 from deepfer.labels import map_to_model
-from deepfer.models.classifier import alignment_of, build_classifier, torch_classifier
+from deepfer.models.classifier import alignment_of, build_classifier
 from deepfer.train.metrics import calibration_report, classification_report, plot_confusion, plot_reliability
-from deepfer.weights import ensemble_members, resolve
+from deepfer.models.pretrained import resolve
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +29,9 @@ log = logging.getLogger(__name__)
 def resolve_weights(weights: list[str], n_folds: int) -> list[list[Path]]:
     """For each fold, the checkpoint(s) to average. A folder stands for its ``best.pt`` or its
     ``fold<i>/best.pt``; a name that is no file or folder is a shipped weights name
-    (``deepfer_ferplus``) or a shipped ensemble (its members); several are an ensemble (their
+    (``deepfer_ferplus``); several are an ensemble (their
     probabilities are averaged; a checkpoint listed twice weighs twice)."""
     per_fold: list[list[Path]] = [[] for _ in range(n_folds)]
-    weights = [m for w in weights for m in (ensemble_members(w) or [w])]  # a shipped ensemble: its members
     for w in weights:
         p = Path(w)
         if not p.exists() and p.suffix != ".pt":
@@ -67,7 +65,7 @@ def evaluate_indices(paths: list[Path], data: FaceData, index: np.ndarray, tta: 
     """
     if not paths:
         raise ModelError("no checkpoint to evaluate")
-    clf = build_classifier(paths, partial(torch_classifier, batch_size=512, tta=tta))
+    clf = build_classifier(paths, batch_size=512, tta=tta)
     y = map_to_model(data.labels[index], clf.labels, image_size=data.image_size, input_size=clf.size,
                      where=str(paths[0]), hint=f"pass --size {clf.size}")
     known = y >= 0
@@ -81,7 +79,7 @@ def evaluate_indices(paths: list[Path], data: FaceData, index: np.ndarray, tta: 
     after = calibration_report(probs, y)
     before = after
     if compare_uncalibrated and any(t != 1.0 for t in temperatures):
-        raw = build_classifier(paths, partial(torch_classifier, batch_size=512, tta=tta, calibrated=False))
+        raw = build_classifier(paths, batch_size=512, tta=tta, calibrated=False)
         before = calibration_report(raw.predict_proba(faces), y)
     report.update(temperature=temperatures, ece=after["ece"], nll=after["nll"],
                   ece_uncalibrated=before["ece"], nll_uncalibrated=before["nll"],

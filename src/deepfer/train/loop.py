@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from deepfer.data import FaceData, Fold, load_dataset, split
 from deepfer.data.alignment import for_model
-from deepfer.errors import DeepferError, ModelError
+from deepfer.errors import DeepferError, ModelError, ParameterError
 from deepfer.files import atomic_open
 from deepfer.labels import EMOTIONS, map_to_model
 from deepfer.models import create_model
@@ -84,7 +84,7 @@ def dataset_classes(data: FaceData) -> list[int]:
 def fit(cfg: TrainConfig, resume: bool = False) -> list[dict[str, Any]]:
     """Train every fold the config asks for; returns one summary per fold."""
     if not cfg.data:
-        raise DeepferError("no data path: pass --data PATH (or set `data:` in the config)")
+        raise ParameterError("data", "data is missing: the dataset path (or `data:` in the config)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = setup_distributed()

@@ -4,7 +4,7 @@ negative log-likelihood, reliability bins) and their figures (confusion matrix, 
 Expected calibration error follows Guo et al. 2017 (https://arxiv.org/abs/1706.04599): the top
 score of each face is binned into 15 equal-width bins of (0, 1], and the gaps between each bin's
 mean score and its accuracy are averaged, weighted by the bin's share of faces. 15 bins is their
-choice and the issue's; with 3,589 test faces a bin that matters holds hundreds of faces.
+choice; with 3,589 test faces a bin that matters holds hundreds of faces.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-ECE_BINS = 15  # Guo et al.'s bin count, and the issue's
+ECE_BINS = 15  # Guo et al.'s bin count
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict[str, Any]:

@@ -4,9 +4,9 @@ lay a crop's map back onto the photo. Never imports :mod:`deepfer.inference`, :m
 :mod:`deepfer.serve`, :mod:`deepfer.train` or the CLI.
 
 Example:
-    >>> from deepfer.vision import create_detector, face_crops, read_image
+    >>> from deepfer.vision import DetectorSpec, face_crops, read_image
     >>> pic = read_image("photo.jpg")  # doctest: +SKIP
-    >>> detections, crops = face_crops(pic, create_detector(), 48)  # doctest: +SKIP
+    >>> detections, crops = face_crops(pic, DetectorSpec().build(), 48)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from deepfer.vision.detect import (
     FaceDetector,
     HaarDetector,
     YuNetDetector,
-    accepted_options,
-    create_detector,
     default_detector,
     list_detectors,
 )
+from deepfer.vision.detector_spec import DetectorSpec, accepted_options, create_detector, resolve_detector
 from deepfer.vision.faces import detect_faces, face_crops
 from deepfer.vision.geometry import LANDMARKS, Box, Detection, Point
 from deepfer.vision.quality import Quality, face_quality
@@ -53,6 +52,7 @@ from deepfer.vision.pictures import (
 
 __all__ = [
     "AUTO", "Quality", "YuNetDetector", "accepted_options", "default_detector", "face_quality",
+    "DetectorSpec", "resolve_detector",
     "DETECTORS", "FRAMINGS", "LANDMARKS", "MAX_PIXELS", "Box", "ColorOrder", "Detection", "DlibDetector",
     "FaceDetector", "Framing", "HaarDetector", "ImageInput", "Picture", "Point", "TooLarge", "create_detector",
     "crop_face", "crop_faces", "crop_square", "crop_transform", "detect_faces", "face_crops", "face_transform",

