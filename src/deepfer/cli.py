@@ -219,9 +219,8 @@ class PredictOptions(DetectorOptions):
                                            "shipped default); repeat (--model A --model B) to average several "
                                            "models' probabilities (an ensemble)", action="append")
     backend: str | None = option(None, "default: onnx for .onnx files, else torch", choices=["torch", "onnx"])
-    small_faces: bool = option(False, "yunet: search every image down to --min-face (default 32 px), also beside "
-                               "larger faces; slower (by default the fine search runs only where the quick one finds "
-                               "nothing)")
+    small_faces: bool = option(False, "search every image down to the detector's smallest face at full size "
+                               "(yunet 32 px), whatever its size; slower on large photos")
     no_detect: bool = option(False, "each input is one already-cropped face (no landmarks: a model that takes "
                              "aligned faces, prior-attention, gets them unaligned, its fixed-block fallback)")
     every: int = option(1, "videos: keep every Nth frame", type=int, metavar="N")

