@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "deepfer"
 # The library's lower layers: what they may never import (the product and training layers above).
 LOWER = ("data", "models", "layers", "vision", "weights", "labels", "errors", "files", "options", "version")
-UPPER = ("inference", "explain", "serve", "train", "cli")
+UPPER = ("inference", "explain", "serve", "train", "distributed", "cli")
 
 
 def _modules(src: Path = SRC) -> dict[str, Path]:

@@ -207,7 +207,9 @@ class _Parser(argparse.ArgumentParser):
 @dataclass(frozen=True, kw_only=True)
 class PredictOptions(DetectorOptions):
     GROUPS: ClassVar[dict[str, str]] = {"videos and webcams": "Each face is tracked: it keeps a track id while "
-                                        "the person stays in view, and gets smoothed scores next to the raw ones."}
+                                        "the person stays in view, and gets smoothed scores next to the raw ones.",
+                                        "a corpus on a Ray cluster": "pip install -e '.[distributed]'; see "
+                                        "docs/distributed.md"}
 
     paths: tuple[str, ...] = option((), "image files, video files, folders (recursive)", positional=True,
                                     nargs="*", metavar="PATH")
@@ -217,9 +219,8 @@ class PredictOptions(DetectorOptions):
                                            "shipped default); repeat (--model A --model B) to average several "
                                            "models' probabilities (an ensemble)", action="append")
     backend: str | None = option(None, "default: onnx for .onnx files, else torch", choices=["torch", "onnx"])
-    small_faces: bool = option(False, "yunet: search every image down to --min-face (default 32 px), also beside "
-                               "larger faces; slower (by default the fine search runs only where the quick one finds "
-                               "nothing)")
+    small_faces: bool = option(False, "search every image down to the detector's smallest face at full size "
+                               "(yunet 32 px), whatever its size; slower on large photos")
     no_detect: bool = option(False, "each input is one already-cropped face (no landmarks: a model that takes "
                              "aligned faces, prior-attention, gets them unaligned, its fixed-block fallback)")
     every: int = option(1, "videos: keep every Nth frame", type=int, metavar="N")
@@ -251,6 +252,16 @@ class PredictOptions(DetectorOptions):
     summary: bool = option(False, "print one record per track (first and last time seen, separate appearances, "
                            "dominant emotion, share of each) instead of one per frame, in --format",
                            group="videos and webcams")
+    engine: str = option("local", "ray: run on Ray Data into --out", choices=["local", "ray"],
+                         group="a corpus on a Ray cluster")
+    out: str | None = option(None, "--engine ray: the output folder of Parquet files", metavar="DIR",
+                             group="a corpus on a Ray cluster")
+    address: str | None = option(None, "--engine ray: join this Ray cluster (auto: this node's); default: start one",
+                                 group="a corpus on a Ray cluster")
+    resume: bool = option(False, "--engine ray: run only the items --out lacks", group="a corpus on a Ray cluster")
+    workers: int | None = option(None, "--engine ray: recognizer actors (default: one per core)", type=positive,
+                                 group="a corpus on a Ray cluster")
+    segment: str = option("60s", "--engine ray: video per work item (default 60s)", group="a corpus on a Ray cluster")
 
 
 def predict(opts: PredictOptions) -> int:
@@ -279,6 +290,10 @@ def predict(opts: PredictOptions) -> int:
     if opts.every < 1 or opts.batch_size < 1 or (opts.threads or 1) < 1:
         raise DeepferError("--every, --batch-size and --threads must be >= 1")
     spec = opts.spec(opts.small_faces)
+    if opts.engine == "ray" or any((opts.out, opts.address, opts.resume, opts.workers)):
+        from deepfer.distributed.command import predict_on_ray
+
+        return predict_on_ray(opts, spec)
     sources = [webcam(opts.webcam)] if opts.webcam is not None else expand(opts.paths)
     model = opts.model[0] if opts.model and len(opts.model) == 1 else opts.model
     rec = Recognizer(model, None if opts.no_detect else spec, opts.backend, opts.batch_size,

