@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError
+from deepfer.files import atomic_open
 from deepfer.inference.inputs import IMAGE_EXTENSIONS, Source
 from deepfer.inference.results import Face, Result
 from deepfer.inference.video import VIDEO_EXTENSIONS, VideoWriter, fps, open_video
@@ -85,6 +86,7 @@ class Annotator:
         self.targets: dict[str, Path] = {}
         self.sources = {s.name: s for s in sources}
         self._videos: dict[str, VideoWriter] = {}
+        self.written: list[Path] = []  # files complete on disk
         readable = [s for s in sources if s.kind != "error"]
         if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
             want = "image" if suffix in _WRITABLE else "video"
@@ -116,9 +118,15 @@ class Annotator:
             return None
         image = draw(result.picture.color(), result.faces)
         if result.frame is None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(target), image):
-                raise DeepferError(f"{target}: cannot write the annotated image")
+            ok, data = cv2.imencode(target.suffix, image)
+            if not ok:
+                raise DeepferError(f"{target}: cannot encode the annotated image")
+            try:
+                with atomic_open(target) as f:  # a full disk leaves no truncated image behind
+                    f.write(data.tobytes())
+            except OSError as exc:
+                raise DeepferError(f"{target}: cannot write the annotated image ({exc.strerror or exc})") from None
+            self.written.append(target)
             return target
         writer = self._videos.get(result.path or "")
         if writer is None:
@@ -139,9 +147,21 @@ class Annotator:
         return max(1.0, rate / self.every)
 
     def close(self) -> None:
+        """Finish every video.
+
+        Raises:
+            DeepferError: a video could not be written completely (the others are still finished).
+        """
+        failed: DeepferError | None = None
         for writer in self._videos.values():
-            writer.close()
+            try:
+                writer.close()
+                self.written.append(writer.path)
+            except DeepferError as exc:
+                failed = failed or exc
         self._videos.clear()
+        if failed is not None:
+            raise failed
 
     def __enter__(self) -> Self:
         return self

@@ -145,6 +145,10 @@ def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = 
 class VideoWriter:
     """Writes BGR frames to a video file, opened on the first frame (whose size it takes).
 
+    The frames go to a temporary file beside ``path``; :meth:`close` reads it back and renames it
+    over ``path`` only when it holds every frame written. OpenCV's writer reports no write error (a
+    full disk left a truncated, unplayable file and no message), so reading back is the check.
+
     Args:
         path: the output file; ``.avi`` is written as MJPG, other suffixes as MPEG-4 (``mp4v``).
         fps: frames per second of the output.
@@ -153,19 +157,58 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float = DEFAULT_FPS) -> None:
         self.path = Path(path)
         self.fps = fps
+        self.frames = 0
         self._writer: cv2.VideoWriter | None = None
+        self._tmp: Path | None = None
 
     def write(self, frame: np.ndarray) -> None:
+        """Add one frame.
+
+        Raises:
+            DeepferError: the file cannot be created (a folder in the way, no permission, ...).
+        """
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DeepferError(f"{self.path}: cannot write video ({exc.strerror or exc})") from None
             fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(self.path.suffix.lower(), "mp4v"))
             h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+            # The temporary name keeps the suffix: OpenCV picks the container from it.
+            self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+            with _quiet_stderr():
+                self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
-                raise DeepferError(f"{self.path}: cannot write video (try an .avi or .mp4 name)")
+                self._writer = None
+                self._tmp.unlink(missing_ok=True)
+                raise DeepferError(f"{self.path}: cannot write video (try an .avi or .mp4 name, in a "
+                                   "writable folder)")
         self._writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
+        """Finish the file, check it and move it into place.
+
+        Raises:
+            DeepferError: the file does not hold every frame (a full disk, a write error); nothing
+                is left at ``path`` or beside it.
+        """
+        if self._writer is None or self._tmp is None:
+            return
+        tmp, self._tmp = self._tmp, None
+        with _quiet_stderr():
             self._writer.release()
-            self._writer = None
+        self._writer = None
+        try:
+            with _quiet_stderr():
+                cap = cv2.VideoCapture(str(tmp))
+            complete = cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) >= self.frames
+            cap.release()
+            if not complete:
+                raise DeepferError(f"{self.path}: the annotated video could not be written completely "
+                                   "(disk full?); nothing was kept")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise DeepferError(f"{self.path}: cannot write video ({exc.strerror or exc})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
