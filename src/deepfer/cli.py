@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepfer.errors import DeepferError
+from deepfer.errors import DeepferError, one_line
 from deepfer.serve.settings import MIB, ServeSettings
 from deepfer.version import __version__
 
@@ -654,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DeepferError as exc:
-        print(f"deepfer: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"deepfer: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepfer: interrupted", file=sys.stderr)
