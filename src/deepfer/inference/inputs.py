@@ -17,6 +17,7 @@ from typing import Literal
 
 from PIL import Image
 
+from deepfer.files import not_a_file
 from deepfer.inference.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def expand(paths: Sequence[str | Path]) -> list[Source]:
         elif p.exists():
             out.append(Source(_kind(p), str(p), Path(p.name)))
         else:
-            out.append(Source("error", str(p), Path(p.name), error=f"{p}: no such file or directory"))
+            out.append(Source("error", str(p), Path(p.name), error=f"{p}: {not_a_file(p)}"))
     return out
 
 

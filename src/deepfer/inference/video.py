@@ -21,10 +21,12 @@ import numpy as np
 
 from deepfer.vision import MAX_PIXELS
 from deepfer.errors import DataError, DeepferError
+from deepfer.files import not_a_file
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                               ".flv", ".3gp", ".ts"})
 DEFAULT_FPS = 30.0
+MIN_FPS = 0.001  # one frame per 1,000 s: a slow timelapse
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
 # After a failed grab, how many more grabs look for frames behind it: measured with OpenCV's FFmpeg
 # backend, a frame the decoder rejects fails one grab and the next frame's grab succeeds, while at
@@ -61,7 +63,7 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {not_a_file(path)}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     with _quiet_stderr():
@@ -95,9 +97,12 @@ def frame_count(cap: cv2.VideoCapture) -> int | None:
 
 
 def fps(cap: cv2.VideoCapture) -> float:
-    """Frames per second of a capture (30 when the backend does not say)."""
+    """Frames per second of a capture (30 when the backend does not say, or says less than
+    :data:`MIN_FPS` or 1,000 or more)."""
     value = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    return value if 0 < value < 1000 else DEFAULT_FPS
+    # Below one frame per 1,000 s a container's rate is not believed (1e-9 fps made a 200-frame
+    # clip last 6,000 years): taken as unknown, like a rate the backend does not give.
+    return value if MIN_FPS * 0.99 <= value < 1000 else DEFAULT_FPS
 
 
 def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = None,
