@@ -36,8 +36,12 @@ class OnnxClassifier:
             temperature (``deepfer export --uncalibrated``) gives.
 
     Raises:
-        ModelError: onnxruntime is missing, the file is not a deepfer ONNX export, or
-            ``calibrated=False`` for an export with a temperature baked in.
+        ModelError: onnxruntime is missing, the file is not a deepfer ONNX export, its graph does
+            not take uint8 faces (N, size, size) or give float (N, classes), it makes a tensor over
+            :data:`MAX_TENSOR_BYTES` for one face (from its shapes, before it runs), its answer for
+            a blank face is not probabilities, or ``calibrated=False`` for an export with a
+            temperature baked in. Outputs that are not probabilities are refused, never softmaxed
+            (every run checks them): a deepfer export ends in its softmax.
     """
 
     backend = "onnx"

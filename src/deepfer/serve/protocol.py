@@ -6,8 +6,12 @@ line and headers a byte every few seconds holds a connection for ever, and a few
 clients fill uvicorn's ``limit_concurrency`` (every request then gets a plain-text 503). This
 protocol gives each request :data:`HEADER_TIMEOUT` seconds, from the connection's start or the end
 of the previous response, to deliver its complete headers, then answers 408 and closes. The body's
-own deadline is the app's (``read_timeout``). ``benchmarks/fuzz.py --server`` measures it
+own deadline is the app's (``read_timeout``). ``benchmarks/fuzz.py --hostile`` measures it
 (``benchmarks/FUZZ.md``).
+
+What this does not bound: many clients each opening connections faster than the deadline closes
+them. A server reachable beyond loopback belongs behind a reverse proxy that limits connections per
+client address and times out headers itself (nginx: ``limit_conn``, ``client_header_timeout``).
 """
 
 from __future__ import annotations
