@@ -96,6 +96,11 @@ def dataset_bombs(folder: Path) -> list[dict[str, Any]]:
     wide = folder / "header" / "fer2013.csv"
     wide.write_bytes(b",".join(b"c%d" % i for i in range(3_000_000)) + b"\n")
     recipes.append(("fer2013.csv: a 22 MB header (issue: a 30 MB error line)", "fer2013", wide))
+    (folder / "header60k").mkdir()
+    wide = folder / "header60k" / "fer2013.csv"
+    wide.write_bytes(b",".join(b"c%d" % i for i in range(8000)) + b"\n")
+    recipes.append(("fer2013.csv: a 60 KB header, under the line cap (its error line quotes 80 characters)",
+                    "fer2013", wide))
     member = "train/happy/a.png"
     zpath = folder / "member.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf, zf.open(member, "w", force_zip64=True) as f:
@@ -109,6 +114,9 @@ def dataset_bombs(folder: Path) -> list[dict[str, Any]]:
 
         class Zeros(io.RawIOBase):
             left = info.size
+
+            def readable(self) -> bool:
+                return True
 
             def readinto(self, b: Any) -> int:
                 n = min(len(b), self.left)

@@ -1,7 +1,7 @@
 """Compressed-file bombs and oversized rows in the dataset readers: each ends in one line naming
 the file, with a bounded peak (``deepfer data info`` in a child process, its peak read from the
 kernel), and error messages quote at most a short piece of the input. The full-size recipes
-(1 and 2 GiB) and their figures are in ``benchmarks/fuzz.py --datasets`` / ``benchmarks/FUZZ.md``."""
+(1 and 2 GiB) and their figures are in ``benchmarks/fuzz.py --hostile`` / ``benchmarks/FUZZ.md``."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 CSV rows no longer than a line cap, archive members no larger than their declared size allows, and
 error messages that quote at most a short piece of the input.
 
-The caps sit far above the real datasets (``fer2013.csv`` inflates to 287 MiB in 35,887 lines of
-at most 8.7 KB; the largest image member, a CK+ PNG, is under 1 MiB) and far below what a small
-hostile file could otherwise ask for: ``benchmarks/fuzz.py --bombs`` measures the peak memory of
+The caps sit far above the real datasets (``fer2013.csv``: 35,887 rows of 2,304 pixel values, a
+few KB each; the dataset images: a few KB to a few hundred KB) and far below what a small hostile
+file could otherwise ask for: ``benchmarks/fuzz.py --hostile`` measures the peak memory of
 ``deepfer data info`` on each recipe (``benchmarks/FUZZ.md``).
 """
 
@@ -22,9 +22,9 @@ from typing import IO
 from deepfer.errors import DataError
 
 MIB = 1024 * 1024
-MAX_TEXT_BYTES = 512 * MIB  # a CSV, after inflating: 1.8x fer2013.csv
-MAX_LINE_CHARS = 64 * 1024  # one CSV line: 7.5x a fer2013.csv row
-MAX_LINES = 1_000_000  # of a CSV: 28x fer2013.csv; bounds the time blank lines can take
+MAX_TEXT_BYTES = 512 * MIB  # a CSV, after inflating
+MAX_LINE_CHARS = 64 * 1024  # one CSV line: several times a fer2013.csv row
+MAX_LINES = 1_000_000  # of a CSV: 28x fer2013.csv's rows; bounds the time blank lines can take
 MAX_MEMBER_BYTES = 64 * MIB  # one image file in a folder or archive, after inflating
 SHOWN_CHARS = 80  # of an input quoted in an error message
 

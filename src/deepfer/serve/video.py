@@ -50,7 +50,7 @@ MAX_SECONDS = 120.0  # of video analysed; the rest of a longer one is skipped (a
 VIDEO_TIMEOUT = 300.0  # seconds one video may take, upload excluded
 MAX_SESSIONS = 16
 # Frames of an uploaded video are shrunk to this side as they are decoded, before they are buffered
-# for a batch: 32 colour frames of 4000x4000 held 2.6 GiB (benchmarks/fuzz.py --server, FUZZ.md).
+# for a batch: 32 colour frames of 4000x4000 held 2.6 GiB (benchmarks/fuzz.py --hostile, FUZZ.md).
 MAX_FRAME_SIDE = 1280
 MAX_UPLOADS = 8  # videos being received at once (each up to MAX_VIDEO_BYTES on disk)
 SESSION_IDLE = 60.0
@@ -173,6 +173,7 @@ class VideoService:
                         summary.add(face, r.time or 0.0)
             finally:
                 written = timeline.close()
+                _release_memory()
             png = next((p for p in written if p.suffix == ".png"), None)
             image = base64.b64encode(png.read_bytes()).decode() if png is not None else None
         if not frames and errors:  # nothing could be read: one error, as deepfer predict reports it
@@ -181,6 +182,18 @@ class VideoService:
                 "truncated": total is not None and total > limit and frames >= limit,
                 "tracks": summary.records(), "errors": errors,
                 "timeline_png": f"data:image/png;base64,{image}" if image else None}
+
+
+def _release_memory() -> None:
+    """Give the frames' freed memory back to the system: glibc keeps freed blocks of a few MB in
+    its heap (its mmap threshold rises as large arrays are freed), so without this a server kept
+    ~290 MB more after its first large video (benchmarks/fuzz.py --hostile, FUZZ.md)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _public(message: str, path: Path, name: str) -> str:
