@@ -150,7 +150,8 @@ class Annotator:
         for writer in self._videos.values():
             try:
                 writer.close()
-                self._written[writer.path] = writer.codec
+                if writer.frames:  # a writer whose file could not be created wrote nothing
+                    self._written[writer.path] = writer.codec
             except DeepferError as exc:
                 failed = failed or exc
         self._videos.clear()
