@@ -177,6 +177,8 @@ class Recognizer:
             note = None
             if dets is None and self.detector is not None:
                 dets, note = keep_faces(self.detector.detect(p.gray), self.min_face, self.min_score)
+                if not dets and note is None and self.min_face:  # the search itself starts at min_face
+                    note = f"no face found at least {self.min_face} px wide (min_face)"
             found.append(self._crops(p) if dets is None else (dets, self._crop(p, dets)))
             if why is not None:
                 why.append(note)
