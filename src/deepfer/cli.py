@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from deepfer.errors import DeepferError, ParameterError
+from deepfer.errors import DeepferError, ParameterError, one_line
 from deepfer.options import DETECTOR_CHOICES, DetectorOptions, add_options, flag_of, from_namespace, option, positive
 from deepfer.serve.settings import ServeSettings
 from deepfer.version import __version__
@@ -330,18 +330,22 @@ def predict(opts: PredictOptions) -> int:
                     summary.add(row)
     except BrokenPipeError:  # `deepfer predict ... | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    finally:  # also on Ctrl+C: what was read so far is written out
-        if writer is not None:
-            writer.close()
-        if annotator is not None:
-            annotator.close()
-            for line in annotator.report():
-                print(line, file=sys.stderr)
-        if timeline is not None:
-            for path in timeline.close():
-                print(f"wrote {path}", file=sys.stderr)
+    finally:  # also on Ctrl+C: what was read so far is written out; one failed output stops no other
+        failed: list[BaseException] = []
+        for output in (writer, annotator, timeline):
+            try:
+                if output is not None:
+                    output.close()
+            except (DeepferError, OSError) as exc:
+                failed.append(exc)
+        for line in annotator.report() if annotator is not None else []:  # only files complete on disk
+            print(line, file=sys.stderr)
+        for path in timeline.written if timeline is not None else []:
+            print(f"wrote {path}", file=sys.stderr)
         if opts.summary:
             write_summary([r for s in summaries.values() for r in s.records()], opts.format, sys.stdout, rec.labels)
+        if failed:
+            raise failed[0]
     if not read:
         print("deepfer: error: none of the inputs could be read", file=sys.stderr)
         return 1
@@ -573,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DeepferError as exc:
-        print(f"deepfer: error: {' '.join(_flag_message(exc).split())}", file=sys.stderr)
+        print(f"deepfer: error: {one_line(_flag_message(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("deepfer: interrupted", file=sys.stderr)
@@ -583,6 +587,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except OSError as exc:  # an output that cannot be written: `> /dev/full`, a full disk, a folder in the way
+        import os
+
+        what = f"{exc.filename}" if exc.filename else "cannot write the output"
+        print(f"deepfer: error: {what}: {exc.strerror or exc}", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError):  # what stdout still buffers must not fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,3 +34,18 @@ class ParameterError(DeepferError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(message)
         self.param = param
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def one_line(message: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """An error message as printed or answered: whitespace runs (newlines included) made single
+    spaces, and cut to ``limit`` characters, whatever input a message quotes.
+
+    Example:
+        >>> one_line("a\\n  b")
+        'a b'
+    """
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -4,14 +4,16 @@ the one atomic write that checkpoints, training logs, teacher caches and the dat
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "sha256_bytes", "sha256_file"]
+__all__ = ["atomic_open", "not_a_file", "sha256_bytes", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -60,3 +62,31 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def not_a_file(path: str | Path) -> str:
+    """Why ``path`` is not a regular file that can be read, in a few words, for a message that
+    starts with the path: ``no such file``, ``a symbolic link loop``, ``a broken symbolic link``,
+    ``a folder, not a file``, ``a FIFO (named pipe)``, ``a device``, ``a socket``, ``not a regular file``.
+
+    Example:
+        >>> not_a_file("/nonexistent/x.jpg")
+        'no such file'
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if os.path.islink(path):
+            return "a broken symbolic link"
+        return "no such file" if exc.errno == errno.ENOENT else (exc.strerror or "cannot be read").lower()
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"

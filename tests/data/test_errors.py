@@ -386,8 +386,11 @@ def test_ferg_bad_names(ferg_fx: FergFixture, tmp_path: Path, rel: str, fragment
 
 
 def test_malformed_csv_names_file_and_line(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, fer2013_line(0, "1 " * 70_000, "Training"))  # past csv's field limit
-    with pytest.raises(DataError, match=f"^{re.escape(str(path))} line 4: malformed CSV \\(field larger"):
+    path = write_csv(tmp_path, fer2013_line(0, "1 " * 70_000, "Training"))  # past the line cap
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} line 4: longer than 65,536 characters"):
+        load_fer2013(path)
+    path = write_csv(tmp_path, fer2013_line(0, "1 " * 1000, '"Train"ing'))  # text after a closing quote
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} line 4: malformed CSV \\("):
         load_fer2013(path)
 
 

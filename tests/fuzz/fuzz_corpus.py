@@ -462,3 +462,30 @@ def checkpoints(folder: Path, n: int, seed: int = 0) -> list[Path]:
             torch.save(changed, path)
             paths.append(path)
     return paths
+
+
+# `deepfer ARGS`, then its own peak RSS (VmHWM, KiB) written to the file named first. VmHWM, not
+# wait4's ru_maxrss: Linux starts a child's ru_maxrss at its parent's size (pytest's, here).
+_CLI = r"""
+import sys
+from deepfer.cli import main
+try:
+    rc = main(sys.argv[2:])
+finally:
+    with open(sys.argv[1], "w") as f:
+        f.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+sys.exit(rc)
+"""
+
+
+def cli_peak(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str, float]:
+    """``deepfer ARGS`` in a new process: (exit code, stderr, its own peak RSS in MiB)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        proc = subprocess.run([sys.executable, "-c", _CLI, hwm.name, *args], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env, timeout=timeout)
+        peak = hwm.read().strip()
+    return proc.returncode, proc.stderr.decode(), int(peak) / 1024 if peak else float("nan")

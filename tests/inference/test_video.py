@@ -154,9 +154,13 @@ def test_video_failing_after_some_frames_keeps_them_and_the_next_inputs(
     error = results[4]
     assert error.faces == [] and not error.decoded
     assert error.error == f"{path}: frame 3 cannot be decoded (corrupt stream); the frames after it are not read"
-    # The frames before the failure are the video's frames as read from an intact copy.
+    # The frames before the failure are the video's frames as read from an intact copy (the scores
+    # to float32 rounding: a batch of other faces beside them changes the convolutions' sums).
     intact = list(recognizer.iter_results([write_mjpeg(tmp_path / "intact.avi", [face_frame] * 6)]))
-    assert [r.faces for r in results[1:4]] == [r.faces for r in intact[:3]]
+    for got, want in zip([r.faces[0] for r in results[1:4]], [r.faces[0] for r in intact[:3]], strict=True):
+        assert (got.box, got.label, got.landmarks, got.track) == (want.box, want.label, want.landmarks, want.track)
+        assert got.scores == pytest.approx(want.scores, abs=1e-6)
+        assert got.smoothed == pytest.approx(want.smoothed, abs=1e-6)
 
 
 def test_video_failing_at_open_costs_no_other_record(recognizer: Recognizer, astronaut: Path,

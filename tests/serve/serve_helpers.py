@@ -157,3 +157,38 @@ def scan_bomb(side: int = 4800, scans: int = 12_000) -> bytes:
     struct.pack_into(">HH", data, sof + 5, side, side)
     end = data.rindex(b"\xff\xd9")
     return bytes(data[:end]) + b"\xff\xda\x00\x08\x01\x01\x00\x01\x3f\x00" * scans + b"\xff\xd9"
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """An MJPG ``.avi`` of BGR ``frames``. Rates under 1 fps (which OpenCV's writer refuses) are
+    written into the AVI headers afterwards, as a timelapse camera writes them."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), max(1.0, fps), (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    if fps < 1.0:
+        data = bytearray(path.read_bytes())
+        vids = data.index(b"strh") + 8  # the stream header: 'vids', handler, flags, ..., scale, rate
+        scale = round(1 / fps)
+        struct.pack_into("<II", data, vids + 20, scale, 1)
+        struct.pack_into("<I", data, data.index(b"avih") + 8, min(scale * 10**6, 2**32 - 1))
+        path.write_bytes(bytes(data))
+    return path
+
+
+def post(port: int, path: str, body: bytes, ctype: str, timeout: float = 120.0) -> tuple[int, dict, float]:
+    """POST on loopback: status, JSON body, seconds taken."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    t0 = time.perf_counter()
+    try:
+        conn.request("POST", path, body, {"Content-Type": ctype})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}"), time.perf_counter() - t0
+    finally:
+        conn.close()

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from deepfer.data.limits import MAX_MEMBER_BYTES, MIB
 from deepfer.errors import DataError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -34,12 +35,15 @@ def require(path: str | os.PathLike[str], what: str) -> Path:
 
 def iter_members(
     path: Path, keep: Callable[[str], bool]
-) -> Iterator[tuple[str, Callable[[], bytes]]]:
+) -> Iterator[tuple[str, Callable[..., bytes]]]:
     """Yield ``(relative posix name, read)`` for every file under ``path`` that ``keep`` accepts.
 
-    ``read()`` returns the bytes; for tar archives it must be called before the next item is
-    requested (tar members are read in one sequential pass, which is what makes a .tar.gz fast).
-    Names are sorted for folders and zips, and in archive order for tars.
+    ``read(limit=MAX_MEMBER_BYTES)`` returns the bytes, refusing a member larger than ``limit``
+    from its size as the folder, the zip's directory or the tar header states it, before a byte is
+    inflated (``zipfile`` and ``tarfile`` then read no more than that size); for tar archives it
+    must be called before the next item is requested (tar members are read in one sequential pass,
+    which is what makes a .tar.gz fast). Names are sorted for folders and zips, and in archive
+    order for tars.
     """
     keep_ = keep
     keep = lambda name: not _junk(name) and keep_(name)  # noqa: E731
@@ -49,7 +53,7 @@ def iter_members(
         )
         for name in names:
             if keep(name):
-                yield name, (lambda n=name: (path / n).read_bytes())
+                yield name, (lambda limit=MAX_MEMBER_BYTES, n=name: _file_read(path / n, limit))
     elif path.name.lower().endswith(".zip"):
         try:
             zf = zipfile.ZipFile(path)
@@ -58,7 +62,7 @@ def iter_members(
         with zf:
             for info in sorted(zf.infolist(), key=lambda i: i.filename):
                 if not info.is_dir() and keep(info.filename):
-                    yield info.filename, (lambda i=info: _zip_read(zf, i, path))
+                    yield info.filename, (lambda limit=MAX_MEMBER_BYTES, i=info: _zip_read(zf, i, path, limit))
     elif path.name.lower().endswith((".tar", ".tar.gz", ".tgz")):
         try:
             tf = tarfile.open(path, "r:*")
@@ -69,7 +73,7 @@ def iter_members(
                 for member in tf:
                     name = member.name.removeprefix("./")
                     if member.isfile() and keep(name):
-                        yield name, (lambda m=member: _tar_read(tf, m, path))
+                        yield name, (lambda limit=MAX_MEMBER_BYTES, m=member: _tar_read(tf, m, path, limit))
             except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise DataError(f"{path}: archive is truncated or corrupt ({exc})") from None
     else:
@@ -93,14 +97,30 @@ def _junk(name: str) -> bool:
     return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
 
 
-def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+def _too_large(where: str, size: int, limit: int) -> DataError:
+    return DataError(f"{where}: {size / MIB:,.1f} MiB once inflated, more than the {limit // MIB} MiB a "
+                     "dataset file may take; refused")
+
+
+def _file_read(path: Path, limit: int) -> bytes:
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(str(path), size, limit)
+    return path.read_bytes()
+
+
+def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
+    if info.file_size > limit:  # zipfile reads no more than this size (and checks the CRC)
+        raise _too_large(f"{path}::{info.filename}", info.file_size, limit)
     try:
         return zf.read(info)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}::{info.filename}: cannot read archive member ({exc})") from None
 
 
-def _tar_read(tf: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+def _tar_read(tf: tarfile.TarFile, member: tarfile.TarInfo, path: Path, limit: int) -> bytes:
+    if member.size > limit:  # tarfile reads no more than the header's size
+        raise _too_large(f"{path}::{member.name}", member.size, limit)
     try:
         f = tf.extractfile(member)
         return f.read() if f is not None else b""

@@ -6,12 +6,8 @@ from the CSV column or from the ``Training_/PublicTest_/PrivateTest_`` file-name
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import re
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +15,7 @@ import numpy as np
 from deepfer.data.archives import fingerprint, iter_members, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData
+from deepfer.data.limits import MAX_TEXT_BYTES, ascii_int, csv_rows, open_text, shown
 from deepfer.errors import DataError
 from deepfer.labels import FER2013_FOLDERS, emotion_index
 
@@ -28,6 +25,7 @@ _IMAGE = re.compile(
     re.IGNORECASE,
 )
 _CSV = re.compile(r"(?:^|/)[^/]*\.csv(?:\.gz)?$", re.IGNORECASE)
+_PIXELS = re.compile(r"[0-9 \t]*\Z")  # ASCII digits and blanks only
 _FOLDER_SPLIT = {"train": "Training", "training": "Training", "val": "PublicTest",
                  "valid": "PublicTest", "validation": "PublicTest", "test": "Test"}
 
@@ -53,13 +51,13 @@ def load_fer2013(path: str | Path, size: int = 48, use_cache: bool = True) -> Fa
 
 def _load(src: Path, size: int) -> FaceData:
     if src.is_file() and _CSV.search(src.name):
-        return read_fer2013_csv(src.read_bytes(), str(src), size)
+        return read_fer2013_csv(src, str(src), size)
     csv_member: tuple[str, bytes] | None = None
     out = FaceCollector("fer2013", size)
     for name, read in iter_members(src, lambda n: bool(_IMAGE.search(n) or _CSV.search(n))):
         if _CSV.search(name):
             if csv_member is None and "fer2013" in name.lower():
-                csv_member = (name, read())
+                csv_member = (name, read(MAX_TEXT_BYTES))
             continue
         where = member_path(src, name)
         m = _IMAGE.search(name)
@@ -67,7 +65,7 @@ def _load(src: Path, size: int) -> FaceData:
             raise DataError(f"{where}: not a <split>/<emotion>/<image> member")
         folder, emotion, filename = m.group(1).lower(), m.group(2).lower(), m.group(3)
         if emotion not in FER2013_FOLDERS:
-            raise DataError(f"{where}: unknown emotion folder {emotion!r}")
+            raise DataError(f"{where}: unknown emotion folder {shown(emotion)}")
         prefix = filename.split("_", 1)[0]
         split = prefix if prefix in USAGES else _FOLDER_SPLIT[folder]
         out.add_encoded(read(), emotion_index(FER2013_FOLDERS[emotion]), where, split=split)
@@ -80,44 +78,24 @@ def _load(src: Path, size: int) -> FaceData:
     )
 
 
-def read_fer2013_csv(data: bytes, where: str, size: int = 48) -> FaceData:
-    """Parse the bytes of a Kaggle ``fer2013.csv`` (gzip-compressed or not).
+def read_fer2013_csv(data: bytes | Path, where: str, size: int = 48) -> FaceData:
+    """Parse a Kaggle ``fer2013.csv`` (gzip-compressed or not), from its file or its bytes,
+    streamed: at most :data:`~deepfer.data.limits.MAX_TEXT_BYTES` inflated, lines of at most
+    :data:`~deepfer.data.limits.MAX_LINE_CHARS`.
 
     Raises:
         DataError: naming the file and row for missing columns, an emotion outside 0-6, an
-            unknown ``Usage`` or a pixel string that is not 2304 numbers in 0-255.
+            unknown ``Usage``, a pixel string that is not 2304 ASCII numbers in 0-255, or text
+            past the caps.
     """
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{where}: corrupt gzip data ({exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{where}: not a text CSV file ({exc})") from None
-    return _parse_rows(csv_rows(text, where), where, size)
-
-
-def csv_rows(text: str, where: str) -> Iterator[list[str]]:
-    """The rows of a CSV text, header first.
-
-    Raises:
-        DataError: naming the file and line where the CSV is malformed (a NUL byte, a field
-            past the csv module's size limit, ...).
-    """
-    reader = csv.reader(io.StringIO(text))
-    try:
-        yield from reader
-    except csv.Error as exc:
-        raise DataError(f"{where} line {reader.line_num}: malformed CSV ({exc})") from None
+    return _parse_rows(csv_rows(open_text(data, where), where), where, size)
 
 
 def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:
     it = iter(rows)
     header = [h.strip() for h in next(it, [])]
     if "pixels" not in header:
-        raise DataError(f"{where}: missing column 'pixels' (header: {','.join(header) or 'empty'})")
+        raise DataError(f"{where}: missing column 'pixels' (header: {shown(','.join(header)) if header else 'empty'})")
     if "emotion" not in header:
         raise DataError(
             f"{where}: missing column 'emotion' (Kaggle's test.csv has no labels; use fer2013.csv)"
@@ -132,11 +110,13 @@ def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:
         if len(row) < len(header):
             raise DataError(f"{at}: {len(row)} fields, expected {len(header)}")
         try:
-            emotion = int(row[i_emo])
+            emotion = ascii_int(row[i_emo])
         except ValueError:
-            raise DataError(f"{at}: emotion {row[i_emo]!r} is not an integer") from None
+            raise DataError(f"{at}: emotion {shown(row[i_emo])} is not an integer") from None
         if not 0 <= emotion <= 6:
             raise DataError(f"{at}: emotion {emotion} is outside 0-6")
+        if not _PIXELS.match(row[i_pix]):  # numpy, like int(), also reads Arabic-Indic digits
+            raise DataError(f"{at}: pixels contain a value that is not an integer in 0-255")
         try:
             values = np.array(row[i_pix].split(), dtype=np.int64)
         except (ValueError, OverflowError):
@@ -147,7 +127,7 @@ def _parse_rows(rows: Iterable[list[str]], where: str, size: int) -> FaceData:
             raise DataError(f"{at}: pixel values must lie in 0-255")
         usage = row[i_use].strip() if i_use is not None else "Training"
         if usage not in USAGES:
-            raise DataError(f"{at}: Usage {usage!r} is not one of {', '.join(USAGES)}")
+            raise DataError(f"{at}: Usage {shown(usage)} is not one of {', '.join(USAGES)}")
         out.add(values.astype(np.uint8).reshape(48, 48), emotion, f"{where}#{row_no}", split=usage)
     if not out:
         raise DataError(f"{where}: no data rows")

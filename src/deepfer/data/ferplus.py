@@ -12,7 +12,8 @@ import numpy as np
 from deepfer.data.archives import fingerprint, is_archive, iter_matches, member_path, require
 from deepfer.data.cache import cached
 from deepfer.data.faces import FaceCollector, FaceData, decode_stored
-from deepfer.data.fer2013 import csv_rows, load_fer2013
+from deepfer.data.fer2013 import load_fer2013
+from deepfer.data.limits import ascii_int, csv_rows, open_text, shown
 from deepfer.errors import DataError
 from deepfer.labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_TO_EMOTION, emotion_index
 
@@ -81,15 +82,12 @@ def read_votes(votes_file: Path) -> tuple[list[str], list[str], np.ndarray]:
         DataError: naming the file (and row) for a header that is not FER+'s, a malformed row,
             vote counts that are not integers, or no rows at all.
     """
-    try:
-        text = votes_file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{votes_file}: not a UTF-8 text CSV ({exc})") from None
-    reader = csv_rows(text, str(votes_file))
+    reader = csv_rows(open_text(votes_file, str(votes_file)), str(votes_file))
     header = [h.strip() for h in next(reader, [])]
     expected = ["Usage", "Image name", *FERPLUS_COLUMNS]
     if header != expected:
-        raise DataError(f"{votes_file}: header {header} is not the FER+ header {expected}")
+        raise DataError(f"{votes_file}: header {shown(','.join(header))} is not the FER+ header "
+                        f"{','.join(expected)}")
     usages, names, votes = [], [], []
     for row_no, row in enumerate(reader):
         if not row:
@@ -97,7 +95,7 @@ def read_votes(votes_file: Path) -> tuple[list[str], list[str], np.ndarray]:
         if len(row) != len(expected):
             raise DataError(f"{votes_file} row {row_no}: {len(row)} fields, expected {len(expected)}")
         try:
-            votes.append([int(v) for v in row[2:]])
+            votes.append([ascii_int(v) for v in row[2:]])
         except ValueError:
             raise DataError(f"{votes_file} row {row_no}: vote counts must be integers") from None
         usages.append(row[0].strip())

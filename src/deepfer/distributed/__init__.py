@@ -1,7 +1,7 @@
 """Scale-out: ``deepfer predict PATHS --engine ray --out results.parquet`` and
 :func:`predict_dataset` run a corpus of images and videos on a Ray cluster (a local one by
 default) through Ray Data, into Parquet, resumable (``--resume``), with nothing lost or repeated
-when a worker dies. Needs the ``distributed`` extra: ``pip install 'deepfer[distributed]'``.
+when a worker dies. Needs the ``distributed`` extra: ``pip install -e '.[distributed]'``.
 
 Modules: :mod:`~deepfer.distributed.manifest` (the work items and their ids),
 :mod:`~deepfer.distributed.worker` (what each actor runs), :mod:`~deepfer.distributed.engine`

@@ -151,7 +151,7 @@ def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any 
     try:
         import ray
     except ImportError as exc:
-        raise DeepferError("--engine ray needs Ray Data: pip install 'deepfer[distributed]'") from exc
+        raise DeepferError("--engine ray needs Ray Data: pip install -e '.[distributed]'") from exc
     if workers is not None and workers < 1:
         raise DeepferError(f"--workers must be >= 1, got {workers}")
     out = str(out) if is_uri(str(out)) else str(Path(out).resolve())  # the workers' cwd is not ours

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from deepfer.errors import DeepferError, ParameterError
+from deepfer.files import atomic_open
 from deepfer.inference.inputs import IMAGE_EXTENSIONS, Source
 from deepfer.inference.results import Face, Result
 from deepfer.inference.video import DEFAULT_FPS, VIDEO_EXTENSIONS, VideoWriter
@@ -102,7 +103,7 @@ class Annotator:
         self.targets: dict[str, Path] = {}
         self.sources = {s.name: s for s in sources}
         self._videos: dict[str, VideoWriter] = {}
-        self._written: dict[Path, str | None] = {}  # file -> its video codec (None: an image)
+        self._written: dict[Path, str | None] = {}  # files complete on disk -> video codec (None: an image)
         self.out = out
         readable = [s for s in sources if s.kind != "error"]
         if suffix in _WRITABLE or suffix in VIDEO_EXTENSIONS:
@@ -138,9 +139,14 @@ class Annotator:
             return None
         image = draw(result.picture.color(), result.faces)
         if result.frame is None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(target), image):
-                raise DeepferError(f"{target}: cannot write the annotated image")
+            ok, data = cv2.imencode(target.suffix, image)
+            if not ok:
+                raise DeepferError(f"{target}: cannot encode the annotated image")
+            try:
+                with atomic_open(target) as f:  # a full disk leaves no truncated image behind
+                    f.write(data.tobytes())
+            except OSError as exc:
+                raise DeepferError(f"{target}: cannot write the annotated image ({exc.strerror or exc})") from None
             self._written[target] = None
             return target
         writer = self._videos.get(result.path or "")
@@ -148,13 +154,30 @@ class Annotator:
             rate = max(1.0, (result.fps or DEFAULT_FPS) / self.every)  # the frames kept, at their pace
             writer = self._videos[result.path or ""] = VideoWriter(target, rate)
         writer.write(image)
-        self._written[target] = writer.codec
         return target
 
     def close(self) -> None:
+        """Finish every video.
+
+        Raises:
+            DeepferError: a video could not be written completely (the others are still finished).
+        """
+        failed: DeepferError | None = None
         for writer in self._videos.values():
-            writer.close()
+            try:
+                writer.close()
+                if writer.frames:  # a writer whose file could not be created wrote nothing
+                    self._written[writer.path] = writer.codec
+            except DeepferError as exc:
+                failed = failed or exc
         self._videos.clear()
+        if failed is not None:
+            raise failed
+
+    @property
+    def written(self) -> list[Path]:
+        """The files complete on disk (a video once :meth:`close` has checked it)."""
+        return list(self._written)
 
     def report(self) -> list[str]:
         """What was written, as lines for the user: ``wrote out/demo.jpg``, ``wrote N annotated images

@@ -8,6 +8,7 @@ content, not by name), so an unsupported file becomes an error record rather tha
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Literal
 
 from PIL import Image
 
+from deepfer.files import not_a_file
 from deepfer.inference.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,23 @@ def expand(paths: Sequence[str | Path]) -> list[Source]:
         elif p.exists():
             out.append(Source(_kind(p), str(p), Path(p.name)))
         else:
-            out.append(Source("error", str(p), Path(p.name), error=f"{p}: no such file or directory"))
+            out.append(Source("error", str(p), Path(p.name), error=f"{p}: {not_a_file(p)}"))
+    return _distinct(out)
+
+
+def _distinct(sources: list[Source]) -> list[Source]:
+    """The same file given twice is read twice, as two inputs with two streams, two annotated copies
+    and two timelines: the repeat is named by an equivalent path (``./clip.avi`` after
+    ``clip.avi``), since everything downstream tells inputs apart by name."""
+    seen: set[str] = set()
+    out = []
+    for s in sources:
+        name = s.name
+        while s.kind in ("image", "video") and name in seen:
+            head, tail = os.path.split(name)
+            name = os.path.join(head or ".", ".", tail) if head else os.path.join(".", tail)
+        seen.add(name)
+        out.append(s if name == s.name else dataclasses.replace(s, name=name))
     return out
 
 

@@ -177,6 +177,8 @@ class Recognizer:
             note = None
             if dets is None and self.detector is not None:
                 dets, note = keep_faces(self.detector.detect(p.gray), self.min_face, self.min_score)
+                if not dets and note is None and self.min_face:  # the search itself starts at min_face
+                    note = f"no face found at least {self.min_face} px wide (min_face)"
             found.append(self._crops(p) if dets is None else (dets, self._crop(p, dets)))
             if why is not None:
                 why.append(note)
@@ -210,7 +212,8 @@ class Recognizer:
     def iter_results(self, sources: Source | str | Path | Iterable[Source | str | Path], every: int = 1,
                      max_frames: int | None = None, keep_pictures: bool = False,
                      progress: bool = False, detect_every: int = DETECT_EVERY,
-                     smoothing: float = SMOOTHING, reid_window: float | None = REID_WINDOW) -> Iterator[Result]:
+                     smoothing: float = SMOOTHING, max_side: int | None = None,
+                     reid_window: float | None = REID_WINDOW) -> Iterator[Result]:
         """One :class:`Result` per image and per kept video frame, in input order.
 
         Per-input problems (missing, empty, corrupt, unsupported or huge files, videos that do not
@@ -228,6 +231,9 @@ class Recognizer:
             detect_every: videos, webcams: run the detector on one kept frame in this many; the
                 tracker carries the faces' boxes over the frames between.
             smoothing: the time constant of the smoothed scores, in seconds (0: none).
+            max_side: videos, webcams: shrink each kept frame to at most this many pixels wide and
+                high as soon as it is decoded (boxes are then in the shrunk frame's pixels), so the
+                frames buffered for a batch cost what detection and the crops need; ``None``: full size.
             reid_window: seconds after a face was last seen that re-identification may give it
                 its track id back (``None``: the whole video; 0: never;
                 :mod:`deepfer.inference.reid`, the ``reid`` extra).
@@ -251,7 +257,7 @@ class Recognizer:
         rates: dict[str, float] = {}  # each video's frame rate, read when it is opened
         streams.rates = rates
         try:
-            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures, rates):
+            for src, frame, pic, error in self._pictures(srcs, every, max_frames, keep_pictures, rates, max_side):
                 if pic is None:
                     yield from self._flush(pending, keep_pictures, streams)
                     bar.update(1)
@@ -373,7 +379,8 @@ class Recognizer:
         pending.clear()
 
     def _pictures(self, sources: list[Source], every: int, max_frames: int | None, keep: bool,
-                  rates: dict[str, float]) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+                  rates: dict[str, float], max_side: int | None = None,
+                  ) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
         """Each input's pictures (or why it has none); a video's frame rate goes into ``rates`` when
         it is opened, the one time it is."""
         for src in sources:
@@ -399,11 +406,11 @@ class Recognizer:
                     continue
                 if src.kind == "video":
                     rates[src.name] = fps(cap)
-                yield from self._frames(src, cap, every, max_frames, keep)
+                yield from self._frames(src, cap, every, max_frames, keep, max_side)
 
     @staticmethod
     def _frames(src: Source, cap: cv2.VideoCapture, every: int, max_frames: int | None,
-                keep: bool) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
+                keep: bool, max_side: int | None = None) -> Iterator[tuple[Source, int | None, Picture | None, str | None]]:
         """The frames of one video or webcam; a frame that cannot be decoded or converted ends
         the video with one error (the frames before it are kept) and the run goes on."""
         frames = iter_frames(cap, every, max_frames, name=src.name if src.kind == "video" else None)
@@ -415,6 +422,12 @@ class Recognizer:
                     if item is None:
                         break
                     index, frame = item
+                    if max_side and max(frame.shape[:2]) > max_side:
+                        import cv2
+
+                        scale = max_side / max(frame.shape[:2])
+                        size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+                        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
                     pic = from_array(frame, "bgr", keep, where=f"{src.name}: frame {index}")
                 except DataError as exc:
                     error = str(exc)

@@ -21,6 +21,7 @@ chunks and averaged into at most :data:`BINS` time bins.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -33,7 +34,8 @@ from typing import IO, TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from deepfer.errors import ParameterError
+from deepfer.errors import DeepferError, ParameterError
+from deepfer.files import atomic_open
 from deepfer.inference.results import NO_FACE, Result, rows, timeline_columns, to_dataframe
 from deepfer.inference.tracking import MAX_GAP
 
@@ -242,7 +244,10 @@ class TimelineWriter:
                 continue
             summary.add(row, bgr)
             out.writerow(self._cells(row))
-        file.flush()  # an interrupted run keeps every row written so far
+        try:
+            file.flush()  # an interrupted run keeps every row written so far
+        except OSError as exc:
+            self._fail(exc)
 
     def _cells(self, row: dict[str, Any]) -> list[Any]:
         """A flat-table row as the timeline CSV writes it (the raw scores where none are smoothed)."""
@@ -265,26 +270,50 @@ class TimelineWriter:
         while unique in self._stems:  # two inputs with the same file name
             unique, n = f"{stem}-{n}", n + 1
         self._stems.add(unique)
-        self.out.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._csv_path = self.out / f"{unique}.timeline.csv"
-        self._file = open(self._csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 -- closed in _finish
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 -- closed in _finish
+        except OSError as exc:
+            raise DeepferError(f"--timeline {self._csv_path}: cannot write ({exc.strerror or exc})") from None
         self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(timeline_columns(self.labels))
         self._summary = TrackSummary(self.labels, path)
         self.written.append(self._csv_path)
+        try:
+            self._csv.writerow(timeline_columns(self.labels))
+        except OSError as exc:
+            self._fail(exc)
 
     def _finish(self) -> None:
         if self._file is None or self._csv_path is None or self._summary is None:
             return
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._fail(exc)
         self._file = None
         png = self._csv_path.with_suffix(".png")
         try:
-            draw_timeline(self._csv_path, png, self.labels, self._summary, title=Path(self._path or "").name)
-            self.written.append(png)
-        except Exception:  # the CSV is written; a drawing failure must not cost the run
-            log.exception("drawing %s failed", png)
+            with atomic_open(png) as f:  # a full disk leaves no truncated picture behind
+                draw_timeline(self._csv_path, f, self.labels, self._summary, title=Path(self._path or "").name)
+        except OSError as exc:
+            raise DeepferError(f"--timeline {png}: cannot write ({exc.strerror or exc})") from None
+        self.written.append(png)
+
+    def _fail(self, exc: OSError) -> None:
+        """A row could not be written (a full disk): the CSV is incomplete, so it is removed."""
+        path = self._csv_path
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        self._file = None
+        if path is not None:
+            path.unlink(missing_ok=True)
+            if path in self.written:
+                self.written.remove(path)
+        raise DeepferError(f"--timeline {path}: cannot write ({exc.strerror or exc}); the incomplete file "
+                           "was removed") from None
 
 
 def _stem(path: str) -> str:
@@ -312,8 +341,8 @@ def _binned(csv_path: Path, labels: list[str], tracks: Iterable[int], end: float
     return {t: sums[t] / np.maximum(counts[t], 1)[:, None] for t in keep}
 
 
-def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str], summary: TrackSummary,
-                  title: str = "") -> Path:
+def draw_timeline(csv_path: str | Path, png_path: str | Path | IO[bytes], labels: list[str],
+                  summary: TrackSummary, title: str = "") -> Path | IO[bytes]:
     """Draw the timeline picture of one video from its timeline CSV.
 
     One row per track (the :data:`MAX_ROWS` longest that last at least :data:`MIN_TRACK` s, in
@@ -323,7 +352,7 @@ def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str],
 
     Args:
         csv_path: the ``.timeline.csv`` written by :class:`TimelineWriter`.
-        png_path: the picture to write.
+        png_path: the picture to write (a file name, or a file opened for writing bytes).
         labels: the class names.
         summary: the video's track summary (thumbnails, dominant emotions).
         title: a heading (the video's name).
@@ -383,9 +412,12 @@ def draw_timeline(csv_path: str | Path, png_path: str | Path, labels: list[str],
                 f"{f' or beyond the {MAX_ROWS} longest' if len(records) - left_out >= MAX_ROWS else ''} not drawn)")
     fig.text(0.01, 1 - 0.12 / height, f"{title}: smoothed emotion probabilities per tracked face{note}",
              fontsize=10, va="top")
-    png_path = Path(png_path)
-    fig.savefig(png_path)
-    plt.close(fig)
+    if isinstance(png_path, str):
+        png_path = Path(png_path)
+    try:
+        fig.savefig(png_path, format="png")
+    finally:
+        plt.close(fig)
     return png_path
 
 

@@ -21,10 +21,12 @@ import numpy as np
 
 from deepfer.vision import MAX_PIXELS
 from deepfer.errors import DataError, DeepferError, ParameterError
+from deepfer.files import not_a_file
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                               ".flv", ".3gp", ".ts"})
 DEFAULT_FPS = 30.0
+MIN_FPS = 0.001  # one frame per 1,000 s: a slow timelapse
 # Containers written as MPEG-4 files: H.264 where the installed OpenCV's FFmpeg can encode it (what
 # browsers play), else MPEG-4 Part 2 (opencv-python's wheels ship FFmpeg without an H.264 encoder).
 _MP4 = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
@@ -66,7 +68,7 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {not_a_file(path)}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     with _quiet_stderr():
@@ -100,9 +102,12 @@ def frame_count(cap: cv2.VideoCapture) -> int | None:
 
 
 def fps(cap: cv2.VideoCapture) -> float:
-    """Frames per second of a capture (30 when the backend does not say)."""
+    """Frames per second of a capture (30 when the backend does not say, or says less than
+    :data:`MIN_FPS` or 1,000 or more)."""
     value = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    return value if 0 < value < 1000 else DEFAULT_FPS
+    # Below one frame per 1,000 s a container's rate is not believed (1e-9 fps made a 200-frame
+    # clip last 6,000 years): taken as unknown, like a rate the backend does not give.
+    return value if MIN_FPS * 0.99 <= value < 1000 else DEFAULT_FPS
 
 
 def iter_frames(cap: cv2.VideoCapture, every: int = 1, max_frames: int | None = None,
@@ -177,6 +182,10 @@ def mp4_codec() -> tuple[str, str]:
 class VideoWriter:
     """Writes BGR frames to a video file, opened on the first frame (whose size it takes).
 
+    The frames go to a temporary file beside ``path``; :meth:`close` reads it back and renames it
+    over ``path`` only when it holds every frame written. OpenCV's writer reports no write error (a
+    full disk left a truncated, unplayable file and no message), so reading back is the check.
+
     Args:
         path: the output file; ``.avi`` is written as MJPG, other suffixes as H.264 where the
             installed OpenCV can, else MPEG-4 Part 2 (:func:`mp4_codec`).
@@ -189,23 +198,61 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float = DEFAULT_FPS) -> None:
         self.path = Path(path)
         self.fps = fps
+        self.frames = 0
         self._writer: cv2.VideoWriter | None = None
+        self._tmp: Path | None = None
         suffix = self.path.suffix.lower()
         self._fourcc, self.codec = ("MJPG", "Motion JPEG") if suffix == ".avi" else (
             mp4_codec() if suffix in _MP4 else ("mp4v", "MPEG-4 Part 2"))
 
     def write(self, frame: np.ndarray) -> None:
+        """Add one frame.
+
+        Raises:
+            DeepferError: the file cannot be created (a folder in the way, no permission, ...).
+        """
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DeepferError(f"{self.path}: cannot write video ({exc.strerror or exc})") from None
             fourcc = cv2.VideoWriter_fourcc(*self._fourcc)
             h, w = frame.shape[:2]
+            # The temporary name keeps the suffix: OpenCV picks the container from it.
+            self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
             with _quiet_stderr():
-                self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+                self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
             if not self._writer.isOpened():
-                raise DeepferError(f"{self.path}: cannot write video (try an .avi or .mp4 name)")
+                self._writer = None
+                self._tmp.unlink(missing_ok=True)
+                raise DeepferError(f"{self.path}: cannot write video (try an .avi or .mp4 name, in a "
+                                   "writable folder)")
         self._writer.write(frame)
+        self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
+        """Finish the file, check it and move it into place.
+
+        Raises:
+            DeepferError: the file does not hold every frame (a full disk, a write error); nothing
+                is left at ``path`` or beside it.
+        """
+        if self._writer is None or self._tmp is None:
+            return
+        tmp, self._tmp = self._tmp, None
+        with _quiet_stderr():
             self._writer.release()
-            self._writer = None
+        self._writer = None
+        try:
+            with _quiet_stderr():
+                cap = cv2.VideoCapture(str(tmp))
+            complete = cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) >= self.frames
+            cap.release()
+            if not complete:
+                raise DeepferError(f"{self.path}: the annotated video could not be written completely "
+                                   "(disk full?); nothing was kept")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise DeepferError(f"{self.path}: cannot write video ({exc.strerror or exc})") from None
+        finally:
+            tmp.unlink(missing_ok=True)

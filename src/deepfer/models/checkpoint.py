@@ -44,6 +44,9 @@ DIGEST_KEY = "tensors_sha256"
 CALIBRATION_KEY = "calibration"
 ALIGNMENTS = ("none", "landmarks")  # Preprocess.align
 _INT_FIELDS = ("num_classes", "in_chans", "input_size")
+# Far above any deepfer model (48 to 112 px, 7 or 8 classes, 1 or 3 channels): a file claiming more
+# is refused before its model is built.
+_INT_LIMITS = {"num_classes": 1000, "in_chans": 4, "input_size": 512}
 _FLOAT_FIELDS = ("dropout", "mean", "std")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 _noticed: set[str] = set()  # files whose missing digest was already reported
@@ -294,11 +297,27 @@ class Checkpoint:
         """
         cfg = dataclasses.asdict(self.config)
         name = cfg.pop("name")
+        # First without memory (torch's meta device): a file that claims a size its weights do not
+        # have is refused before the model it describes is allocated.
+        try:
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in create_model(name, **cfg).state_dict().items()}
+        except ModelError as exc:
+            raise ModelError(f"{self.where}: {exc}") from None
+        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+            raise ModelError(f"{self.where}: model {name!r} cannot be built from the file's options "
+                             f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+        wrong = [k for k, v in self.state_dict.items() if k in shapes and tuple(v.shape) != shapes[k]]
+        if wrong:
+            k = wrong[0]
+            raise ModelError(f"{self.where}: weights do not fit model {name!r}: {len(wrong)} tensor(s) of another "
+                             f"shape, e.g. {k} is {list(self.state_dict[k].shape)} in the file, "
+                             f"{list(shapes[k])} in the model its options describe")
         model = create_model(name, **cfg)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:
-            raise ModelError(f"{self.where}: weights do not fit model {name!r} ({exc})") from None
+            raise ModelError(f"{self.where}: weights do not fit model {name!r} ({' '.join(str(exc).split())[:300]})") from None
         model.calibration = self.calibration
         return model.eval()
 
@@ -374,6 +393,9 @@ def _config(model: dict[str, Any], where: str) -> ModelConfig:
     for key in _INT_FIELDS:
         if key in model and type(model[key]) is not int:
             raise ModelError(f"{where}: field 'model.{key}' must be an integer, got {_kind(model[key])}")
+    for key, top in _INT_LIMITS.items():
+        if key in model and not 1 <= model[key] <= top:
+            raise ModelError(f"{where}: field 'model.{key}' must be in 1..{top}, got {model[key]}")
     for key in _FLOAT_FIELDS:
         if key in model and (type(model[key]) not in (int, float)):
             raise ModelError(f"{where}: field 'model.{key}' must be a number, got {_kind(model[key])}")
@@ -398,6 +420,8 @@ def _preprocess(value: Any, where: str) -> Preprocess:
     align = value.get("align", "none")
     if align not in ALIGNMENTS:
         raise ModelError(f"{where}: field 'preprocess.align' must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+    if not 1 <= value["size"] <= _INT_LIMITS["input_size"]:
+        raise ModelError(f"{where}: field 'preprocess.size' must be in 1..{_INT_LIMITS['input_size']}, got {value['size']}")
     return Preprocess(value["size"], value["mean"], value["std"], value["grayscale"], align)
 
 

@@ -47,6 +47,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
 _DOC_PREFIXES = ("/docs", "/redoc", "/static-offline-docs")
+# Connections (and their tasks) uvicorn serves at once before it answers a plain-text 503.
+LIMIT_CONCURRENCY = 768
 
 
 _IMAGE_BODY: dict[str, Any] = {
@@ -250,7 +252,12 @@ def run(settings: ServeSettings) -> None:
     app = create_app(settings)
     verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
     # uvicorn's own INFO lines say where it listens; per-request access lines only with -v.
+    from deepfer.serve.protocol import HeaderTimeoutProtocol
+
+    # HeaderTimeoutProtocol: uvicorn has no deadline on request headers (benchmarks/FUZZ.md).
+    # limit_concurrency: a last guard in front of the engine's own admission limit (which answers in
+    # JSON), high enough that connections still sending their headers (5 s at most each) do not
+    # reach it before the engine's limit does.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="debug" if verbose else "info",
-                access_log=verbose, timeout_keep_alive=5,
-        # a last guard in front of the engine's own admission limit (which answers in JSON)
-        limit_concurrency=settings.max_queue * 4 + 16, server_header=False)
+                access_log=verbose, timeout_keep_alive=5, http=HeaderTimeoutProtocol,
+                limit_concurrency=LIMIT_CONCURRENCY + settings.max_queue, server_header=False)

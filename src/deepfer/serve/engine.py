@@ -178,6 +178,16 @@ class Engine:
         routes added by other modules, e.g. :mod:`deepfer.serve.video`)."""
         return await self._run(fn, *args)
 
+    def decode(self, upload: Upload, keep_color: bool = False) -> Picture:
+        """In a worker (from :meth:`run`): the upload's pixels from a decoder process that is
+        killed if it overruns the request's deadline (504)."""
+        return self._decode(upload, keep_color)
+
+    def check_deadline(self) -> None:
+        """In a worker (from :meth:`run`): raise 504 once the request's deadline has passed, so
+        work whose client has been answered stops before its next step."""
+        self._check_deadline()
+
     def describe(self) -> dict[str, Any]:
         """The loaded model: name, architecture, backend, labels, input size, detector."""
         return {"name": self.model_name, "architecture": self.architecture, "backend": self.backend,

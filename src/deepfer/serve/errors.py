@@ -4,7 +4,7 @@ logs it."""
 
 from __future__ import annotations
 
-from deepfer.errors import DataError, DeepferError
+from deepfer.errors import DataError, DeepferError, one_line
 
 
 class HTTPError(DeepferError):
@@ -46,7 +46,7 @@ def public_message(exc: BaseException) -> str:
     status = status_for(exc)
     if status >= 500 and not isinstance(exc, HTTPError):
         return "internal server error (logged on the server)"
-    return " ".join(str(exc).split()) or HTTPError.__name__
+    return one_line(exc) or HTTPError.__name__
 
 
 __all__ = ["DeepferError", "HTTPError", "public_message", "status_for", "too_large", "unsupported"]

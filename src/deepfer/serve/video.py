@@ -20,6 +20,7 @@ import asyncio
 import base64
 import copy
 import logging
+import math
 import re
 import tempfile
 import threading
@@ -34,7 +35,7 @@ from fastapi.responses import JSONResponse
 from deepfer.errors import DataError
 from deepfer.serve.errors import HTTPError, too_large
 from deepfer.serve.schemas import TrackRecord, VideoRecord
-from deepfer.serve.uploads import decode, receive_upload
+from deepfer.serve.uploads import receive_upload
 
 if TYPE_CHECKING:
     from deepfer.inference.recognizer import Recognizer
@@ -49,8 +50,12 @@ MAX_VIDEO_BYTES = 64 * MIB  # largest video upload
 MAX_SECONDS = 120.0  # of video analysed; the rest of a longer one is skipped (and said so)
 VIDEO_TIMEOUT = 300.0  # seconds one video may take, upload excluded
 MAX_SESSIONS = 16
+# Frames of an uploaded video are shrunk to this side as they are decoded, before they are buffered
+# for a batch: 32 colour frames of 4000x4000 held 2.6 GiB (benchmarks/fuzz.py --hostile, FUZZ.md).
+MAX_FRAME_SIDE = 1280
+MAX_UPLOADS = 8  # videos being received at once (each up to MAX_VIDEO_BYTES on disk)
 SESSION_IDLE = 60.0
-_SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # with match(); "$" would also take a final newline
 
 
 class _Session:
@@ -76,6 +81,7 @@ class VideoService:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._sessions_lock = threading.Lock()
         self._video_busy = threading.Lock()
+        self.uploads = 0  # videos being received now (the event loop's count)
         self._local = threading.local()
 
     def recognizer(self) -> Recognizer:
@@ -113,8 +119,9 @@ class VideoService:
     def track_frame(self, session: _Session, upload: Any) -> dict[str, Any]:
         from deepfer.inference.results import NO_FACE, Result
 
-        pic = decode(upload, self.settings)
+        pic = self.engine.decode(upload)  # in a decoder process, killed past the deadline
         with session.lock:
+            self.engine.check_deadline()  # its client may have been answered 504 while it waited
             frame = session.frames
             session.frames += 1
             t, faces = self.recognizer().predict_frame(pic, session.stream, frame)
@@ -122,12 +129,16 @@ class VideoService:
 
     # -- videos ---------------------------------------------------------------------------------
 
-    def analyse(self, path: Path, name: str, deadline: float) -> dict[str, Any]:
+    def analyse(self, path: Path, name: str, deadline: float,
+                cancelled: threading.Event | None = None) -> dict[str, Any]:
         """Track, summarise and draw one uploaded video (in a worker thread).
+
+        Args:
+            cancelled: set when the client has gone: the analysis stops at the next frame.
 
         Raises:
             DataError: the video cannot be read at all.
-            HTTPError: 504 past ``deadline``.
+            HTTPError: 504 past ``deadline``, 499 once ``cancelled`` is set.
         """
         from deepfer.inference.inputs import Source
         from deepfer.inference.results import rows
@@ -140,7 +151,7 @@ class VideoService:
             raise DataError(_public(str(exc), path, name)) from None
         rate, total = fps(cap), frame_count(cap)
         cap.release()
-        limit = int(MAX_SECONDS * rate)
+        limit = max(1, math.ceil(MAX_SECONDS * rate))  # a 0.001 fps timelapse still has its first frame
         rec = self.recognizer()
         frames, errors = 0, []
         with tempfile.TemporaryDirectory(prefix="deepfer-timeline-") as out:
@@ -148,7 +159,9 @@ class VideoService:
             summary = TrackSummary(rec.labels, name)
             try:
                 for r in rec.iter_results([Source("video", str(path), Path(name))], max_frames=limit,
-                                          keep_pictures=True):
+                                          keep_pictures=True, max_side=MAX_FRAME_SIDE):
+                    if cancelled is not None and cancelled.is_set():
+                        raise HTTPError(499, "the client disconnected; analysis stopped")
                     if time.monotonic() > deadline:
                         raise HTTPError(504, f"video not analysed within the {VIDEO_TIMEOUT:g} s limit")
                     if r.frame is None:
@@ -160,6 +173,7 @@ class VideoService:
                         summary.add(row)
             finally:
                 written = timeline.close()
+                _release_memory()
             png = next((p for p in written if p.suffix == ".png"), None)
             image = base64.b64encode(png.read_bytes()).decode() if png is not None else None
         if not frames and errors:  # nothing could be read: one error, as deepfer predict reports it
@@ -168,6 +182,18 @@ class VideoService:
                 "truncated": total is not None and total > limit and frames >= limit,
                 "tracks": summary.records(), "errors": errors,
                 "timeline_png": f"data:image/png;base64,{image}" if image else None}
+
+
+def _release_memory() -> None:
+    """Give the frames' freed memory back to the system: glibc keeps freed blocks of a few MB in
+    its heap (its mmap threshold rises as large arrays are freed), so without this a server kept
+    ~290 MB more after its first large video (benchmarks/fuzz.py --hostile, FUZZ.md)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _public(message: str, path: Path, name: str) -> str:
@@ -226,18 +252,34 @@ def add_video_routes(app: FastAPI, engine: Engine, settings: ServeSettings) -> V
         """Track every face of a video (at most the first 120 s): per track, when it was seen,
         its dominant emotion and its share of each (`tracks`), and the timeline picture
         (`timeline_png`, a PNG data URL). One video at a time."""
-        if not service._video_busy.acquire(blocking=False):
-            raise HTTPError(503, "another video is being analysed; retry when it is done", {"Retry-After": "5"})
+        busy = HTTPError(503, "another video is being analysed; retry when it is done", {"Retry-After": "5"})
+        if service._video_busy.locked():  # said at once, before the client sends its body
+            raise busy
+        if service.uploads >= MAX_UPLOADS:
+            raise HTTPError(503, f"{MAX_UPLOADS} videos are being uploaded; retry shortly", {"Retry-After": "5"})
         label = Path(name).name or "video"
-        try:
-            with tempfile.TemporaryDirectory(prefix="deepfer-video-") as tmp:
-                # Named as the client's file (letters, digits, . - _ only): the timeline's title.
-                path = Path(tmp) / (re.sub(r"[^A-Za-z0-9._-]+", "_", label)[-100:].lstrip(".") or "video")
+        with tempfile.TemporaryDirectory(prefix="deepfer-video-") as tmp:
+            # Named as the client's file (letters, digits, . - _ only): the timeline's title.
+            path = Path(tmp) / (re.sub(r"[^A-Za-z0-9._-]+", "_", label)[-100:].lstrip(".") or "video")
+            service.uploads += 1
+            try:  # a slow upload holds no lock: the one-video lock is taken once the body is here
                 await _receive_video(request, settings, path)
+            finally:
+                service.uploads -= 1
+            if not service._video_busy.acquire(blocking=False):
+                raise busy
+            try:
                 deadline = time.monotonic() + VIDEO_TIMEOUT
-                return JSONResponse(await asyncio.to_thread(service.analyse, path, label, deadline))
-        finally:
-            service._video_busy.release()
+                cancelled = threading.Event()
+                work = asyncio.ensure_future(asyncio.to_thread(service.analyse, path, label, deadline, cancelled))
+                while not work.done():  # the lock is held until the analysis has really ended
+                    await asyncio.wait({work}, timeout=0.25)
+                    if not work.done() and not cancelled.is_set() and await request.is_disconnected():
+                        log.info("video %s: the client disconnected; stopping its analysis", label)
+                        cancelled.set()
+                return JSONResponse(work.result())
+            finally:
+                service._video_busy.release()
 
     @app.post("/v1/track", tags=["inference"], response_model=TrackRecord,
               responses={400: {"description": "bad image or session"}})
@@ -246,7 +288,7 @@ def add_video_routes(app: FastAPI, engine: Engine, settings: ServeSettings) -> V
                     ) -> JSONResponse:
         """One webcam frame of a stream: the `/v1/predict` record, each face with its `track` id
         and `smoothed` scores, and the frame's `time` in seconds since the stream's first frame."""
-        if not _SESSION.match(session):
+        if not _SESSION.match(session):  # \Z: "abc\n" is not "abc"
             raise HTTPError(400, "session must be 1 to 64 letters, digits, '-' or '_'")
         upload = await receive_upload(request, settings)
         s = service.session(session)

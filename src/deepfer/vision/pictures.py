@@ -56,6 +56,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deepfer.errors import DataError
+from deepfer.files import not_a_file
 from deepfer.vision.decode_budget import (
     MAX_JPEG_COEFFICIENT_BYTES,
     MAX_JPEG_SCANS,
@@ -171,7 +172,7 @@ def read_image(path: str | Path, keep_color: bool = False, as_stored: bool = Fal
     path = Path(path)
     where = str(path)
     if not path.is_file():
-        raise DataError(f"{where}: no such file" if not path.exists() else f"{where}: not a file")
+        raise DataError(f"{where}: {not_a_file(path)}")
     if path.stat().st_size == 0:
         raise DataError(f"{where}: empty file")
     try:
