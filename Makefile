@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[dev,onnx,serve,distributed]"
+	$(BIN)/pip install -q -e ".[dev,onnx,serve,distributed,reid]"
 	touch $(STAMP)
 
 install: $(STAMP)

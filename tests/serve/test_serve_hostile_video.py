@@ -24,14 +24,14 @@ def slow() -> bytes:
 
 @pytest.fixture(scope="module")
 def timeout(slow: bytes) -> float:
-    """A third of the time this machine takes to decode ``slow`` now (at least 0.7 s), as
-    test_serve_hostile.py picks it: the decoder is always stopped early, a photo has room."""
+    """A third of the time this machine takes to decode ``slow`` now (at least 0.2 s): the decoder is
+    always stopped early (an idle machine decodes it in ~0.35 s), a small photo has room."""
     from deepfer.serve.settings import ServeSettings
     from deepfer.serve.uploads import Upload, decode
 
     t0 = time.perf_counter()
     decode(Upload(slow, "PNG"), ServeSettings())
-    return max(0.7, (time.perf_counter() - t0) / 3)
+    return max(0.2, (time.perf_counter() - t0) / 3)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_a_slow_webcam_frame_is_killed_at_its_deadline(server: tuple[int, int], 
                                                        timeout: float) -> None:
     port, _ = server
     photo = encode(portrait((320, 240)))
-    assert post(port, "/v1/track?session=warm", photo, "image/jpeg")[0] == 200
+    # the worker's first frame builds its detector: warm it until a frame fits the deadline
+    assert any(post(port, "/v1/track?session=warm", photo, "image/jpeg")[0] == 200 for _ in range(5))
     slow_status, slow_body, slow_took = post(port, "/v1/track?session=slow", slow, "image/png")
     assert slow_status == 504 and slow_took < timeout + 1.0, (slow_status, slow_body, slow_took)
     # the decoder was killed at the deadline, so the only worker is free for the next frame at once
