@@ -20,7 +20,7 @@ COMMANDS = {
     ("export", "--out", "m.onnx"): cli.ExportOptions,
     ("explain", "photo.jpg", "--out", "o"): cli.ExplainOptions,
     ("models", "--json"): cli.ModelsOptions,
-    ("serve", "--port", "9", "--max-upload-mb", "2"): cli.ServeSettings,
+    ("serve", "--port", "9", "--max-upload-mb", "2", "--max-megapixels", "64"): cli.ServeSettings,
 }
 
 
@@ -52,6 +52,7 @@ def test_every_subcommand_parses_into_its_frozen_options(argv: tuple[str, ...]) 
         assert opts.epochs == 3 and opts.teacher == ("a", "b") and opts.config is None
     if isinstance(opts, cli.ServeSettings):
         assert opts.port == 9 and opts.host == "127.0.0.1" and opts.max_upload_bytes == 2 * 1024 * 1024
+        assert opts.max_pixels == 64_000_000
 
 
 def test_every_option_is_declared_once_in_its_dataclass() -> None:

@@ -67,7 +67,9 @@ class ServeSettings(DetectorOptions):
     detect_step: float = 1.2  # predict's is 1.1: see DetectorOptions
     max_upload_bytes: int = option(10 * MIB, "largest upload in MiB (default 10; 413 above)", flag="--max-upload-mb",
                                    type=float, cli_default=10.0, to_value=lambda mb: int(mb * MIB), metavar="MB")
-    max_pixels: int = 24_000_000
+    max_pixels: int = option(24_000_000, "largest image in megapixels (width x height, read from its header "
+                             "before decoding; default 24; 413 above)", flag="--max-megapixels", type=float,
+                             cli_default=24.0, to_value=lambda mpx: int(mpx * 1_000_000), metavar="MPX")
     max_side: int = 10_000
     workers: int = option(2, "inference threads (default 2)", type=positive)
     max_queue: int = 64
