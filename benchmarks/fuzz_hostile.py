@@ -28,24 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 START, END = "<!-- hostile: benchmarks/fuzz.py --hostile writes this section -->", "<!-- /hostile -->"
 
-# `deepfer ARGS`, then its own peak RSS (VmHWM, KiB) written to the file named first.
-CLI = r"""
-import sys
-from deepfer.cli import main
-try:
-    rc = main(sys.argv[2:])
-finally:
-    with open(sys.argv[1], "w") as f:
-        f.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
-sys.exit(rc)
-"""
-
 
 def cli(args: list[str], timeout: float = 300, stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
     """``deepfer ARGS`` in a fresh process: exit code, stderr facts, seconds, peak RSS MB."""
+    from fuzz import PREDICT  # `deepfer ARGS` that writes its own peak RSS (VmHWM) to a file
+
     with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", CLI, hwm.name, *args], stdout=stdout, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-c", PREDICT, hwm.name, *args], stdout=stdout, stderr=err, cwd=ROOT)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
