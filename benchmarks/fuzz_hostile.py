@@ -234,13 +234,15 @@ def hostile_models(folder: Path) -> list[dict[str, Any]]:
 
 # -- the server ------------------------------------------------------------------------------------
 
-def _post(port: int, path: str, body: bytes, ctype: str, timeout: float = 600) -> tuple[int, dict[str, Any], float]:
+def _request(port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+             timeout: float = 30) -> tuple[int, dict[str, Any], float]:
+    """One request to the server on 127.0.0.1: status, JSON body (or its first 80 bytes), seconds."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     t0 = time.perf_counter()
     try:
-        conn.request("POST", path, body, {"Content-Type": ctype})
+        conn.request(method, path, body, headers or {})
         r = conn.getresponse()
         data = r.read()
         try:
@@ -249,23 +251,14 @@ def _post(port: int, path: str, body: bytes, ctype: str, timeout: float = 600) -
             return r.status, {"raw": data[:80].decode(errors="replace")}, time.perf_counter() - t0
     finally:
         conn.close()
+
+
+def _post(port: int, path: str, body: bytes, ctype: str, timeout: float = 600) -> tuple[int, dict[str, Any], float]:
+    return _request(port, "POST", path, body, {"Content-Type": ctype}, timeout)
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, Any], float]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    t0 = time.perf_counter()
-    try:
-        conn.request("GET", path)
-        r = conn.getresponse()
-        data = r.read()
-        try:
-            return r.status, json.loads(data), time.perf_counter() - t0
-        except ValueError:
-            return r.status, {"raw": data[:80].decode(errors="replace")}, time.perf_counter() - t0
-    finally:
-        conn.close()
+    return _request(port, "GET", path)
 
 
 def _tree_mb(pid: int, field: str) -> float:
