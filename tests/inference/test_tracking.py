@@ -154,6 +154,48 @@ def test_stream_detects_every_nth_frame_and_finishes_in_order() -> None:
     assert t == pytest.approx(0.2) and out.track == 1 and out.smoothed == {"happy": 0.9, "sad": 0.1}
 
 
+def test_stream_searches_the_full_range_once_a_second_and_where_a_quick_search_may_miss() -> None:
+    """Between full searches a stream asks only the quick one (faces from 1/12 of the longer side):
+    a full search on the first frame, after FULL_SEARCH_EVERY seconds, on every detection while a
+    face narrower than the quick range is seen, and at once where the quick search finds fewer faces."""
+    from deepfer.inference.tracking import FULL_SEARCH_EVERY
+    from deepfer.vision import pyramid
+
+    calls: list[str] = []
+    faces = {"n": 1, "side": 160}
+
+    def found() -> list[Detection]:
+        return [box(100 + 200 * i, side=faces["side"]) for i in range(faces["n"])]
+
+    def full(pic: Picture) -> list[Detection]:
+        calls.append("full")
+        return found()
+
+    def quick(pic: Picture) -> list[Detection]:
+        calls.append("quick")
+        return found() if faces["side"] >= pyramid.stream_min_face(*pic.size) else []
+
+    fps = 10.0
+    stream = TrackedStream(fps, detect_every=1, smoothing=0.0, reid=False, scene_cuts=False)
+    pic = Picture(np.zeros((720, 1280), np.uint8))
+    per_second = round(FULL_SEARCH_EVERY * fps)
+    for f in range(2 * per_second):
+        stream.locate(pic, f, full, quick)
+    assert calls.count("full") == 2 and calls.count("quick") == 2 * per_second - 2
+    assert calls[0] == "full" and calls[per_second] == "full"
+    calls.clear()
+    faces["side"] = 60  # narrower than the quick range (107 px at 1280x720): full searches only
+    for f in range(2 * per_second, 2 * per_second + 5):
+        stream.locate(pic, f, full, quick)
+    assert calls[-4:] == ["full"] * 4
+    calls.clear()
+    faces.update(side=160, n=2)
+    stream.locate(pic, 100, full, quick)  # a full search: the last one saw a small face
+    faces["n"] = 1
+    stream.locate(pic, 101, full, quick)  # the quick search finds fewer faces than the last: full too
+    assert calls == ["full", "quick", "full"]
+
+
 def test_streams_keep_only_the_current_input(tmp_path: Path) -> None:
     streams = Streams(2, 0.3)
     a, b = Source("video", str(tmp_path / "a.avi"), Path("a.avi")), Source("webcam", "webcam:0", Path("w"), webcam=0)
@@ -204,13 +246,15 @@ def test_detect_every_classifies_every_frame_with_fewer_detections(recognizer: R
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     every = list(recognizer.iter_results([moving], detect_every=1))
     calls = []
-    detect = recognizer._detect
 
-    def counted(image):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        return detect(image)
+    def counted(detect):  # type: ignore[no-untyped-def]
+        def call(image):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            return detect(image)
+        return call
 
-    monkeypatch.setattr(recognizer, "_detect", counted)
+    monkeypatch.setattr(recognizer, "_detect", counted(recognizer._detect))  # full searches
+    monkeypatch.setattr(recognizer, "_detect_quick", counted(recognizer._detect_quick))  # and the quick ones
     sparse = list(recognizer.iter_results([moving], detect_every=4))
     assert len(calls) == 6 and all(len(r.faces) == 1 and r.faces[0].track == 1 for r in sparse)
     # Once two detections have taught the tracker the motion, carried boxes stay on the face:

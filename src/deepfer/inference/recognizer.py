@@ -162,6 +162,10 @@ class Recognizer:
         """The face detections of a picture (the whole image without a detector), largest first."""
         return detect_faces(pic, self.detector, self.min_face, self.min_score)
 
+    def _detect_quick(self, pic: Picture) -> list[Detection]:
+        """:meth:`_detect` over a stream's quick range (:meth:`TrackedStream.locate`)."""
+        return detect_faces(pic, self.detector, self.min_face, self.min_score, quick=True)
+
     def _crops(self, pic: Picture) -> tuple[list[Detection], np.ndarray]:
         """Detections and their uint8 (N, size, size) crops, exactly as the model sees them."""
         return face_crops(pic, self.detector, self.size, self.min_face, self.min_score, self.align)
@@ -341,7 +345,7 @@ class Recognizer:
             stream: the stream's tracker (:class:`~deepfer.inference.tracking.TrackedStream`).
             frame: the frame's index in the stream (increasing).
         """
-        located = stream.locate(picture, frame, self._detect)
+        located = stream.locate(picture, frame, self._detect, self._detect_quick)
         return stream.finish(frame, self._recognize([picture], [located])[0])
 
     def predict_frames(self, pictures: Sequence[Picture], stream: TrackedStream,
@@ -354,7 +358,7 @@ class Recognizer:
             stream: the stream's tracker.
             frames: their indexes in the stream (increasing).
         """
-        located = [stream.locate(p, f, self._detect) for p, f in zip(pictures, frames)]
+        located = [stream.locate(p, f, self._detect, self._detect_quick) for p, f in zip(pictures, frames)]
         faces = self._recognize(pictures, located)
         return [stream.finish(f, found) for f, found in zip(frames, faces)]
 
@@ -365,7 +369,7 @@ class Recognizer:
         # Frames are located (detected or carried by their stream's tracker) in order, classified
         # together, then given their track ids and smoothed scores in order.
         tracked = [None if frame is None else streams.get(src) for src, frame, _ in pending]
-        located = [None if st is None else st.locate(pic, frame, self._detect)  # type: ignore[arg-type]
+        located = [None if st is None else st.locate(pic, frame, self._detect, self._detect_quick)  # type: ignore[arg-type]
                    for st, (_, frame, pic) in zip(tracked, pending)]
         why: list[str | None] = []
         faces = self._recognize([p for _, _, p in pending], located, why)

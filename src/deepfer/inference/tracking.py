@@ -50,7 +50,7 @@ from deepfer.inference.inputs import Source
 from deepfer.inference.results import Face
 from deepfer.inference.scenecut import SceneCuts
 from deepfer.inference.video import DEFAULT_FPS
-from deepfer.vision import Detection, Picture
+from deepfer.vision import Detection, Picture, pyramid
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,12 @@ MAX_GAP = 2.0  # seconds a track survives without a detection (a face hidden whi
 # The gate widens by this much per second the track has gone unseen (its prediction drifts).
 GATE = 0.6
 GATE_GROWTH = 0.5
+# Seconds between a stream's full searches (the default range of deepfer.vision.pyramid); the
+# detections between them search only faces from pyramid.stream_min_face up, which is about a
+# tenth of the work on a 720p frame. A new face narrower than that is found within this long; a
+# tracked one that narrow, or a frame with fewer faces than the last, gets the full search at once.
+FULL_SEARCH_EVERY = 1.0
+SMALL_MARGIN = 1.25  # a face this close to the quick search's floor keeps the full search on
 TENTATIVE = 3  # detections a track needs before it may wait for a hidden face
 REID_WINDOW = _reid.WINDOW  # seconds a lost track can be re-identified (None: the whole video)
 _MAX_LOST = 256  # lost tracks kept for re-identification at most (the most recent)
@@ -475,10 +481,14 @@ class TrackedStream:
         self.embedder = reid if isinstance(reid, _reid.FaceEmbedder) and reid_window != 0 else None
         self.cuts = SceneCuts() if scene_cuts else None
         self._located = 0
+        self._full_at: float | None = None  # the time of the last full search
+        self._small = False  # the last full search found a face the quick search may miss
+        self._seen = 0  # faces in the last detection
         self._start: float | None = None
         self._frames: dict[int, tuple[float, list[Tracked]]] = {}  # located, not yet finished
 
-    def locate(self, picture: Picture, frame: int, detect: Callable[[Picture], list[Detection]]) -> list[Detection]:
+    def locate(self, picture: Picture, frame: int, detect: Callable[[Picture], list[Detection]],
+               quick: Callable[[Picture], list[Detection]] | None = None) -> list[Detection]:
         """Where the faces are on ``frame``: the detector's faces on every ``detect_every``-th
         located frame, else the tracks' predicted boxes.
 
@@ -486,6 +496,9 @@ class TrackedStream:
             picture: the frame.
             frame: its index in the stream.
             detect: the detector (a picture -> its detections, largest first).
+            quick: the detector searching only faces from
+                :func:`~deepfer.vision.pyramid.stream_min_face` up, used between full searches
+                (:data:`FULL_SEARCH_EVERY`); ``None``: ``detect`` on every detection.
 
         Returns:
             The detections to crop and classify, in the order :meth:`finish` expects their faces.
@@ -499,7 +512,7 @@ class TrackedStream:
         if self.cuts is not None and self.cuts.update(picture.gray):
             self.tracker.cut()  # nothing is carried into the new scene, which is detected now
             self._located = 0
-        dets = detect(picture) if self._located % self.detect_every == 0 else None
+        dets = self._detect(picture, t, detect, quick) if self._located % self.detect_every == 0 else None
         self._located += 1
         embed = None
         if self.embedder is not None:
@@ -510,6 +523,20 @@ class TrackedStream:
         tracked = self.tracker.update(dets, t, embed)
         self._frames[frame] = (t, tracked)
         return [x.detection for x in tracked]
+
+    def _detect(self, picture: Picture, t: float, detect: Callable[[Picture], list[Detection]],
+                quick: Callable[[Picture], list[Detection]] | None) -> list[Detection]:
+        """The quick search where it is enough, else the full one (see :data:`FULL_SEARCH_EVERY`)."""
+        full_due = self._full_at is None or t - self._full_at >= FULL_SEARCH_EVERY or self._located == 0
+        if quick is not None and not full_due and not self._small:
+            dets = quick(picture)
+            if len(dets) >= self._seen:
+                self._seen = len(dets)
+                return dets
+        dets = detect(picture)
+        floor = pyramid.stream_min_face(*picture.size) * SMALL_MARGIN
+        self._full_at, self._small, self._seen = t, any(d.box[2] < floor for d in dets), len(dets)
+        return dets
 
     def finish(self, frame: int, faces: Sequence[Face]) -> tuple[float, list[Face]]:
         """The time of a located frame and its faces with their track ids and smoothed scores.

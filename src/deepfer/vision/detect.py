@@ -66,23 +66,27 @@ class FaceDetector(Protocol):
     name: str
     framing: Framing
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
+    def detect(self, gray: np.ndarray, quick: bool = False) -> list[Detection]:
         """Faces in a uint8 (H, W) image, largest first; boxes (and landmarks, where the detector
-        gives them) in the image's pixels."""
+        gives them) in the image's pixels. ``quick``: only faces from
+        :func:`~deepfer.vision.pyramid.stream_min_face` up (a stream's frames between full searches),
+        where no ``min_face`` or full search was asked for."""
         ...
 
 
 def _searched(gray: np.ndarray, call: Callable[[np.ndarray], pyramid.Raw], smallest: int, min_face: int | None,
-              full_search: bool, work_width: int | None, scored: bool) -> list[Detection]:
+              full_search: bool, work_width: int | None, scored: bool, quick: bool = False) -> list[Detection]:
     """The faces ``call`` finds over ``gray``'s search pyramid (:mod:`deepfer.vision.pyramid`),
-    largest first, in ``gray``'s pixels: from ``min_face`` px up (``None``: the default range;
-    ``full_search``: down to the detector's ``smallest`` at full size); ``work_width`` caps the
-    width searched."""
+    largest first, in ``gray``'s pixels: from ``min_face`` px up (``None``: the default range, or
+    with ``quick`` the stream range; ``full_search``: down to the detector's ``smallest`` at full
+    size); ``work_width`` caps the width searched."""
     h, w = gray.shape[:2]
     if full_search:
         floor = min(smallest, min_face) if min_face else smallest
+    elif min_face:
+        floor = min_face
     else:
-        floor = min_face if min_face else pyramid.default_min_face(w, h)
+        floor = pyramid.stream_min_face(w, h) if quick else pyramid.default_min_face(w, h)
     cap = min(1.0, work_width / w) if work_width else 1.0
     boxes, scores, extra = pyramid.search(gray, call, smallest, floor, cap, pyramid.TILE)
     out = []
@@ -140,14 +144,14 @@ class HaarDetector:
         self.min_face = min_face
         self.full_search = full_search
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        """Faces in a uint8 (H, W) image, largest first."""
+    def detect(self, gray: np.ndarray, quick: bool = False) -> list[Detection]:
+        """Faces in a uint8 (H, W) image, largest first (``quick``: :meth:`FaceDetector.detect`)."""
         def call(img: np.ndarray) -> pyramid.Raw:
             return _boxes(self.classifier.detectMultiScale(np.ascontiguousarray(img), scaleFactor=self.scale_factor,
                                                            minNeighbors=self.min_neighbors,
                                                            minSize=(self.min_size, self.min_size)))
 
-        return _searched(gray, call, self.min_size, self.min_face, self.full_search, self.work_width, False)
+        return _searched(gray, call, self.min_size, self.min_face, self.full_search, self.work_width, False, quick)
 
 
 class DlibDetector:
@@ -180,8 +184,8 @@ class DlibDetector:
         self.min_face = min_face
         self.full_search = full_search
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        """Faces in a uint8 (H, W) image, largest first."""
+    def detect(self, gray: np.ndarray, quick: bool = False) -> list[Detection]:
+        """Faces in a uint8 (H, W) image, largest first (``quick``: :meth:`FaceDetector.detect`)."""
         def call(img: np.ndarray) -> pyramid.Raw:
             h, w = img.shape
             boxes = []
@@ -194,7 +198,7 @@ class DlibDetector:
             return _boxes(boxes)
 
         smallest = max(1, _DLIB_SMALLEST >> self.upsample)
-        return _searched(gray, call, smallest, self.min_face, self.full_search, self.work_width, False)
+        return _searched(gray, call, smallest, self.min_face, self.full_search, self.work_width, False, quick)
 
 
 # The narrowest face dlib's HOG detector finds without upsampling, in pixels of the image it searches
@@ -256,9 +260,11 @@ class YuNetDetector:
         self.full_search = full_search
         self.threads = max(1, threads)
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        """Faces in a uint8 (H, W) image, largest first, with scores and five landmarks."""
-        found = _searched(gray, self._call, _YUNET_SMALLEST, self.min_face, self.full_search, self.work_width, True)
+    def detect(self, gray: np.ndarray, quick: bool = False) -> list[Detection]:
+        """Faces in a uint8 (H, W) image, largest first, with scores and five landmarks (``quick``:
+        :meth:`FaceDetector.detect`)."""
+        found = _searched(gray, self._call, _YUNET_SMALLEST, self.min_face, self.full_search, self.work_width, True,
+                          quick)
         return [self._levelled(gray, d) for d in found]
 
     def _call(self, gray: np.ndarray) -> pyramid.Raw:

@@ -36,7 +36,7 @@ def keep_faces(detections: list[Detection], min_face: int = 0,
 
 
 def detect_faces(picture: Picture, detector: FaceDetector | None, min_face: int = 0,
-                 min_score: float = 0.0) -> list[Detection]:
+                 min_score: float = 0.0, quick: bool = False) -> list[Detection]:
     """The faces of a picture, largest first; without a detector, one face: the whole image.
 
     Args:
@@ -45,11 +45,13 @@ def detect_faces(picture: Picture, detector: FaceDetector | None, min_face: int 
         min_face: drop faces whose box is narrower than this, in pixels (``--min-face``).
         min_score: drop faces whose detector score is below this (``--min-score``); faces of a
             detector without scores (Haar, dlib) are kept.
+        quick: search only the stream range (:meth:`~deepfer.vision.detect.FaceDetector.detect`).
     """
     if detector is None:
         w, h = picture.size
         return [Detection((0, 0, w, h))]
-    return keep_faces(detector.detect(picture.gray), min_face, min_score)[0]
+    found = detector.detect(picture.gray, quick=True) if quick else detector.detect(picture.gray)
+    return keep_faces(found, min_face, min_score)[0]
 
 
 def face_crops(picture: Picture, detector: FaceDetector | None, size: int, min_face: int = 0,

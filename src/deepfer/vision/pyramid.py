@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["MIN_FACE_FLOOR", "MIN_FACE_FRACTION", "TILE", "Level", "default_min_face", "merge", "plan", "search"]
+__all__ = ["MIN_FACE_FLOOR", "MIN_FACE_FRACTION", "STREAM_FACE_FRACTION", "TILE", "Level", "default_min_face",
+           "stream_min_face", "merge", "plan", "search"]
 
 MIN_FACE_FLOOR = 32
 # Faces narrower than 1/40 of the longer side are not searched by default: 100 px on a 4000x3000
@@ -32,6 +33,10 @@ MIN_FACE_FLOOR = 32
 # side, so that a 16:9 frame is searched like a 4:3 photo of the same width
 # (benchmarks/RESOLUTION.md measures the cost and recall of this choice).
 MIN_FACE_FRACTION = 1 / 40
+# Between the full searches of a video or webcam (deepfer.inference.tracking.TrackedStream), frames are
+# searched for faces from 1/12 of the longer side (107 px at 1280x720, 53 px at 640x480): a 720p frame
+# is then searched at 384x216 instead of 1280x720, about a tenth of the work (benchmarks/TRACKING_SPEED.md).
+STREAM_FACE_FRACTION = 1 / 12
 TILE = 2048  # the side of the largest square one detector call sees (YuNet: ~200 MB at this size)
 NMS_IOU = 0.3  # boxes overlapping more than this are one face
 NMS_INSIDE = 0.7  # a box this much inside a larger one (a face cut at a tile edge) is the same face
@@ -40,6 +45,11 @@ NMS_INSIDE = 0.7  # a box this much inside a larger one (a face cut at a tile ed
 def default_min_face(width: int, height: int) -> int:
     """The narrowest face searched by default in a ``width`` x ``height`` image, in pixels."""
     return max(MIN_FACE_FLOOR, round(max(width, height) * MIN_FACE_FRACTION))
+
+
+def stream_min_face(width: int, height: int) -> int:
+    """The narrowest face of the quick search between a stream's full searches, in pixels."""
+    return max(default_min_face(width, height), round(max(width, height) * STREAM_FACE_FRACTION))
 
 
 @dataclass(frozen=True)
