@@ -158,6 +158,14 @@ def write_markdown(r: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     e1 = {k: (r[f"engine1_{k}"]["busy"] / r[f"engine1_{k}"]["records"]) / (r[f"plain_{k}"]["wall"] / r[f"plain_{k}"]["records"]) - 1
           for k in ("images", "frames")}
     cpu1 = {k: cpu(f"engine1_{k}") / cpu(f"plain_{k}") - 1 for k in ("images", "frames")}
+    shared = max(meta["load_1min"]) > meta["cores"] + 1
+    lo, hi = min(meta["load_1min"]), max(meta["load_1min"])
+    load_note = (f"**The machine was shared** (1-minute load average during the runs: {lo:.1f} to {hi:.1f} on "
+                 f"{meta['cores']} cores, above what the runs themselves make), so the wall-clock rates and above all "
+                 "the 2-vs-1-worker ratio are not this machine's capacity. CPU time per record is what other "
+                 "processes inflate least." if shared else
+                 f"No other job ran (1-minute load average during the runs: {lo:.1f} to {hi:.1f} on "
+                 f"{meta['cores']} cores: the runs' own).")
     lines = [
         "# `deepfer predict --engine ray` against the plain CLI",
         "",
@@ -172,10 +180,7 @@ def write_markdown(r: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         "  the Ray cluster, the actors loading the model, the manifest and the summary).",
         "- *CPU ms/record*: CPU time of the recognizing processes per record (the engine: its actors' batches).",
         "",
-        f"**The machine was shared** (a training run and other jobs; 1-minute load average during the runs: "
-        f"{min(meta['load_1min']):.1f} to {max(meta['load_1min']):.1f} on {meta['cores']} cores), so the wall-clock",
-        "rates and above all the 2-vs-1-worker ratio are not this machine's capacity; they must be measured again on",
-        "an idle machine. CPU time per record is what other processes inflate least.",
+        load_note,
         "",
         "| | plain CLI | engine, 1 worker | engine, 2 workers |",
         "| --- | ---: | ---: | ---: |",
@@ -201,8 +206,9 @@ def write_markdown(r: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         + (" A negative wall-clock overhead is the load's doing (whichever process the scheduler favoured); the CPU "
            "time is the comparable figure." if min(e1.values()) < 0 else ""),
         f"- 2 workers / 1 worker, running rate: {rate('engine2_images') / rate('engine1_images'):.2f}x on photos, "
-        f"{rate('engine2_frames') / rate('engine1_frames'):.2f}x on frames (target >= 1.4x; not meaningful on this "
-        "loaded machine: re-measure idle).",
+        f"{rate('engine2_frames') / rate('engine1_frames'):.2f}x on frames (target >= 1.4x"
+        + ("; not meaningful on this loaded machine: re-measure idle)." if shared
+           else "). One worker has the machine's cores as torch threads, two have one each."),
         f"- A recognizer actor SIGKILLed once the first file was written (2 workers, photos): "
         f"{len(summ['missing'])} items missing, {summ['duplicated']} rows duplicated, {summ['records']} records; "
         + (f"the replacement actor started its first batch {rec['kill_to_replacement_batch']:.1f} s after the kill "

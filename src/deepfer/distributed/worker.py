@@ -95,9 +95,14 @@ class RecognizerWorker:
     """
 
     def __init__(self, spec: EngineSpec, board: Any = None) -> None:
+        import cv2
         import torch
 
+        # Each actor keeps to its share: torch's, OpenCV's and FFmpeg's decoding threads all default
+        # to every core, and two actors on two cores then fight (video frames: 2 workers made 0.87x
+        # the frames/s of one, benchmarks/DISTRIBUTED.md).
         torch.set_num_threads(spec.threads)
+        cv2.setNumThreads(spec.threads)
         self.spec = spec
         self.rec = spec.recognizer()
         self.labels = list(self.rec.labels)
@@ -181,7 +186,7 @@ class RecognizerWorker:
         with contextlib.ExitStack() as stack:
             try:
                 local = str(stack.enter_context(local_copy(item.where))) if is_uri(item.where) else item.where
-                cap = open_video(local)
+                cap = open_video(local, self.spec.threads)
             except DeepferError as exc:
                 yield Result(item.path, None, [], str(exc).replace(item.where, item.path), decoded=False)
                 return

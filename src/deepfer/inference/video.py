@@ -59,8 +59,9 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def open_video(path: str | Path) -> cv2.VideoCapture:
-    """An opened capture of a video file.
+def open_video(path: str | Path, threads: int | None = None) -> cv2.VideoCapture:
+    """An opened capture of a video file; ``threads``: its decoder's threads (``None``: one per core,
+    FFmpeg's default).
 
     Raises:
         DataError: the file is missing, no backend can decode it, or its frames are larger than
@@ -72,7 +73,7 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     with _quiet_stderr():
-        cap = cv2.VideoCapture(str(path))
+        cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         raise DataError(f"{path}: cannot open video (unsupported, truncated or corrupt)")
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
