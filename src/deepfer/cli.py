@@ -231,7 +231,9 @@ class PredictOptions(DetectorOptions):
                                   "one input)", metavar="OUT")
     batch_size: int = option(256, "face crops per forward pass", type=int)
     threads: int | None = option(None, "backend threads (default: torch's own, 2 for onnxruntime)", type=int)
-    tta: bool = option(False, "average with the mirrored face")
+    tta: str | None = option(None, "average each face's scores with its mirror image's: photos (the default; not "
+                             "video or webcam frames), all (also a bare --tta), none",
+                             choices=["photos", "all", "none"], nargs="?", const="all")
     uncalibrated: bool = option(False, "scores from the plain softmax, without the weights' fitted temperature")
     no_progress: bool = option(False, "no progress bar")
     # None: deepfer.inference.tracking.DETECT_EVERY and SMOOTHING

@@ -42,7 +42,7 @@ def test_no_detect_equals_evaluation_on_fer2013_private_test(private_test, check
     model = ckpt.build()
     expect = predict_proba(model, data.images[idx])
     # The Python API on the decoded arrays ...
-    rec = Recognizer(checkpoint, detector=None)
+    rec = Recognizer(checkpoint, detector=None, tta="none")  # evaluation has no TTA
     faces = rec.predict(list(data.images[idx]))
     got = np.array([[f[0].scores[k] for k in ckpt.labels] for f in faces])
     np.testing.assert_array_equal(got.argmax(1), expect.argmax(1))
@@ -51,7 +51,7 @@ def test_no_detect_equals_evaluation_on_fer2013_private_test(private_test, check
     for n, i in enumerate(idx):
         Image.fromarray(data.images[i]).save(tmp_path / f"{n:04d}.png")
     assert main(["predict", str(tmp_path), "--no-detect", "--no-progress", "--format", "json",
-                 "--model", str(checkpoint)]) == 0
+                 "--model", str(checkpoint), "--tta", "none"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     labels = [r["faces"][0]["label"] for r in records]
     assert labels == [ckpt.labels[k] for k in expect.argmax(1)]

@@ -73,7 +73,7 @@ def test_cli_predict_and_export_uncalibrated(calibrated: Path, tmp_path: Path, c
     model = Checkpoint.load(calibrated).build()
     for flag, expect in (([], predict_proba(model, face[None])), (["--uncalibrated"], predict_proba(model, face[None], calibrated=False))):
         assert main(["predict", str(tmp_path / "face.png"), "--no-detect", "--model", str(calibrated), "--format", "json",
-                     "--no-progress", *flag]) == 0
+                     "--no-progress", "--tta", "none", *flag]) == 0
         scores = json.loads(capsys.readouterr().out)["faces"][0]["scores"]
         assert np.abs(np.array(list(scores.values())) - expect[0]).max() < 1e-4
     assert main(["export", "--model", str(calibrated), "--out", str(tmp_path / "p.onnx"), "--uncalibrated"]) == 0

@@ -51,7 +51,7 @@ def test_path_pil_and_arrays_agree(recognizer: Recognizer, astronaut: Path) -> N
 
 def test_no_detect_is_exactly_the_evaluation_preprocessing(checkpoint: Path) -> None:
     model = Checkpoint.load(checkpoint).build()
-    rec = Recognizer(checkpoint, detector=None)
+    rec = Recognizer(checkpoint, detector=None, tta="none")  # evaluation has no TTA
     images = [noise((48, 48), seed=i) for i in range(5)] + [noise((60, 90), seed=9)]
     faces = rec.predict(images)
     expect = predict_proba(model, np.stack([resize(im, 48) for im in images]))

@@ -122,7 +122,7 @@ class Summary:
 
 def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any = None,
                     detector: DetectorSpec | str | None = "auto",
-                    backend: str | None = None, batch_size: int = 256, tta: bool = False,
+                    backend: str | None = None, batch_size: int = 256, tta: bool | str | None = None,
                     calibrated: bool = True, every: int = 1,
                     detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING,
                     segment: float = DEFAULT_SEGMENT, address: str | None = None, workers: int | None = None,

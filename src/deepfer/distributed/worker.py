@@ -54,7 +54,7 @@ class EngineSpec:
     detector: DetectorSpec | None = field(default_factory=DetectorSpec)  # None: already-cropped faces
     backend: str | None = None
     batch_size: int = 256
-    tta: bool = False
+    tta: bool | str | None = None
     calibrated: bool = True
     every: int = 1
     detect_every: int = DETECT_EVERY

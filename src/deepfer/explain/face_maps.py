@@ -22,7 +22,7 @@ from deepfer.explain.base import Explanation
 from deepfer.explain.methods import branch_methods, explain, is_heatmap, with_branches
 from deepfer.explain.stn_view import StnView, stn_view
 from deepfer.models.checkpoint import Preprocess
-from deepfer.models.predict import predict_proba
+from deepfer.models.predict import TTA, predict_proba
 from deepfer.vision import Box, Detection, FaceDetector, Picture, face_crops, face_transform
 
 __all__ = ["FaceMaps", "aligns", "explain_picture"]
@@ -110,9 +110,11 @@ def _explain_crops(net: nn.Module, names: Sequence[str], crops: np.ndarray, dete
     results: dict[str, Explanation] = {m: explain(net, crops, m, target=target, **options)
                                        for m in methods if is_heatmap(m)}
     view = stn_view(net, crops) if "stn" in methods else None
-    # The scores reported are predict's (calibrated by the model's temperature); the maps explain the
-    # same class, which a temperature never changes.
+    # The scores reported are predict's for a photo (calibrated by the model's temperature, averaged
+    # with the mirror image's where TTA says so); the maps explain the face as it is.
     probs = predict_proba(net, crops)
+    if TTA != "none":
+        probs = (probs + predict_proba(net, np.ascontiguousarray(crops[:, :, ::-1]))) / 2
     if results:
         targets = next(iter(results.values())).targets
     else:

@@ -31,6 +31,7 @@ from deepfer.inference.results import NO_FACE, Face, Result, to_dataframe
 from deepfer.inference.tracking import DETECT_EVERY, REID_WINDOW, SMOOTHING, Streams, TrackedStream
 from deepfer.inference.video import fps, frame_count, iter_frames, open_video, open_webcam
 from deepfer.models.classifier import Classifier, alignment_of
+from deepfer.models.predict import TTA, TTA_MODES
 from deepfer.vision import (
     AUTO,
     FRAMINGS,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CHUNK = 32  # images (or frames) whose faces are classified in one batch
+
 ImageLike = str | Path | Image.Image | np.ndarray | Picture
 
 
@@ -76,7 +78,9 @@ class Recognizer:
             to treat every image as one already-cropped face (``--no-detect``).
         backend: ``"torch"`` or ``"onnx"``; ``None`` follows the model file.
         batch_size: face crops per forward pass.
-        tta: average each face's probabilities with its mirror image's.
+        tta: average each face's (calibrated) probabilities with its mirror image's: ``"photos"``
+            on photos but not on video or webcam frames, ``"all"`` (or ``True``) on every face,
+            ``"none"`` (or ``False``) never; ``None``: :data:`TTA`.
         labels: class names when ``model`` is an ``nn.Module``.
         threads: intra-op threads of the backend (torch: default unchanged; onnx: 2). On a
             machine whose cores are busy, torch's spinning OpenMP threads make small batches
@@ -90,11 +94,16 @@ class Recognizer:
 
     def __init__(self, model: str | Path | nn.Module | Sequence[str | Path | nn.Module] | None = None,
                  detector: DetectorSpec | str | FaceDetector | None = AUTO,
-                 backend: str | None = None, batch_size: int = 256, tta: bool = False,
+                 backend: str | None = None, batch_size: int = 256, tta: bool | str | None = None,
                  labels: list[str] | None = None, threads: int | None = None, calibrated: bool = True) -> None:
         if batch_size < 1:
             raise ParameterError("batch_size", f"batch_size must be >= 1, got {batch_size}")
-        self.classifier: Classifier = load_classifier(model, backend, batch_size, tta, labels, threads, calibrated)
+        tta = TTA if tta is None else {True: "all", False: "none"}[tta] if isinstance(tta, bool) else tta
+        if tta not in TTA_MODES:
+            raise ParameterError("tta", f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        self.tta = tta
+        # The mirror images are classified here, in the same batch (any backend, ensembles included).
+        self.classifier: Classifier = load_classifier(model, backend, batch_size, False, labels, threads, calibrated)
         if isinstance(detector, str):
             detector = DetectorSpec(detector)
         self.spec: DetectorSpec | None = detector if isinstance(detector, DetectorSpec) else None
@@ -187,7 +196,18 @@ class Recognizer:
             if why is not None:
                 why.append(note)
         crops = [c for _, c in found]
-        probs = self.classifier.predict_proba(np.concatenate(crops)) if crops else np.zeros((0, 0))
+        # Mirror-image averaging (tta): of every face, or of the photos' (no tracker placed them).
+        flip = [self.tta == "all" or (self.tta == "photos" and dets is None) for dets in where]
+        mirrored = [c[:, :, ::-1] for c, f in zip(crops, flip) if f]
+        probs = self.classifier.predict_proba(np.concatenate(crops + mirrored)) if crops else np.zeros((0, 0))
+        if mirrored:
+            n = sum(map(len, crops))
+            probs, extra, j, k = probs[:n].copy(), probs[n:], 0, 0
+            for c, f in zip(crops, flip):
+                if f:
+                    probs[k : k + len(c)] = (probs[k : k + len(c)] + extra[j : j + len(c)]) / 2
+                    j += len(c)
+                k += len(c)
         out, i = [], 0
         for dets, c in found:
             faces = []

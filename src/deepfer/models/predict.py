@@ -57,6 +57,14 @@ def predict_logits(model: nn.Module, images: np.ndarray | Tensor, batch_size: in
     return torch.cat(out).numpy() if out else np.zeros((0, config.num_classes), np.float32)
 
 
+TTA_MODES = ("none", "photos", "all")
+# Mirror-image averaging (deepfer.inference.Recognizer's ``tta``) by default on photos, not on video
+# frames (benchmarks/TTA.md: its gain on the cross-dataset conditions and its cost end to end, where
+# a photo's detection dwarfs a second classification; a video frame's detection is shared by four
+# frames, its classification is not).
+TTA = "photos"
+
+
 @torch.inference_mode()
 def predict_proba(
     model: nn.Module,
