@@ -54,6 +54,9 @@ def test_learns_the_fixture_and_selects_on_validation(pattern_jaffe: Path, tmp_p
     assert ckpt.training is None  # best.pt is the model alone
     model = ckpt.build()
     assert not model.training
+    final = Checkpoint.load(out / "final.pt")  # the weights at the end of the schedule, beside the best
+    assert final.info["epoch"] == 12 and final.info["val_accuracy"] == pytest.approx(val[-1])
+    assert final.training is None
 
 
 def test_resume_after_a_kill_continues_exactly(pattern_jaffe: Path, tmp_path: Path, monkeypatch) -> None:

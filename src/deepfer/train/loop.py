@@ -225,6 +225,11 @@ def train_fold(
             save_training_state(last_path, model, labels, step.optimizer, state, info)
             _write_log(out / "log.csv", state["history"])
             _log_epoch(tb, row)
+    if env.main and state["epoch"]:
+        # The weights at the end of the schedule beside the best epoch's: a policy that trades clean
+        # accuracy for robustness may be chosen on another validation (benchmarks/wild_validation.py).
+        final = {**_info(cfg, state, data, fold, warnings), "val_accuracy": state["history"][-1].get("val_acc")}
+        Checkpoint.from_model(kept, labels, **final).save(out / "final.pt")
     summary = {"out": str(out), "best_epoch": state["best_epoch"], "best_val": state["best_val"],
                "epochs_run": state["epoch"]}
     if env.main and best_path.is_file() and len(fold.test):
