@@ -81,6 +81,8 @@ class Summary:
         worker_cpu: CPU seconds the workers spent in batches in this run.
         first_batch: per worker process id, when its first batch started (epoch seconds; a
             replaced worker shows up as a new process).
+        per_worker: per worker process id, [batches, seconds in them, CPU seconds in them]: how
+            evenly the work was spread.
     """
 
     out: str
@@ -103,6 +105,7 @@ class Summary:
     busy: float = 0.0
     worker_cpu: float = 0.0
     first_batch: dict[int, float] = field(default_factory=dict)
+    per_worker: dict[int, list[float]] = field(default_factory=dict)
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -189,7 +192,7 @@ def predict_dataset(paths: Sequence[str | Path], out: str | Path, *, model: Any 
                 ray.shutdown()
     summary = _summarize(out, items, resumed, len(todo), time.perf_counter() - t0, startup, load, n_workers, cpus)
     return replace(summary, busy=round(timing.get("busy", 0.0), 3), worker_cpu=round(timing.get("cpu", 0.0), 3),
-                   first_batch=timing.get("first_batch", {}))
+                   first_batch=timing.get("first_batch", {}), per_worker=timing.get("workers", {}))
 
 
 def _connect(ray: Any, address: str | None) -> bool:
@@ -245,8 +248,10 @@ def _run(ray: Any, out: str, spec: EngineSpec, todo: list[Item], blocks: int, wo
     board = ray.remote(num_cpus=0)(ProgressBoard).remote()
     # One block per manifest file (Ray Data's repartition would need whole CPUs of its own).
     ds = ray.data.read_parquet(_join(out, MANIFEST), override_num_blocks=blocks, num_cpus=_IO_CPUS)
+    # Each block is one batch (batch_size=None): a batch size in rows makes Ray Data bundle small
+    # blocks until it is reached, and 12 one-segment blocks then went to one actor as one batch.
     ds = ds.map_batches(RecognizerWorker, fn_constructor_kwargs={"spec": spec, "board": board},
-                        batch_size=_ROWS_PER_BLOCK, batch_format="pyarrow", num_cpus=cpus,
+                        batch_size=None, batch_format="pyarrow", num_cpus=cpus,
                         compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=_IN_FLIGHT))
     stop = threading.Event()
     drawer = threading.Thread(target=watch, args=(board, stop, len(todo), sum(it.frames for it in todo), progress),

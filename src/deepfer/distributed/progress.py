@@ -21,6 +21,7 @@ class ProgressBoard:
         self.first: dict[int, float] = {}  # worker process -> when its first batch started (epoch s)
         self.window = [float("inf"), 0.0]  # first batch start, last batch end (epoch s)
         self.cpu = 0.0  # CPU seconds of the workers' batches (a re-run batch counts twice)
+        self.workers: dict[int, list[float]] = {}  # worker process -> [batches, seconds in them, CPU seconds]
 
     def add(self, stats: dict[str, tuple[int, int, int]], worker: int = 0, began: float = 0.0, ended: float = 0.0,
             cpu: float = 0.0) -> None:
@@ -28,13 +29,17 @@ class ProgressBoard:
         self.first.setdefault(worker, began)
         self.window = [min(self.window[0], began), max(self.window[1], ended)]
         self.cpu += cpu
+        w = self.workers.setdefault(worker, [0, 0.0, 0.0])
+        w[0], w[1], w[2] = w[0] + 1, w[1] + ended - began, w[2] + cpu
 
     def timing(self) -> dict[str, Any]:
         """``busy``: seconds from the first batch's start to the last one's end (cluster start,
         model loading and the summary excluded); ``cpu``: the workers' CPU seconds in batches;
-        ``first_batch``: each worker process's first batch start (epoch seconds)."""
+        ``first_batch``: each worker process's first batch start (epoch seconds); ``workers``: per
+        worker process, [batches, seconds in them, CPU seconds in them]."""
         busy = max(0.0, self.window[1] - self.window[0]) if self.first else 0.0
-        return {"busy": busy, "cpu": self.cpu, "first_batch": dict(self.first)}
+        return {"busy": busy, "cpu": self.cpu, "first_batch": dict(self.first),
+                "workers": {k: list(v) for k, v in self.workers.items()}}
 
     def totals(self) -> tuple[int, int, int, int]:
         """(items, records, faces, errors) so far."""
