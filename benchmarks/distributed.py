@@ -133,7 +133,8 @@ def main() -> None:
             wall, s = engine(paths, tmp / f"e{w}_{name}", w)
             assert not s["missing"] and not s["duplicated"], s
             runs[f"engine{w}_{name}"] = {"cli_wall": wall, "records": s["records"], "busy": s["busy"],
-                                         "cpu": s["worker_cpu"], "startup": s["startup"], "seconds": s["seconds"]}
+                                         "cpu": s["worker_cpu"], "startup": s["startup"], "seconds": s["seconds"],
+                                         "per_worker": list(s.get("per_worker", {}).values())}
     load.append(os.getloadavg()[0])
     runs["recovery"] = killed_worker([photos], tmp / "killed")
     load.append(os.getloadavg()[0])
@@ -208,7 +209,10 @@ def write_markdown(r: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         f"- 2 workers / 1 worker, running rate: {rate('engine2_images') / rate('engine1_images'):.2f}x on photos, "
         f"{rate('engine2_frames') / rate('engine1_frames'):.2f}x on frames (target >= 1.4x"
         + ("; not meaningful on this loaded machine: re-measure idle)." if shared
-           else "). One worker has the machine's cores as torch threads, two have one each."),
+           else "). One worker has the machine's cores as torch threads, two have one each.")
+        + "".join(f" {k}, 2 workers: " + " and ".join(f"{int(b)} batches in {t:.1f} s ({c:.1f} CPU s)"
+                                                      for b, t, c in r[f"engine2_{k}"]["per_worker"]) + "."
+                  for k in ("images", "frames") if r[f"engine2_{k}"].get("per_worker")),
         f"- A recognizer actor SIGKILLed once the first file was written (2 workers, photos): "
         f"{len(summ['missing'])} items missing, {summ['duplicated']} rows duplicated, {summ['records']} records; "
         + (f"the replacement actor started its first batch {rec['kill_to_replacement_batch']:.1f} s after the kill "
