@@ -48,7 +48,7 @@ def keep_logs(run: Path, name: str, fold_ckpts: list[Path]) -> None:
             shutil.copyfile(log, dst / (f"{ckpt.parent.name}.csv" if fold_ckpts else "log.csv"))
 
 
-def card(name: str, ckpt: Checkpoint, report: dict, config: str, folds: int) -> str:
+def card(name: str, ckpt: Checkpoint, report: dict, config: str, folds: int, final: bool = False) -> str:
     info = ckpt.info
     cfg = info["train_config"]
     params = sum(v.numel() for k, v in ckpt.state_dict.items() if "running" not in k and "num_batches" not in k)
@@ -69,15 +69,20 @@ def card(name: str, ckpt: Checkpoint, report: dict, config: str, folds: int) -> 
         f"{ckpt.preprocess.size} grayscale, normalised (x/255 - {ckpt.config.mean}) / {ckpt.config.std}",
         f"- labels (output order): {', '.join(ckpt.labels)}",
         f"- training data: `{cfg['dataset']}` from `{cfg['data']}`, protocol `{cfg['protocol']}`; {init}",
-        f"- model selection: the epoch with the best validation accuracy ({100 * info['val_accuracy']:.2f}% at epoch "
-        f"{info['best_epoch']}" + (", fold 0" if folds > 1 else "") + "); the test split was never used for selection",
+        (f"- model selection: the weights at the end of the schedule (epoch {info['epoch']}, validation accuracy "
+         f"{100 * info['val_accuracy']:.2f}%; the best clean-validation epoch was {info['best_epoch']}), chosen on "
+         "validation faces under the `wild` conditions (`benchmarks/WILD_VALIDATION.md`); the test split was never "
+         "used for selection" if final else
+         f"- model selection: the epoch with the best validation accuracy ({100 * info['val_accuracy']:.2f}% at epoch "
+         f"{info['best_epoch']}" + (", fold 0" if folds > 1 else "") + "); the test split was never used for selection"),
         f"- test accuracy ({report['split']} split of `{report['protocol']}`"
         + (", majority-vote labels" if cfg["dataset"] == "ferplus" else "")
         + f", measured by `scripts/ship_weights.py`): {acc}",
         f"- weighted precision / recall: {100 * report['weighted_precision']:.2f}% / {100 * report['weighted_recall']:.2f}%; "
         f"unweighted: {100 * report['unweighted_precision']:.2f}% / {100 * report['unweighted_recall']:.2f}%",
         f"- trained with: `deepfer train --config {config}` ({cfg['epochs']} epochs planned; the selected epoch "
-        f"{info['best_epoch']} was reached after {info['train_seconds'] / 60:.1f} min on this project's shared 2-core CPU"
+        f"{info['epoch'] if final else info['best_epoch']} was reached after {info['train_seconds'] / 60:.1f} min on "
+        "this project's shared 2-core CPU"
         + (", fold 0" if folds > 1 else "") + ")",
         f"- torch {info.get('torch', '?')}; weights stored as {info.get('stored_dtype', 'float32')}"
         + (" (loaded into the float32 model)" if info.get("stored_dtype") == "float16" else ""),
@@ -165,6 +170,8 @@ def main() -> None:
     ap.add_argument("name", nargs="?")
     ap.add_argument("--config", help="the recipe that trained the run (recorded in the card)")
     ap.add_argument("--no-calibrate", action="store_true", help="ship without fitting a temperature")
+    ap.add_argument("--final", action="store_true", help="ship final.pt (the end of the schedule) rather than best.pt, "
+                    "where another validation chose it (the card says so)")
     ap.add_argument("--recalibrate", nargs="*", metavar="NAME",
                     help="fit the temperature of shipped weights in place (no NAME: every shipped file)")
     ap.add_argument("--report-only", action="store_true",
@@ -194,7 +201,7 @@ def main() -> None:
         write_sums(WEIGHTS)
     else:
         target = WEIGHTS / f"{args.name}.pt"
-        Checkpoint.load(run / "best.pt").for_inference(half=not args.float32).save(target)
+        Checkpoint.load(run / ("final.pt" if args.final else "best.pt")).for_inference(half=not args.float32).save(target)
         write_sums(WEIGHTS)
         if not args.no_calibrate:
             fit_temperature_in_place(target)
@@ -204,7 +211,7 @@ def main() -> None:
     report = evaluate([str(target)], cfg["dataset"], cfg["data"], cfg["protocol"], seed=cfg["seed"],
                       dataset_options=options)
     keep_logs(run, args.name, fold_ckpts)
-    text = card(args.name, first, report, args.config, len(fold_ckpts) or 1)
+    text = card(args.name, first, report, args.config, len(fold_ckpts) or 1, args.final)
     if args.report_only:
         REPORTS.mkdir(parents=True, exist_ok=True)
         text += (f"\nNot shipped in the package (size); evaluated in place from `{run}` by "

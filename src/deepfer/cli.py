@@ -231,8 +231,8 @@ class PredictOptions(DetectorOptions):
                                   "one input)", metavar="OUT")
     batch_size: int = option(256, "face crops per forward pass", type=int)
     threads: int | None = option(None, "backend threads (default: torch's own, 2 for onnxruntime)", type=int)
-    tta: str | None = option(None, "average each face's scores with its mirror image's: photos (the default; not "
-                             "video or webcam frames), all (also a bare --tta), none",
+    tta: str | None = option(None, "average each face's scores with its mirror image's: none (the default), photos "
+                             "(not video or webcam frames), all (also a bare --tta)",
                              choices=["photos", "all", "none"], nargs="?", const="all")
     uncalibrated: bool = option(False, "scores from the plain softmax, without the weights' fitted temperature")
     no_progress: bool = option(False, "no progress bar")

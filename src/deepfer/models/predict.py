@@ -58,11 +58,11 @@ def predict_logits(model: nn.Module, images: np.ndarray | Tensor, batch_size: in
 
 
 TTA_MODES = ("none", "photos", "all")
-# Mirror-image averaging (deepfer.inference.Recognizer's ``tta``) by default on photos, not on video
-# frames (benchmarks/TTA.md: its gain on the cross-dataset conditions and its cost end to end, where
-# a photo's detection dwarfs a second classification; a video frame's detection is shared by four
-# frames, its classification is not).
-TTA = "photos"
+# Mirror-image averaging (deepfer.inference.Recognizer's ``tta``) is off by default: on the default
+# weights it gains -0.4 points on the cross-dataset conditions at 1.07x the end-to-end time of a
+# photo (benchmarks/TTA.md; the rule is >= 0.5 points at <= 1.15x). ``photos`` mirrors photos but not
+# video frames (a frame's detection is shared by four frames, its classification is not).
+TTA = "none"
 
 
 @torch.inference_mode()

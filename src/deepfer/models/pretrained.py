@@ -29,7 +29,7 @@ from deepfer.models.registry import create_model as _build
 __all__ = ["BEST", "DEFAULT", "Pretrained", "create_model", "list_pretrained", "load_checkpoint",
            "load_pretrained", "resolve", "shipped_sha256", "write_sums"]
 
-DEFAULT = "deepfer_fer2013-kd"
+DEFAULT = "deepfer_fer2013-wild"
 # What a bare architecture name (or pretrained=True) loads: its best FER2013 weights (chosen on
 # validation; see the cards).
 BEST = {"deepfer": DEFAULT, "deep-emotion": "deep-emotion_fer2013-kd"}
