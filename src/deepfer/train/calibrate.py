@@ -10,7 +10,7 @@ minimum; no learning rate or iteration count to tune. The test split is never re
 has no minimum: when the model classifies every validation face correctly (small CK+ splits), the
 NLL keeps falling as T -> 0 and the "fit" would make every score 1.0; then T stays 1 and the
 checkpoint says why.
-Measured on the shipped default (``deepfer_fer2013-kd``, FER2013 official protocol): T = 0.934 on
+Measured on ``deepfer_fer2013-kd`` (the default until ``-wild``, FER2013 official protocol): T = 0.934 on
 PublicTest, PrivateTest ECE 0.0292 -> 0.0276; on FER+ T = 0.71-0.76, ECE 0.063-0.067 -> 0.013-0.017
 (``benchmarks/RESULTS.md``, "Calibration", has every shipped model).
 """
