@@ -101,19 +101,8 @@ for line in sys.stdin:
     print(json.dumps(out), flush=True)
 """
 
-# `deepfer predict ARGS`, then this process's peak RSS (KiB) written to the file named first. VmHWM
-# and not ru_maxrss: Linux starts a child's ru_maxrss at its parent's size (the peak of the memory
-# it had before exec), so the benchmark's own size would show as the child's.
-PREDICT = r"""
-import sys
-from deepfer.cli import main
-try:
-    rc = main(sys.argv[2:])
-finally:
-    with open(sys.argv[1], "w") as f:
-        f.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
-sys.exit(rc)
-"""
+# `deepfer ARGS` in a child, then its peak RSS (KiB) written to the file named first (the corpus's).
+PREDICT = corpus.PEAK_CLI
 
 
 # -- files -----------------------------------------------------------------------------------------

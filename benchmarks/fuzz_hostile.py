@@ -276,7 +276,7 @@ def _tree_mb(pid: int, field: str) -> float:
 
 
 def server_checks(folder: Path) -> dict[str, Any]:
-    from load_test import free_port, spawn_server
+    from load_test import free_port, running
     from serve_helpers import encode, portrait, slow_png, write_video
 
     from deepfer.serve.protocol import HEADER_TIMEOUT
@@ -284,8 +284,7 @@ def server_checks(folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     photo = encode(portrait((320, 240)))
     port = free_port()
-    server = spawn_server(port, ["--workers", "2", "--detector", "haar", "--backend", "torch"])
-    try:
+    with running(port, ["--workers", "2", "--detector", "haar", "--backend", "torch"]) as pid:
         _post(port, "/v1/predict", photo, "image/jpeg")
         videos = []
         for side, frames in ((2828, 64), (4000, 64)):
@@ -294,11 +293,11 @@ def server_checks(folder: Path) -> dict[str, Any]:
         rows = []
         for side, path in videos:
             print(f"  /v1/video {side}x{side}", flush=True)
-            before = _tree_mb(server.pid, "VmRSS")
-            hwm_before = max(_hwm(p) for p in _pids(server.pid))
+            before = _tree_mb(pid, "VmRSS")
+            hwm_before = max(_hwm(p) for p in _pids(pid))
             status, body, took = _post(port, f"/v1/video?name={path.name}", path.read_bytes(), "video/x-msvideo")
-            after = _tree_mb(server.pid, "VmRSS")
-            peak = max(_hwm(p) for p in _pids(server.pid))
+            after = _tree_mb(pid, "VmRSS")
+            peak = max(_hwm(p) for p in _pids(pid))
             rows.append({"video": f"{side}x{side}, {body.get('frames')} flat frames, {path.stat().st_size // 1024} KB",
                          "status": status, "seconds": round(took, 1), "rss_before_mb": round(before, 1),
                          "rss_after_mb": round(after, 1), "server_peak_mb": round(peak, 1),
@@ -364,17 +363,10 @@ def server_checks(folder: Path) -> dict[str, Any]:
         finally:
             for c in socks:
                 c.close()
-    finally:
-        server.send_signal(2)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
     # /v1/track with a short timeout and one worker, as the issue ran it
     print("  /v1/track", flush=True)
     port = free_port()
-    server = spawn_server(port, ["--workers", "1", "--timeout", "0.3", "--detector", "haar", "--backend", "torch"])
-    try:
+    with running(port, ["--workers", "1", "--timeout", "0.3", "--detector", "haar", "--backend", "torch"]):
         for _ in range(3):
             _post(port, "/v1/track?session=w", photo, "image/jpeg")
         slow = slow_png()
@@ -383,12 +375,6 @@ def server_checks(folder: Path) -> dict[str, Any]:
         newline = _post(port, "/v1/track?session=abc%0A", photo, "image/jpeg")
         out["track"] = {"slow_status": s[0], "slow_s": round(s[2], 2), "next_frame_status": q[0],
                         "next_frame_s": round(q[2], 2), "session_with_newline_status": newline[0]}
-    finally:
-        server.send_signal(2)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
     return out
 
 

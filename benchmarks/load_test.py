@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import ipaddress
 import json
@@ -36,6 +37,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +299,21 @@ def spawn_server(port: int, extra: list[str]) -> subprocess.Popen[bytes]:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("server did not start within 120 s")
+
+
+@contextlib.contextmanager
+def running(port: int, server_args: list[str]) -> Iterator[int]:
+    """``deepfer serve`` on 127.0.0.1:``port``; yields its pid; stopped (SIGINT, then SIGKILL)."""
+    server = spawn_server(port, server_args)
+    try:
+        yield server.pid
+    finally:
+        server.send_signal(2)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
 
 
 def loopback_target(url: str) -> tuple[str, int]:

@@ -25,18 +25,15 @@ are counted, the server is stopped (SIGINT, then SIGKILL) at the end. Loopback o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import io
 import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +43,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_name, write_report  # noqa: E402
 from fuzz import _tree  # noqa: E402
-from load_test import free_port, spawn_server  # noqa: E402
+from load_test import free_port, running  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -382,21 +379,6 @@ def markdown(res: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
         *load_markdown(res, meta),
     ]
     path.write_text("\n".join(lines))
-
-
-@contextlib.contextmanager
-def running(port: int, server_args: list[str]) -> Iterator[int]:
-    """``deepfer serve`` on 127.0.0.1:``port``; yields its pid; stopped (SIGINT, then SIGKILL)."""
-    server = spawn_server(port, server_args)
-    try:
-        yield server.pid
-    finally:
-        server.send_signal(2)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
 
 
 def run_load(args: argparse.Namespace, small: bytes, command: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -18,14 +18,13 @@ import math
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deepfer.data import load_dataset, split
 from deepfer.labels import map_to_model
 from deepfer.models.classifier import build_classifier
 from deepfer.train.evaluate import resolve_weights
+from deepfer.train.wild_ops import LowResolution
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
@@ -54,8 +53,8 @@ def _shift_scale(x: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
 
 
 def _lowres(x: torch.Tensor, side: int) -> torch.Tensor:
-    small = F.interpolate(x, size=(side, side), mode="area")
-    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    """Every face as a ``side``-px face scaled back up: the training op at one size, on all faces."""
+    return LowResolution(x.shape[-1], smallest=side, largest=side, p=1.0)(x)
 
 
 def _noise(x: torch.Tensor, std: float) -> torch.Tensor:

@@ -466,7 +466,7 @@ def checkpoints(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 # `deepfer ARGS`, then its own peak RSS (VmHWM, KiB) written to the file named first. VmHWM, not
 # wait4's ru_maxrss: Linux starts a child's ru_maxrss at its parent's size (pytest's, here).
-_CLI = r"""
+PEAK_CLI = r"""
 import sys
 from deepfer.cli import main
 try:
@@ -485,7 +485,7 @@ def cli_peak(args: list[str], env: dict[str, str] | None = None, timeout: float 
     import tempfile
 
     with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
-        proc = subprocess.run([sys.executable, "-c", _CLI, hwm.name, *args], stdout=subprocess.DEVNULL,
+        proc = subprocess.run([sys.executable, "-c", PEAK_CLI, hwm.name, *args], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, env=env, timeout=timeout)
         peak = hwm.read().strip()
     return proc.returncode, proc.stderr.decode(), int(peak) / 1024 if peak else float("nan")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -31,3 +32,13 @@ def make_checkpoint(path: Path, seed: int = 0) -> Path:
 
 def noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def rolled_video(path: Path, portrait: Path, frames: int) -> Path:
+    """An MJPG video at 10 fps of ``portrait`` (256x256) shifted one pixel right per frame."""
+    face = cv2.resize(cv2.imread(str(portrait)), (256, 256))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
+    for i in range(frames):
+        writer.write(np.roll(face, i, axis=1))
+    writer.release()
+    return path

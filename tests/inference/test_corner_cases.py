@@ -8,9 +8,9 @@ import json
 import os
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+
+from infer_helpers import rolled_video
 
 from deepfer.cli import main
 from deepfer.inference.inputs import expand
@@ -18,13 +18,7 @@ from deepfer.inference.inputs import expand
 
 @pytest.fixture
 def video(tmp_path: Path, astronaut: Path) -> Path:
-    path = tmp_path / "clip.avi"
-    face = cv2.resize(cv2.imread(str(astronaut)), (256, 256))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
-    for i in range(15):
-        writer.write(np.roll(face, i, axis=1))
-    writer.release()
-    return path
+    return rolled_video(tmp_path / "clip.avi", astronaut, 15)
 
 
 def test_the_same_video_twice_is_two_streams(capsys: pytest.CaptureFixture[str], tmp_path: Path, video: Path,

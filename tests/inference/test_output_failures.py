@@ -12,9 +12,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+
+from infer_helpers import rolled_video
 
 from deepfer.cli import main
 
@@ -39,13 +39,7 @@ def _one_line_error(code: int, err: str) -> None:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory, astronaut: Path) -> Path:
     """A 2 s MJPG video of the bundled portrait at 10 fps."""
-    path = tmp_path_factory.mktemp("video") / "clip.avi"
-    face = cv2.resize(cv2.imread(str(astronaut)), (256, 256))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
-    for i in range(20):
-        writer.write(np.roll(face, i, axis=1))
-    writer.release()
-    return path
+    return rolled_video(tmp_path_factory.mktemp("video") / "clip.avi", astronaut, 20)
 
 
 @pytest.fixture
